@@ -1,0 +1,30 @@
+//! Tributary's data model. Plain types and pure functions only: nothing here does I/O, so every
+//! other crate can depend on it and its behaviour is tested without a database or a network.
+
+pub mod account;
+pub mod event;
+pub mod timestamp;
+pub mod token;
+
+pub use account::{Account, AccountId};
+pub use event::{NewEvent, StoredEvent, StreamInfo, validate_stream_name};
+pub use token::{Expiry, NewToken, Role, TokenHash, TokenRecord, TokenSecret};
+
+/// Microseconds since the Unix epoch: how every instant is stored, on both backends.
+pub type Micros = i64;
+
+pub fn to_micros(t: time::OffsetDateTime) -> Micros {
+    (t.unix_timestamp_nanos() / 1_000) as Micros
+}
+
+pub fn from_micros(micros: Micros) -> time::OffsetDateTime {
+    // Out-of-range values cannot come from `to_micros`; clamp rather than panic on a corrupt row.
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}
+
+/// RFC 3339 text for API output.
+pub fn format_rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}

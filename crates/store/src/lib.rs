@@ -1,0 +1,198 @@
+//! Storage. One [`Store`] trait, implemented for embedded SQLite (the default) and for
+//! PostgreSQL (scale-out: several `serve` processes on one database). Everything above this
+//! crate talks to `Arc<dyn Store>` and never learns which backend it runs on.
+//!
+//! Invariants:
+//! - Every method is one transaction: it either fully happens or not at all.
+//! - Instants are stored as microseconds since the epoch (`BIGINT`/`INTEGER`) on both backends.
+//! - Event ids increase in commit order within an account and stream, on both backends, so
+//!   consumers can tail a stream by id (see `postgres.rs` for how that holds across nodes).
+
+/// The columns of a token row, in the order `token_from_parts` takes them.
+macro_rules! token_columns {
+    () => {
+        "id, account_id, name, description, roles, hash, created_at, expires_at"
+    };
+}
+
+mod migrate;
+mod postgres;
+mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tributary_core::{
+    Account, AccountId, Micros, NewEvent, NewToken, StoredEvent, StreamInfo, TokenHash,
+    TokenRecord,
+};
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+pub use writer::{EventWriter, WriteError, WriterConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("schema migration {version} ({name}) failed: {source}")]
+    Migration {
+        version: i64,
+        name: &'static str,
+        source: sqlx::Error,
+    },
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("the database at {0} was written by a newer Tributary (schema version {1})")]
+    TooNew(String, i64),
+    #[error("unsupported database URL: {0}")]
+    UnsupportedUrl(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// What `bootstrap` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// The store was empty: account 1 and the install admin token now exist.
+    Created { aid: AccountId },
+    /// Accounts already existed; nothing changed.
+    AlreadyInitialised,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+
+    /// On an empty store, creates account 1 (named `account_name`) and the install-wide admin
+    /// token, atomically, and safely when several processes start at once.
+    async fn bootstrap(&self, account_name: &str, admin: &NewToken, now: Micros)
+    -> Result<Bootstrap>;
+
+    async fn create_account(&self, name: &str, now: Micros) -> Result<Account>;
+    async fn account(&self, aid: AccountId) -> Result<Option<Account>>;
+
+    async fn create_token(&self, token: &NewToken) -> Result<TokenRecord>;
+    /// Tokens of one account, oldest first.
+    async fn tokens(&self, aid: AccountId) -> Result<Vec<TokenRecord>>;
+    /// Deletes a token of `aid`; false when no such token exists in that account.
+    async fn delete_token(&self, aid: AccountId, id: i64) -> Result<bool>;
+    async fn token_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenRecord>>;
+
+    /// Appends events (any accounts and streams) in one transaction and updates the per-stream
+    /// counters. Called by [`EventWriter`], which groups concurrent requests into one call.
+    async fn append_events(&self, events: &[NewEvent]) -> Result<()>;
+    async fn streams(&self, aid: AccountId) -> Result<Vec<StreamInfo>>;
+    /// The most recent events of a stream, newest first.
+    async fn recent_events(
+        &self,
+        aid: AccountId,
+        stream: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>>;
+}
+
+/// Opens the store a `serve` process was configured with: PostgreSQL when `database_url` is a
+/// `postgres://` URL, otherwise `tributary.db` in `data_dir`. Runs pending migrations.
+pub async fn open(database_url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>> {
+    match database_url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(Arc::new(PgStore::connect(url).await?))
+        }
+        Some(url) if url.starts_with("sqlite:") => {
+            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            Ok(Arc::new(SqliteStore::open(Path::new(path)).await?))
+        }
+        Some(other) => Err(StoreError::UnsupportedUrl(redact_url(other))),
+        None => Ok(Arc::new(
+            SqliteStore::open(&data_dir.join("tributary.db")).await?,
+        )),
+    }
+}
+
+/// A database URL fit for a log line: the password, if any, replaced.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+fn token_from_parts(
+    id: i64,
+    account_id: Option<i64>,
+    name: String,
+    description: String,
+    roles: &str,
+    hash: &str,
+    created_at: i64,
+    expires_at: Option<i64>,
+) -> Result<TokenRecord> {
+    let roles = tributary_core::token::roles_from_text(roles).map_err(StoreError::Corrupt)?;
+    let hash = TokenHash::from_hex(hash)
+        .ok_or_else(|| StoreError::Corrupt(format!("token {id} has a malformed hash")))?;
+    Ok(TokenRecord {
+        id,
+        account_id,
+        name,
+        description,
+        roles,
+        hash,
+        created_at,
+        expires_at,
+    })
+}
+
+fn parse_payload(id: i64, text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("event {id} payload is not JSON: {e}")))
+}
+
+/// Per-stream counter deltas of a batch, so the counters are one upsert per stream.
+fn stream_deltas(events: &[NewEvent]) -> Vec<(AccountId, &str, i64, Micros)> {
+    let mut deltas: Vec<(AccountId, &str, i64, Micros)> = Vec::new();
+    for e in events {
+        match deltas
+            .iter_mut()
+            .find(|(aid, s, _, _)| *aid == e.account_id && *s == e.stream)
+        {
+            Some(d) => {
+                d.2 += 1;
+                d.3 = d.3.max(e.received_at);
+            }
+            None => deltas.push((e.account_id, &e.stream, 1, e.received_at)),
+        }
+    }
+    deltas
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("mysql://x"), "mysql://x");
+    }
+}

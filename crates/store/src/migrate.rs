@@ -1,0 +1,73 @@
+//! Embedded schema migrations, applied at start-up. A small runner of our own rather than
+//! `sqlx::migrate!`, which would pull sqlx's macro crates (and a second build of both drivers).
+//! Migrations are append-only: never edit one that has shipped; add the next number.
+
+use sqlx::{Executor, Row};
+
+use crate::{Result, StoreError};
+
+pub(crate) struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub(crate) const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    name: "foundation",
+    sql: include_str!("../migrations/sqlite/0001_foundation.sql"),
+}];
+
+pub(crate) const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    name: "foundation",
+    sql: include_str!("../migrations/postgres/0001_foundation.sql"),
+}];
+
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
+
+/// Applies pending migrations on one connection. The caller holds whatever lock keeps other
+/// processes out (SQLite: the single writer; PostgreSQL: an advisory lock).
+pub(crate) async fn run<DB>(
+    conn: &mut DB::Connection,
+    migrations: &[Migration],
+    where_: &str,
+) -> Result<()>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    i64: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    conn.execute(sqlx::raw_sql(CREATE_TABLE)).await?;
+    let row = conn
+        .fetch_one(sqlx::raw_sql(
+            "SELECT CAST(COALESCE(MAX(version), 0) AS BIGINT) FROM schema_migrations",
+        ))
+        .await?;
+    let current: i64 = row.try_get(0)?;
+    let newest = migrations.last().map_or(0, |m| m.version);
+    if current > newest {
+        return Err(StoreError::TooNew(where_.to_string(), current));
+    }
+    let now = tributary_core::to_micros(time::OffsetDateTime::now_utc());
+    for m in migrations.iter().filter(|m| m.version > current) {
+        let insert = format!(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ({}, '{}', {now})",
+            m.version, m.name
+        );
+        let script = format!("BEGIN;\n{}\n;{insert};\nCOMMIT;", m.sql);
+        if let Err(source) = conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(script))).await {
+            // A failed statement leaves the transaction open on some backends.
+            let _ = conn.execute(sqlx::raw_sql("ROLLBACK")).await;
+            return Err(StoreError::Migration {
+                version: m.version,
+                name: m.name,
+                source,
+            });
+        }
+        tracing::info!(version = m.version, name = m.name, "applied schema migration");
+    }
+    Ok(())
+}

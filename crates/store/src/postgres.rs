@@ -1,0 +1,272 @@
+//! PostgreSQL, for scale-out: several `serve` processes share one database.
+//!
+//! Cross-node invariants are kept with transaction-scoped advisory locks:
+//! - `LOCK_BOOTSTRAP` makes first start-up create account 1 exactly once.
+//! - `LOCK_EVENTS` serialises event appends, so ids are allocated and become visible in the
+//!   same order on every node: a consumer tailing a stream by id never sees id 11 committed
+//!   while id 10 is still in flight and would be skipped. Each append is a whole group commit,
+//!   so the lock is taken once per batch, not per event.
+//! - `LOCK_MIGRATE` (session-scoped) keeps two starting nodes from migrating at once.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Acquire, Row};
+use tributary_core::{
+    Account, AccountId, Micros, NewEvent, NewToken, StoredEvent, StreamInfo, TokenHash,
+    TokenRecord, from_micros, token::roles_to_text,
+};
+
+use crate::{
+    Backend, Bootstrap, Result, Store, migrate, parse_payload, redact_url, stream_deltas,
+    token_from_parts,
+};
+
+const LOCK_MIGRATE: i64 = 0x7472_6962_0001;
+const LOCK_BOOTSTRAP: i64 = 0x7472_6962_0002;
+const LOCK_EVENTS: i64 = 0x7472_6962_0003;
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        {
+            let mut conn = pool.acquire().await?;
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(LOCK_MIGRATE)
+                .execute(&mut *conn)
+                .await?;
+            let migrated =
+                migrate::run::<sqlx::Postgres>(&mut conn, migrate::POSTGRES, &redact_url(url)).await;
+            sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(LOCK_MIGRATE)
+                .execute(&mut *conn)
+                .await?;
+            migrated?;
+        }
+        Ok(PgStore { pool })
+    }
+}
+
+fn token_from_row(row: &PgRow) -> Result<TokenRecord> {
+    token_from_parts(
+        row.try_get("id")?,
+        row.try_get("account_id")?,
+        row.try_get("name")?,
+        row.try_get("description")?,
+        row.try_get("roles")?,
+        row.try_get("hash")?,
+        row.try_get("created_at")?,
+        row.try_get("expires_at")?,
+    )
+}
+
+fn account_from_row(row: &PgRow) -> Result<Account> {
+    Ok(Account {
+        aid: row.try_get("aid")?,
+        name: row.try_get("name")?,
+        created: from_micros(row.try_get("created_at")?),
+    })
+}
+
+
+async fn insert_token(conn: &mut sqlx::PgConnection, t: &NewToken) -> Result<TokenRecord> {
+    let row = sqlx::query(concat!("INSERT INTO tokens (account_id, name, description, roles, hash, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ", token_columns!(), ""))
+    .bind(t.account_id)
+    .bind(&t.name)
+    .bind(&t.description)
+    .bind(roles_to_text(&t.roles))
+    .bind(t.hash.to_hex())
+    .bind(t.created_at)
+    .bind(t.expires_at)
+    .fetch_one(conn)
+    .await?;
+    token_from_row(&row)
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn bootstrap(&self, account_name: &str, admin: &NewToken, now: Micros) -> Result<Bootstrap> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(LOCK_BOOTSTRAP)
+            .execute(&mut *tx)
+            .await?;
+        let existing: i64 = sqlx::query("SELECT COUNT(*) FROM accounts")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        if existing > 0 {
+            return Ok(Bootstrap::AlreadyInitialised);
+        }
+        let aid: i64 =
+            sqlx::query("INSERT INTO accounts (name, created_at) VALUES ($1, $2) RETURNING aid")
+                .bind(account_name)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+        insert_token(&mut tx, admin).await?;
+        tx.commit().await?;
+        Ok(Bootstrap::Created { aid })
+    }
+
+    async fn create_account(&self, name: &str, now: Micros) -> Result<Account> {
+        let row = sqlx::query(
+            "INSERT INTO accounts (name, created_at) VALUES ($1, $2) RETURNING aid, name, created_at",
+        )
+        .bind(name)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        account_from_row(&row)
+    }
+
+    async fn account(&self, aid: AccountId) -> Result<Option<Account>> {
+        let row = sqlx::query("SELECT aid, name, created_at FROM accounts WHERE aid = $1")
+            .bind(aid)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(account_from_row).transpose()
+    }
+
+    async fn create_token(&self, token: &NewToken) -> Result<TokenRecord> {
+        let mut conn = self.pool.acquire().await?;
+        insert_token(&mut conn, token).await
+    }
+
+    async fn tokens(&self, aid: AccountId) -> Result<Vec<TokenRecord>> {
+        let rows = sqlx::query(concat!("SELECT ", token_columns!(), " FROM tokens WHERE account_id = $1 ORDER BY id"))
+        .bind(aid)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn delete_token(&self, aid: AccountId, id: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND id = $2")
+            .bind(aid)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn token_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenRecord>> {
+        let row = sqlx::query(concat!("SELECT ", token_columns!(), " FROM tokens WHERE hash = $1"))
+            .bind(hash.to_hex())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn append_events(&self, events: &[NewEvent]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut accounts = Vec::with_capacity(events.len());
+        let mut streams = Vec::with_capacity(events.len());
+        let mut received = Vec::with_capacity(events.len());
+        let mut event_times = Vec::with_capacity(events.len());
+        let mut payloads = Vec::with_capacity(events.len());
+        for e in events {
+            accounts.push(e.account_id);
+            streams.push(e.stream.as_str());
+            received.push(e.received_at);
+            event_times.push(e.event_time);
+            payloads.push(e.payload.as_str());
+        }
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(LOCK_EVENTS)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO events (account_id, stream, received_at, event_time, payload)
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[])",
+        )
+        .bind(&accounts)
+        .bind(&streams)
+        .bind(&received)
+        .bind(&event_times)
+        .bind(&payloads)
+        .execute(&mut *tx)
+        .await?;
+        for (aid, stream, count, last) in stream_deltas(events) {
+            sqlx::query(
+                "INSERT INTO streams (account_id, name, event_count, last_received)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (account_id, name) DO UPDATE SET
+                   event_count = streams.event_count + excluded.event_count,
+                   last_received = GREATEST(streams.last_received, excluded.last_received)",
+            )
+            .bind(aid)
+            .bind(stream)
+            .bind(count)
+            .bind(last)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn streams(&self, aid: AccountId) -> Result<Vec<StreamInfo>> {
+        let rows = sqlx::query(
+            "SELECT name, event_count, last_received FROM streams WHERE account_id = $1 ORDER BY name",
+        )
+        .bind(aid)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StreamInfo {
+                    name: r.try_get("name")?,
+                    count: r.try_get("event_count")?,
+                    last_received_micros: r.try_get("last_received")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn recent_events(&self, aid: AccountId, stream: &str, limit: u32) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, stream, received_at, event_time, payload FROM events
+             WHERE account_id = $1 AND stream = $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(aid)
+        .bind(stream)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: i64 = r.try_get("id")?;
+                let payload: &str = r.try_get("payload")?;
+                Ok(StoredEvent {
+                    id,
+                    stream: r.try_get("stream")?,
+                    received_at: r.try_get("received_at")?,
+                    event_time: r.try_get("event_time")?,
+                    payload: parse_payload(id, payload)?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,259 @@
+//! Embedded SQLite: one file in the data dir, WAL journal, `synchronous = FULL` so that a
+//! committed transaction survives a crash of the process or the machine.
+//!
+//! Writes go through a pool of exactly one connection (SQLite has one writer at a time anyway,
+//! and this avoids `SQLITE_BUSY` between our own connections); reads use a separate pool.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Acquire, Row};
+use tributary_core::{
+    Account, AccountId, Micros, NewEvent, NewToken, StoredEvent, StreamInfo, TokenHash,
+    TokenRecord, from_micros, token::roles_to_text,
+};
+
+use crate::{Backend, Bootstrap, Result, Store, migrate, parse_payload, stream_deltas, token_from_parts};
+
+/// SQLite's default limit on bound parameters is 32766; six per event row.
+const ROWS_PER_INSERT: usize = 500;
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-65536");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        {
+            let mut conn = writer.acquire().await?;
+            migrate::run::<sqlx::Sqlite>(&mut conn, migrate::SQLITE, &path.display().to_string())
+                .await?;
+        }
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(SqliteStore { writer, reader })
+    }
+}
+
+fn token_from_row(row: &SqliteRow) -> Result<TokenRecord> {
+    token_from_parts(
+        row.try_get("id")?,
+        row.try_get("account_id")?,
+        row.try_get("name")?,
+        row.try_get("description")?,
+        row.try_get("roles")?,
+        row.try_get("hash")?,
+        row.try_get("created_at")?,
+        row.try_get("expires_at")?,
+    )
+}
+
+fn account_from_row(row: &SqliteRow) -> Result<Account> {
+    Ok(Account {
+        aid: row.try_get("aid")?,
+        name: row.try_get("name")?,
+        created: from_micros(row.try_get("created_at")?),
+    })
+}
+
+
+async fn insert_token(conn: &mut sqlx::SqliteConnection, t: &NewToken) -> Result<TokenRecord> {
+    let row = sqlx::query(concat!("INSERT INTO tokens (account_id, name, description, roles, hash, created_at, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING ", token_columns!(), ""))
+    .bind(t.account_id)
+    .bind(&t.name)
+    .bind(&t.description)
+    .bind(roles_to_text(&t.roles))
+    .bind(t.hash.to_hex())
+    .bind(t.created_at)
+    .bind(t.expires_at)
+    .fetch_one(conn)
+    .await?;
+    token_from_row(&row)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn bootstrap(&self, account_name: &str, admin: &NewToken, now: Micros) -> Result<Bootstrap> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let existing: i64 = sqlx::query("SELECT COUNT(*) FROM accounts")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        if existing > 0 {
+            return Ok(Bootstrap::AlreadyInitialised);
+        }
+        let aid: i64 = sqlx::query("INSERT INTO accounts (name, created_at) VALUES (?, ?) RETURNING aid")
+            .bind(account_name)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        insert_token(&mut tx, admin).await?;
+        tx.commit().await?;
+        Ok(Bootstrap::Created { aid })
+    }
+
+    async fn create_account(&self, name: &str, now: Micros) -> Result<Account> {
+        let row = sqlx::query(
+            "INSERT INTO accounts (name, created_at) VALUES (?, ?) RETURNING aid, name, created_at",
+        )
+        .bind(name)
+        .bind(now)
+        .fetch_one(&self.writer)
+        .await?;
+        account_from_row(&row)
+    }
+
+    async fn account(&self, aid: AccountId) -> Result<Option<Account>> {
+        let row = sqlx::query("SELECT aid, name, created_at FROM accounts WHERE aid = ?")
+            .bind(aid)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(account_from_row).transpose()
+    }
+
+    async fn create_token(&self, token: &NewToken) -> Result<TokenRecord> {
+        let mut conn = self.writer.acquire().await?;
+        insert_token(&mut conn, token).await
+    }
+
+    async fn tokens(&self, aid: AccountId) -> Result<Vec<TokenRecord>> {
+        let rows = sqlx::query(concat!("SELECT ", token_columns!(), " FROM tokens WHERE account_id = ? ORDER BY id"))
+        .bind(aid)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn delete_token(&self, aid: AccountId, id: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM tokens WHERE account_id = ? AND id = ?")
+            .bind(aid)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn token_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenRecord>> {
+        let row = sqlx::query(concat!("SELECT ", token_columns!(), " FROM tokens WHERE hash = ?"))
+            .bind(hash.to_hex())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn append_events(&self, events: &[NewEvent]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        for chunk in events.chunks(ROWS_PER_INSERT) {
+            let mut sql = String::with_capacity(90 + chunk.len() * 16);
+            sql.push_str(
+                "INSERT INTO events (account_id, stream, received_at, event_time, payload) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                sql.push_str(if i == 0 { "(?,?,?,?,?)" } else { ",(?,?,?,?,?)" });
+            }
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for e in chunk {
+                query = query
+                    .bind(e.account_id)
+                    .bind(e.stream.as_str())
+                    .bind(e.received_at)
+                    .bind(e.event_time)
+                    .bind(e.payload.as_str());
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for (aid, stream, count, last) in stream_deltas(events) {
+            sqlx::query(
+                "INSERT INTO streams (account_id, name, event_count, last_received) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (account_id, name) DO UPDATE SET
+                   event_count = event_count + excluded.event_count,
+                   last_received = MAX(last_received, excluded.last_received)",
+            )
+            .bind(aid)
+            .bind(stream)
+            .bind(count)
+            .bind(last)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn streams(&self, aid: AccountId) -> Result<Vec<StreamInfo>> {
+        let rows = sqlx::query(
+            "SELECT name, event_count, last_received FROM streams WHERE account_id = ? ORDER BY name",
+        )
+        .bind(aid)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StreamInfo {
+                    name: r.try_get("name")?,
+                    count: r.try_get("event_count")?,
+                    last_received_micros: r.try_get("last_received")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn recent_events(&self, aid: AccountId, stream: &str, limit: u32) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, stream, received_at, event_time, payload FROM events
+             WHERE account_id = ? AND stream = ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(aid)
+        .bind(stream)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: i64 = r.try_get("id")?;
+                let payload: &str = r.try_get("payload")?;
+                Ok(StoredEvent {
+                    id,
+                    stream: r.try_get("stream")?,
+                    received_at: r.try_get("received_at")?,
+                    event_time: r.try_get("event_time")?,
+                    payload: parse_payload(id, payload)?,
+                })
+            })
+            .collect()
+    }
+}

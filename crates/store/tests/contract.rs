@@ -1,0 +1,189 @@
+//! The store contract: every test here runs against SQLite and against PostgreSQL.
+//! Add a test by writing `async fn name(store: Arc<dyn Store>)` and listing it in
+//! `contract_suite!` at the bottom.
+
+use std::sync::Arc;
+
+use tributary_core::{NewEvent, NewToken, Role, TokenHash, TokenSecret};
+use tributary_store::{Bootstrap, EventWriter, Store, WriterConfig};
+
+fn token(account_id: Option<i64>, name: &str, roles: Vec<Role>) -> (TokenSecret, NewToken) {
+    let secret = TokenSecret::generate();
+    let t = NewToken {
+        account_id,
+        name: name.into(),
+        description: format!("{name} token"),
+        roles,
+        hash: secret.hash(),
+        created_at: 1_000,
+        expires_at: Some(2_000),
+    };
+    (secret, t)
+}
+
+fn event(aid: i64, stream: &str, n: i64) -> NewEvent {
+    NewEvent {
+        account_id: aid,
+        stream: stream.into(),
+        received_at: 1_000 + n,
+        event_time: 500 + n,
+        payload: format!(r#"{{"n":{n},"text":"caf\u00e9 \"quoted\""}}"#),
+    }
+}
+
+async fn bootstrap_creates_account_one_once(store: Arc<dyn Store>) {
+    let (secret, admin) = token(None, "install admin", vec![Role::Admin]);
+    let first = store.bootstrap("Default", &admin, 10).await.unwrap();
+    assert_eq!(first, Bootstrap::Created { aid: 1 });
+    let (_, other) = token(None, "second", vec![Role::Admin]);
+    let second = store.bootstrap("Default", &other, 11).await.unwrap();
+    assert_eq!(second, Bootstrap::AlreadyInitialised);
+    let found = store.token_by_hash(&secret.hash()).await.unwrap().unwrap();
+    assert!(found.is_install_admin());
+    assert_eq!(found.roles, vec![Role::Admin]);
+    assert!(store.token_by_hash(&other.hash).await.unwrap().is_none());
+    let account = store.account(1).await.unwrap().unwrap();
+    assert_eq!(account.name, "Default");
+}
+
+async fn concurrent_bootstrap_creates_one_account(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let (_, admin) = token(None, &format!("admin {i}"), vec![Role::Admin]);
+            store.bootstrap("Default", &admin, 10).await.unwrap()
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), Bootstrap::Created { .. }) {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 1);
+    assert!(store.account(2).await.unwrap().is_none());
+}
+
+async fn accounts_get_increasing_numbers(store: Arc<dyn Store>) {
+    let (_, admin) = token(None, "admin", vec![Role::Admin]);
+    store.bootstrap("Default", &admin, 10).await.unwrap();
+    let a = store.create_account("Acme", 20).await.unwrap();
+    let b = store.create_account("Globex", 30).await.unwrap();
+    assert_eq!((a.aid, b.aid), (2, 3));
+    assert_eq!(store.account(3).await.unwrap().unwrap().name, "Globex");
+    assert!(store.account(99).await.unwrap().is_none());
+}
+
+async fn tokens_are_per_account(store: Arc<dyn Store>) {
+    let (_, admin) = token(None, "admin", vec![Role::Admin]);
+    store.bootstrap("Default", &admin, 10).await.unwrap();
+    let other = store.create_account("Other", 10).await.unwrap();
+    let (s1, t1) = token(Some(1), "one", vec![Role::DataManager, Role::Observer]);
+    let (_, t2) = token(Some(other.aid), "two", vec![Role::Observer]);
+    let r1 = store.create_token(&t1).await.unwrap();
+    let r2 = store.create_token(&t2).await.unwrap();
+    assert_eq!(r1.roles, vec![Role::DataManager, Role::Observer]);
+    assert_eq!(r1.expires_at, Some(2_000));
+    assert_eq!(r1.description, "one token");
+
+    let ones = store.tokens(1).await.unwrap();
+    assert_eq!(ones.iter().map(|t| t.id).collect::<Vec<_>>(), vec![r1.id]);
+    assert_eq!(store.tokens(other.aid).await.unwrap().len(), 1);
+
+    // Deleting through the wrong account does nothing.
+    assert!(!store.delete_token(1, r2.id).await.unwrap());
+    assert!(store.token_by_hash(&t2.hash).await.unwrap().is_some());
+    assert!(store.delete_token(1, r1.id).await.unwrap());
+    assert!(store.token_by_hash(&s1.hash()).await.unwrap().is_none());
+    assert!(!store.delete_token(1, r1.id).await.unwrap());
+    assert!(store.token_by_hash(&TokenHash::of("nope")).await.unwrap().is_none());
+}
+
+async fn duplicate_token_hash_is_refused(store: Arc<dyn Store>) {
+    let (_, admin) = token(None, "admin", vec![Role::Admin]);
+    store.bootstrap("Default", &admin, 10).await.unwrap();
+    let (_, t) = token(Some(1), "one", vec![Role::Observer]);
+    store.create_token(&t).await.unwrap();
+    assert!(store.create_token(&t).await.is_err());
+    assert_eq!(store.tokens(1).await.unwrap().len(), 1);
+}
+
+async fn events_round_trip_newest_first(store: Arc<dyn Store>) {
+    let events: Vec<_> = (0..1_200).map(|n| event(1, "braze_users", n)).collect();
+    store.append_events(&events).await.unwrap();
+    store.append_events(&[event(1, "web", 7), event(2, "braze_users", 8)]).await.unwrap();
+
+    let recent = store.recent_events(1, "braze_users", 3).await.unwrap();
+    assert_eq!(recent.len(), 3);
+    assert_eq!(recent[0].payload["n"], 1_199);
+    assert_eq!(recent[2].payload["n"], 1_197);
+    assert!(recent[0].id > recent[1].id);
+    assert_eq!(recent[0].received_at, 2_199);
+    assert_eq!(recent[0].event_time, 1_699);
+    assert_eq!(recent[0].payload["text"], "café \"quoted\"");
+
+    let streams = store.streams(1).await.unwrap();
+    let names: Vec<_> = streams.iter().map(|s| (s.name.as_str(), s.count)).collect();
+    assert_eq!(names, vec![("braze_users", 1_200), ("web", 1)]);
+    assert_eq!(streams[0].last_received_micros, 2_199);
+    assert_eq!(store.streams(2).await.unwrap()[0].count, 1);
+    assert!(store.streams(3).await.unwrap().is_empty());
+    assert!(store.recent_events(1, "missing", 10).await.unwrap().is_empty());
+}
+
+async fn group_commit_writer_stores_every_acknowledged_event(store: Arc<dyn Store>) {
+    let (writer, task) = EventWriter::spawn(store.clone(), WriterConfig::default());
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let writer = writer.clone();
+        tasks.push(tokio::spawn(async move {
+            let batch = (0..20).map(|n| event(1, "braze_users", i * 100 + n)).collect();
+            writer.write(batch).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    drop(writer);
+    task.await.unwrap();
+    assert_eq!(store.streams(1).await.unwrap()[0].count, 1_000);
+    let all = store.recent_events(1, "braze_users", 5_000).await.unwrap();
+    let mut ns: Vec<i64> = all.iter().map(|e| e.payload["n"].as_i64().unwrap()).collect();
+    ns.sort();
+    ns.dedup();
+    assert_eq!(ns.len(), 1_000);
+}
+
+macro_rules! contract_suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (store, _dir) = tributary_store::testing::sqlite_store().await;
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(store) = tributary_store::testing::pg_store().await else { return };
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
+contract_suite!(
+    bootstrap_creates_account_one_once,
+    concurrent_bootstrap_creates_one_account,
+    accounts_get_increasing_numbers,
+    tokens_are_per_account,
+    duplicate_token_hash_is_refused,
+    events_round_trip_newest_first,
+    group_commit_writer_stores_every_acknowledged_event,
+);
