@@ -1,1 +1,92 @@
+//! Tributary's HTTP server: the collection API, the v2 administration API, health and metrics.
+//!
+//! Invariants:
+//! - Every route that touches account data takes an `auth::Authorized<Policy>`; the policy is
+//!   the endpoint's declared role requirement.
+//! - Every response, success or error, is the `api` envelope.
+//! - A 200 from a collection endpoint is sent only after the events are committed (through
+//!   the store's group-commit `EventWriter`).
+//! - Nothing logs a URL's query string (tokens travel there) or a token value.
 
+pub mod api;
+pub mod auth;
+mod routes;
+mod telemetry;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+use tokio::net::TcpListener;
+use tributary_store::{EventWriter, Store, WriterConfig};
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest request body (and largest decompressed body) for JSON collection.
+    pub max_body_bytes: usize,
+    /// Largest body for `/collect/bulk` uploads.
+    pub max_bulk_bytes: usize,
+    pub writer: WriterConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_body_bytes: 10 * 1024 * 1024,
+            max_bulk_bytes: 256 * 1024 * 1024,
+            writer: WriterConfig::default(),
+        }
+    }
+}
+
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub writer: EventWriter,
+    pub tokens: auth::TokenCache,
+    pub config: ServerConfig,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(routes::ops::healthz))
+        .route("/metrics", get(routes::ops::metrics))
+        .route("/c/{aid}/{stream}", post(routes::collect::collect_in_account))
+        .route("/collect/json/{stream}", post(routes::collect::collect_json))
+        .route("/collect/bulk/{stream}", post(routes::collect::collect_bulk))
+        .route("/v2/stream", get(routes::streams::list))
+        .route("/v2/stream/{name}/events", get(routes::streams::events))
+        .route("/v2/account", post(routes::admin::create_account))
+        .route("/v2/token", post(routes::admin::create_token).get(routes::admin::list_tokens))
+        .route("/v2/token/{id}", delete(routes::admin::delete_token))
+        .fallback(routes::ops::not_found)
+        .layer(axum::middleware::from_fn(telemetry::observe_request))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish,
+/// and flushes the event writer before returning.
+pub async fn serve(
+    listener: TcpListener,
+    store: Arc<dyn Store>,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    telemetry::install_metrics();
+    let (writer, writer_task) = EventWriter::spawn(store.clone(), config.writer);
+    let state = Arc::new(AppState {
+        store,
+        writer,
+        tokens: auth::TokenCache::default(),
+        config,
+    });
+    let app = router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    // The router (and with it every EventWriter handle) is gone: the writer drains and ends.
+    if let Err(e) = writer_task.await {
+        tracing::error!(error = %e, "event writer task failed");
+    }
+    Ok(())
+}

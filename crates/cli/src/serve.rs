@@ -1,0 +1,111 @@
+//! `tributary serve`: open the store, make sure account 1 exists, serve until SIGTERM/Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tributary_core::{NewToken, Role, TokenSecret, to_micros};
+use tributary_server::ServerConfig;
+use tributary_store::{Bootstrap, Store};
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Where the embedded SQLite database (and later, keys and uploaded files) live.
+    #[arg(long, env = "TRIBUTARY_DATA_DIR", default_value = "./tributary-data")]
+    data_dir: PathBuf,
+    /// Address to listen on. Port 0 picks a free port (printed at start-up).
+    #[arg(long, env = "TRIBUTARY_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// `postgres://user:password@host/db` to run on PostgreSQL; embedded SQLite when unset.
+    #[arg(long, env = "TRIBUTARY_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// Largest body accepted by the JSON collection endpoints, in bytes.
+    #[arg(long, env = "TRIBUTARY_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Largest body accepted by `/collect/bulk`, in bytes.
+    #[arg(long, env = "TRIBUTARY_MAX_BULK_BYTES", default_value_t = 256 * 1024 * 1024)]
+    max_bulk_bytes: usize,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data dir {}", args.data_dir.display()))?;
+    let store = tributary_store::open(args.database_url.as_deref(), &args.data_dir)
+        .await
+        .context("opening the store")?;
+    bootstrap(store.as_ref()).await?;
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, backend = ?store.backend(), "serving");
+    // A fixed line on stdout, for scripts and tests that start `serve` on port 0.
+    println!("tributary listening on http://{addr}");
+
+    let config = ServerConfig {
+        max_body_bytes: args.max_body_bytes,
+        max_bulk_bytes: args.max_bulk_bytes,
+        ..ServerConfig::default()
+    };
+    tributary_server::serve(listener, store, config, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Creates account 1 and the install-wide admin token on an empty store.
+async fn bootstrap(store: &dyn Store) -> anyhow::Result<()> {
+    let (secret, chosen) = match std::env::var("TRIBUTARY_ADMIN_TOKEN") {
+        Ok(value) if !value.is_empty() => (
+            TokenSecret::from_operator(value).map_err(|e| anyhow::anyhow!("TRIBUTARY_ADMIN_TOKEN: {e}"))?,
+            true,
+        ),
+        _ => (TokenSecret::generate(), false),
+    };
+    let now = to_micros(time::OffsetDateTime::now_utc());
+    let admin = NewToken {
+        account_id: None,
+        name: "install admin".into(),
+        description: "created at first start; may act in every account".into(),
+        roles: vec![Role::Admin],
+        hash: secret.hash(),
+        created_at: now,
+        expires_at: None,
+    };
+    match store.bootstrap("Default", &admin, now).await? {
+        Bootstrap::Created { aid } => {
+            tracing::info!(aid, "created account {aid} and the install admin token");
+            if !chosen {
+                // Printed once, on stdout (not the log): it is never shown again.
+                println!("install admin token (shown once, store it now): {}", secret.expose());
+            }
+        }
+        Bootstrap::AlreadyInitialised => {}
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,110 @@
+//! The response envelope every endpoint uses: `{"status", "message", "data"}`, and the one
+//! error type handlers return. Error messages say what was wrong and where; they never echo a
+//! token or a secret.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub retry_after_secs: Option<u32>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than the limit of {limit} bytes"),
+        )
+    }
+    pub fn unavailable(message: impl Into<String>, retry_after_secs: u32) -> Self {
+        ApiError {
+            retry_after_secs: Some(retry_after_secs),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
+        }
+    }
+    /// A failure of ours: the details go to the log, the client gets a generic message.
+    pub fn internal(context: &str, error: &dyn std::fmt::Display) -> Self {
+        tracing::error!(%error, "{context}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("internal error while {context}; see the server log"),
+        )
+    }
+}
+
+impl From<tributary_store::StoreError> for ApiError {
+    fn from(e: tributary_store::StoreError) -> Self {
+        ApiError::internal("accessing the store", &e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "status": self.status.as_u16(),
+            "message": self.message,
+            "data": null,
+        });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// A successful envelope.
+pub fn ok<T: Serialize>(status: StatusCode, data: T) -> Response {
+    let body = json!({
+        "status": status.as_u16(),
+        "message": "success",
+        "data": data,
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+pub type ApiResult = Result<Response, ApiError>;
+
+/// Query parameters as a map; malformed query strings are a 400 in the envelope.
+pub fn query_map(uri: &axum::http::Uri) -> Result<std::collections::HashMap<String, String>, ApiError> {
+    axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(uri)
+        .map(|q| q.0)
+        .map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))
+}
+
+/// A boolean query flag: absent, `true`/`false`, `1`/`0`.
+pub fn flag(params: &std::collections::HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
+    match params.get(name).map(String::as_str) {
+        None | Some("false" | "0" | "no") => Ok(false),
+        Some("" | "true" | "1" | "yes") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "query parameter {name}={other:?} is not a boolean; use true or false"
+        ))),
+    }
+}

@@ -1,0 +1,211 @@
+//! Collection: `POST /c/{aid}/{stream}`, `/collect/json/{stream}`, `/collect/bulk/{stream}`.
+//! Order of checks: token (401/403), then the URL, then the body (413, 400); nothing is stored
+//! unless the whole request is accepted, and the 200 goes out after the commit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::Response;
+use bytes::BytesMut;
+use futures::StreamExt;
+use serde_json::json;
+use tributary_core::{AccountId, NewEvent, to_micros, validate_stream_name};
+use tributary_sources::{CsvOptions, DecodeOptions, Rejection, decode_csv, decode_json, gunzip_if_compressed};
+use tributary_store::WriteError;
+
+use crate::AppState;
+use crate::api::{ApiError, ApiResult, flag, ok, query_map};
+use crate::auth::{Authorized, Caller, Collect};
+
+/// How many rejections a response lists (all are counted).
+const REJECTIONS_SHOWN: usize = 20;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    /// CSV unless the request says it is JSON.
+    Bulk,
+}
+
+pub async fn collect_in_account(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<Collect>,
+    Path((aid, stream)): Path<(String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let aid: AccountId = aid
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("{aid:?} in the URL is not an account number")))?;
+    let caller = auth.caller.act_in(&state, aid).await?;
+    collect(&state, &caller, &stream, &uri, &headers, body, Format::Json).await
+}
+
+pub async fn collect_json(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<Collect>,
+    Path(stream): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    collect(&state, &auth.caller, &stream, &uri, &headers, body, Format::Json).await
+}
+
+pub async fn collect_bulk(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<Collect>,
+    Path(stream): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    collect(&state, &auth.caller, &stream, &uri, &headers, body, Format::Bulk).await
+}
+
+async fn collect(
+    state: &AppState,
+    caller: &Caller,
+    stream: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+    format: Format,
+) -> ApiResult {
+    validate_stream_name(stream).map_err(ApiError::bad_request)?;
+    let params = query_map(uri)?;
+    let dryrun = flag(&params, "dryrun")?;
+    let options = DecodeOptions {
+        timestamp_field: params.get("timestamp_field").filter(|f| !f.is_empty()).cloned(),
+        drop_errors: flag(&params, "droperrors")?,
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let csv = if format == Format::Bulk && !content_type.contains("json") {
+        Some(csv_options(&params)?)
+    } else {
+        None
+    };
+
+    let limit = match format {
+        Format::Json => state.config.max_body_bytes,
+        Format::Bulk => state.config.max_bulk_bytes,
+    };
+    let raw = read_body(headers, body, limit).await?;
+    let declared_gzip = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let inflated = gunzip_if_compressed(&raw, declared_gzip, limit).map_err(|e| match e {
+        tributary_sources::GzipError::TooLarge(limit) => ApiError::too_large(limit),
+        other => ApiError::bad_request(other.to_string()),
+    })?;
+    let bytes: &[u8] = inflated.as_deref().unwrap_or(&raw);
+
+    let mut decoded = match &csv {
+        Some(csv) => decode_csv(bytes, &options, csv),
+        None => decode_json(bytes, &options),
+    }
+    .map_err(|e| {
+        metrics::counter!("tributary_requests_rejected_total").increment(1);
+        ApiError::bad_request(e.to_string())
+    })?;
+
+    let message_count = decoded.records.len();
+    let rejected_count = decoded.rejected.len();
+    if !dryrun {
+        let events = to_events(caller.account_id, stream, std::mem::take(&mut decoded.records));
+        state.writer.write(events).await.map_err(|e| match e {
+            WriteError::Overloaded => {
+                ApiError::unavailable("the server is busy storing other events; retry shortly", 1)
+            }
+            WriteError::Closed => ApiError::unavailable("the server is shutting down", 5),
+            WriteError::Store(e) => ApiError::internal("storing events", &e),
+        })?;
+        metrics::counter!("tributary_events_accepted_total").increment(message_count as u64);
+    }
+    metrics::counter!("tributary_events_rejected_total").increment(rejected_count as u64);
+    Ok(response(stream, &content_type, &options, dryrun, message_count, &decoded.rejected))
+}
+
+fn to_events(aid: AccountId, stream: &str, records: Vec<tributary_sources::Record>) -> Vec<NewEvent> {
+    let now = to_micros(time::OffsetDateTime::now_utc());
+    records
+        .into_iter()
+        .map(|r| NewEvent {
+            account_id: aid,
+            stream: stream.to_string(),
+            received_at: now,
+            event_time: r.event_time.map_or(now, to_micros),
+            payload: r.payload,
+        })
+        .collect()
+}
+
+fn response(
+    stream: &str,
+    content_type: &str,
+    options: &DecodeOptions,
+    dryrun: bool,
+    message_count: usize,
+    rejections: &[Rejection],
+) -> Response {
+    let rejected: Vec<_> = rejections
+        .iter()
+        .take(REJECTIONS_SHOWN)
+        .map(|r| json!({ "line": r.line, "message": r.message }))
+        .collect();
+    ok(
+        StatusCode::OK,
+        json!({
+            "stream": stream,
+            "message_count": message_count,
+            "rejected_count": rejections.len(),
+            "rejected": rejected,
+            "content-type": content_type,
+            "droperrors": options.drop_errors,
+            "dryrun": dryrun,
+            "timestamp_field": options.timestamp_field,
+        }),
+    )
+}
+
+fn csv_options(params: &HashMap<String, String>) -> Result<CsvOptions, ApiError> {
+    let delimiter = match params.get("delimiter") {
+        Some(d) => CsvOptions::parse_delimiter(d).map_err(ApiError::bad_request)?,
+        None => b',',
+    };
+    let headers = params.get("headers").filter(|h| !h.is_empty()).map(|h| {
+        h.split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>()
+    });
+    Ok(CsvOptions { delimiter, headers })
+}
+
+/// Reads the body, refusing it with 413 as soon as it passes `limit` (before reading it all
+/// when `Content-Length` already says so).
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::too_large(limit));
+    }
+    let mut buffer = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
+    let mut chunks = body.into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
+        if buffer.len() + chunk.len() > limit {
+            return Err(ApiError::too_large(limit));
+        }
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(buffer.freeze())
+}

@@ -1,0 +1,4 @@
+pub mod admin;
+pub mod collect;
+pub mod ops;
+pub mod streams;

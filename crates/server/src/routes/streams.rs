@@ -1,0 +1,67 @@
+//! `GET /v2/stream` and `GET /v2/stream/{name}/events`: how a user checks that a webhook or an
+//! upload arrived.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri};
+use serde_json::json;
+use tributary_core::{format_rfc3339, from_micros};
+
+use crate::AppState;
+use crate::api::{ApiError, ApiResult, ok, query_map};
+use crate::auth::{Authorized, ReadRawEvents, ReadStreams};
+
+const DEFAULT_EVENTS: u32 = 10;
+const MAX_EVENTS: u32 = 10_000;
+
+pub async fn list(State(state): State<Arc<AppState>>, auth: Authorized<ReadStreams>) -> ApiResult {
+    let streams = state.store.streams(auth.caller.account_id).await?;
+    let data: Vec<_> = streams
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "count": s.count,
+                "last_received": format_rfc3339(from_micros(s.last_received_micros)),
+            })
+        })
+        .collect();
+    Ok(ok(StatusCode::OK, data))
+}
+
+pub async fn events(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ReadRawEvents>,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> ApiResult {
+    let params = query_map(&uri)?;
+    let limit = match params.get("limit") {
+        None => DEFAULT_EVENTS,
+        Some(text) => match text.parse::<u32>() {
+            Ok(n) if (1..=MAX_EVENTS).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "limit={text:?} must be a whole number from 1 to {MAX_EVENTS}"
+                )));
+            }
+        },
+    };
+    let events = state
+        .store
+        .recent_events(auth.caller.account_id, &name, limit)
+        .await?;
+    let data: Vec<_> = events
+        .into_iter()
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "received": format_rfc3339(from_micros(e.received_at)),
+                "event_time": format_rfc3339(from_micros(e.event_time)),
+                "event": e.payload,
+            })
+        })
+        .collect();
+    Ok(ok(StatusCode::OK, data))
+}
