@@ -48,6 +48,7 @@ pub struct AppState {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
+    telemetry::install_metrics();
     Router::new()
         .route("/healthz", get(routes::ops::healthz))
         .route("/metrics", get(routes::ops::metrics))
@@ -72,7 +73,6 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    telemetry::install_metrics();
     let (writer, writer_task) = EventWriter::spawn(store.clone(), config.writer);
     let state = Arc::new(AppState {
         store,

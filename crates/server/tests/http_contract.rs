@@ -1,0 +1,406 @@
+//! The HTTP contract of the collection and administration APIs: every status code, roles and
+//! tenant isolation. Runs in-process (no sockets) against SQLite and PostgreSQL.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use tributary_core::{NewToken, Role, TokenSecret};
+use tributary_server::{AppState, ServerConfig, auth::TokenCache, router};
+use tributary_store::{EventWriter, Store};
+
+const ADMIN: &str = "install-admin-token-for-tests";
+const BODY_LIMIT: usize = 4_096;
+
+struct App {
+    router: axum::Router,
+    store: Arc<dyn Store>,
+}
+
+impl App {
+    async fn new(store: Arc<dyn Store>) -> App {
+        let admin = NewToken {
+            account_id: None,
+            name: "install admin".into(),
+            description: String::new(),
+            roles: vec![Role::Admin],
+            hash: TokenSecret::from_operator(ADMIN.into()).unwrap().hash(),
+            created_at: 0,
+            expires_at: None,
+        };
+        store.bootstrap("Default", &admin, 0).await.unwrap();
+        let config = ServerConfig {
+            max_body_bytes: BODY_LIMIT,
+            max_bulk_bytes: BODY_LIMIT * 4,
+            ..ServerConfig::default()
+        };
+        let (writer, _task) = EventWriter::spawn(store.clone(), config.writer);
+        let state = Arc::new(AppState {
+            store: store.clone(),
+            writer,
+            tokens: TokenCache::default(),
+            config,
+        });
+        App {
+            router: router(state),
+            store,
+        }
+    }
+
+    async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        if body.is_object() {
+            assert_eq!(body["status"], status.as_u16(), "envelope status: {body}");
+        }
+        (status, body)
+    }
+
+    async fn post(&self, uri: &str, token: Option<&str>, body: impl Into<Body>) -> (StatusCode, Value) {
+        let content_type = if uri.starts_with("/collect/bulk") { "text/csv" } else { "application/json" };
+        let mut r = Request::post(uri).header("content-type", content_type);
+        if let Some(t) = token {
+            r = r.header("authorization", format!("Bearer {t}"));
+        }
+        self.send(r.body(body.into()).unwrap()).await
+    }
+
+    async fn get(&self, uri: &str, token: &str) -> (StatusCode, Value) {
+        self.send(Request::get(uri).header("authorization", token).body(Body::empty()).unwrap())
+            .await
+    }
+
+    async fn token(&self, account: i64, roles: &[&str], expires: &str) -> String {
+        let (status, body) = self
+            .post(
+                &format!("/v2/token?account_id={account}"),
+                Some(ADMIN),
+                json!({"name": "t", "roles": roles, "expires": expires}).to_string(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["data"]["token"].as_str().unwrap().to_string()
+    }
+
+    async fn stream_count(&self, aid: i64, stream: &str) -> i64 {
+        self.store
+            .streams(aid)
+            .await
+            .unwrap()
+            .iter()
+            .find(|s| s.name == stream)
+            .map_or(0, |s| s.count)
+    }
+}
+
+const SEED_WEBHOOK: &str = r#"{
+  "city": "AnyTown", "country": "United States", "first_name": "John", "gender": "male",
+  "language": "English", "last_name": "Smith", "date_of_birth": "19820101",
+  "phone_number": "5551231234", "time_zone": "GMT+7", "twitter_handle": "johnsmith",
+  "email": "john.smith@email.com", "braze_id": "xxxxxx"
+}"#;
+
+async fn webhook_object_array_and_ndjson_are_stored(app: App) {
+    let dm = app.token(1, &["data_manager"], "30d").await;
+    let (s, b) = app.post(&format!("/c/1/braze_users?key={dm}"), None, SEED_WEBHOOK).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["message_count"], 1);
+    assert_eq!(b["data"]["rejected_count"], 0);
+    let (s, b) = app.post("/collect/json/web", Some(&dm), r#"[{"a":1},{"a":2}]"#).await;
+    assert_eq!((s, b["data"]["message_count"].clone()), (StatusCode::OK, json!(2)));
+    let (s, b) = app.post(&format!("/collect/json/web?access_token={dm}"), None, "{\"a\":3}\n{\"a\":4}\n").await;
+    assert_eq!((s, b["data"]["message_count"].clone()), (StatusCode::OK, json!(2)));
+
+    let (s, b) = app.get("/v2/stream", &dm).await;
+    assert_eq!(s, StatusCode::OK);
+    let names: Vec<_> = b["data"].as_array().unwrap().iter().map(|s| (s["name"].clone(), s["count"].clone())).collect();
+    assert_eq!(names, vec![(json!("braze_users"), json!(1)), (json!("web"), json!(4))]);
+    let (_, b) = app.get("/v2/stream/braze_users/events?limit=5", &dm).await;
+    assert_eq!(b["data"][0]["event"]["braze_id"], "xxxxxx");
+    assert_eq!(b["data"][0]["event"]["date_of_birth"], "19820101");
+    let (_, b) = app.get("/v2/stream/web/events?limit=2", &dm).await;
+    let ns: Vec<_> = b["data"].as_array().unwrap().iter().map(|e| e["event"]["a"].clone()).collect();
+    assert_eq!(ns, vec![json!(4), json!(3)], "newest first");
+}
+
+async fn missing_unknown_and_expired_tokens_are_401(app: App) {
+    let (s, b) = app.post("/c/1/braze_users", None, "{}").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(b["message"].as_str().unwrap().contains("no access token"));
+    let (s, _) = app.post("/c/1/braze_users?key=nope", None, "{}").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = app.post("/collect/json/x", Some("nope"), "{}").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    let secret = TokenSecret::generate();
+    app.store
+        .create_token(&NewToken {
+            account_id: Some(1),
+            name: "old".into(),
+            description: String::new(),
+            roles: vec![Role::Admin],
+            hash: secret.hash(),
+            created_at: 0,
+            expires_at: Some(1),
+        })
+        .await
+        .unwrap();
+    let (s, b) = app.post("/collect/json/x", Some(secret.expose()), "{}").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(b["message"].as_str().unwrap().contains("expired"));
+    assert_eq!(app.stream_count(1, "x").await, 0);
+}
+
+async fn roles_are_enforced_per_endpoint(app: App) {
+    let observer = app.token(1, &["observer"], "7d").await;
+    let audience = app.token(1, &["audience_manager"], "none").await;
+    let dm = app.token(1, &["data_manager"], "90d").await;
+    let admin = app.token(1, &["admin"], "none").await;
+
+    for t in [&observer, &audience] {
+        let (s, b) = app.post("/collect/json/x", Some(t), "{}").await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+        assert!(b["message"].as_str().unwrap().contains("data_manager"));
+        let (s, _) = app.get("/v2/stream/x/events", t).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (s, _) = app.get("/v2/stream", t).await;
+        assert_eq!(s, StatusCode::OK);
+    }
+    for t in [&observer, &audience, &dm] {
+        let (s, _) = app.post("/v2/token", Some(t), r#"{"name":"x","roles":["admin"]}"#).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        let (s, _) = app.get("/v2/token", t).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+    }
+    let (s, _) = app.post("/collect/json/x", Some(&admin), "{}").await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = app.post("/v2/token", Some(&admin), r#"{"name":"x","roles":["observer"]}"#).await;
+    assert_eq!(s, StatusCode::CREATED);
+    // Only the install admin creates accounts.
+    let (s, b) = app.post("/v2/account", Some(&admin), r#"{"name":"Acme"}"#).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    assert_eq!(app.stream_count(1, "x").await, 1);
+}
+
+async fn tokens_never_reach_another_account(app: App) {
+    let (s, b) = app.post("/v2/account", Some(ADMIN), r#"{"name":"Acme"}"#).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let acme = b["data"]["aid"].as_i64().unwrap();
+    assert_eq!(acme, 2);
+    let acme_dm = app.token(acme, &["data_manager"], "30d").await;
+    let acme_admin = app.token(acme, &["admin"], "30d").await;
+    let one_dm = app.token(1, &["data_manager"], "30d").await;
+
+    // Path account and account_id parameter are both checked.
+    let (s, b) = app.post(&format!("/c/1/braze_users?key={acme_dm}"), None, "{}").await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    let (s, _) = app.post(&format!("/collect/json/s?account_id=1&key={acme_dm}"), None, "{}").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = app.get("/v2/stream?account_id=1", &acme_admin).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Collected data lands in the token's own account.
+    let (s, _) = app.post("/collect/json/s", Some(&acme_dm), "{}").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!((app.stream_count(acme, "s").await, app.stream_count(1, "s").await), (1, 0));
+    let (_, b) = app.get("/v2/stream", &one_dm).await;
+    assert_eq!(b["data"], json!([]));
+    // Token ids of another account cannot be listed or deleted.
+    let (_, b) = app.get("/v2/token", &acme_admin).await;
+    let acme_ids: Vec<i64> = b["data"].as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect();
+    assert_eq!(acme_ids.len(), 2);
+    let (_, b) = app.get("/v2/token?account_id=1", ADMIN).await;
+    let one_id = b["data"][0]["id"].as_i64().unwrap();
+    let (s, _) = app
+        .send(Request::delete(format!("/v2/token/{one_id}")).header("authorization", &acme_admin).body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // The install admin acts in any account it names, and 404s on accounts that do not exist.
+    let (s, _) = app.post("/c/2/s", Some(ADMIN), "{}").await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = app.post("/c/9/s", Some(ADMIN), "{}").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(app.stream_count(acme, "s").await, 2);
+}
+
+async fn token_lifecycle_and_listing_hides_secrets(app: App) {
+    let (s, b) = app
+        .post("/v2/token", Some(ADMIN), r#"{"name":"braze webhook","description":"Braze","roles":["data_manager"],"expires":"7d"}"#)
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let token = b["data"]["token"].as_str().unwrap().to_string();
+    let id = b["data"]["id"].as_i64().unwrap();
+    assert!(b["data"]["expires"].is_string());
+    let (_, list) = app.get("/v2/token", ADMIN).await;
+    let text = list.to_string();
+    assert!(!text.contains(&token));
+    assert!(!text.contains("hash"));
+    assert_eq!(list["data"][0]["roles"], json!(["data_manager"]));
+    let (s, _) = app.post("/collect/json/s", Some(&token), "{}").await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = app
+        .send(Request::delete(format!("/v2/token/{id}")).header("authorization", ADMIN).body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = app.post("/collect/json/s", Some(&token), "{}").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    for bad in [
+        r#"{"name":"","roles":["admin"]}"#,
+        r#"{"name":"x","roles":[]}"#,
+        r#"{"name":"x","roles":["root"]}"#,
+        r#"{"name":"x","roles":["admin"],"expires":"1y"}"#,
+        r#"{"name":"x","roles":["admin"],"colour":"red"}"#,
+        "not json",
+    ] {
+        let (s, b) = app.post("/v2/token", Some(ADMIN), bad).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {b}");
+    }
+    let (_, list) = app.get("/v2/token", ADMIN).await;
+    assert_eq!(list["data"], json!([]));
+}
+
+async fn malformed_bodies_are_400_with_position_and_store_nothing(app: App) {
+    let cases: &[(&str, &str, &str)] = &[
+        ("/collect/json/s", "{\"a\":1}\n{\"a\":}", "line 2, column 6"),
+        ("/collect/json/s", "[{\"a\":1}, 7]", "array element 2 is a number"),
+        ("/collect/json/s", "", "empty"),
+        ("/collect/json/bad$name", "{}", "stream name"),
+        ("/collect/json/s?timestamp_field=ts", r#"{"ts":"later"}"#, "\"ts\""),
+        ("/collect/json/s?dryrun=perhaps", "{}", "dryrun"),
+        ("/collect/bulk/s", "a,b\n1,2\n3\n", "at line 3"),
+        ("/collect/bulk/s?delimiter=ab", "a\n1\n", "delimiter"),
+        ("/c/one/s", "{}", "account number"),
+    ];
+    for (uri, body, expected) in cases {
+        let (s, b) = app.post(uri, Some(ADMIN), body.to_string()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}: {b}");
+        let message = b["message"].as_str().unwrap();
+        assert!(message.contains(expected), "{uri}: {message}");
+    }
+    let (s, _) = app.get("/v2/stream/s/events?limit=0", ADMIN).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(app.stream_count(1, "s").await, 0);
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+async fn oversized_bodies_are_413(app: App) {
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(BODY_LIMIT));
+    let (s, b) = app.post("/collect/json/s", Some(ADMIN), big.clone()).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
+    // Without Content-Length (streamed) the limit still holds.
+    let stream = futures::stream::iter(vec![Ok::<_, std::io::Error>(big.clone().into_bytes())]);
+    let r = Request::post("/collect/json/s").header("authorization", ADMIN).body(Body::from_stream(stream)).unwrap();
+    assert_eq!(app.send(r).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    // A small gzip body that inflates past the limit.
+    let r = Request::post("/collect/json/s")
+        .header("authorization", ADMIN)
+        .header("content-encoding", "gzip")
+        .body(Body::from(gzip(big.as_bytes())))
+        .unwrap();
+    assert_eq!(app.send(r).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(app.stream_count(1, "s").await, 0);
+}
+
+async fn gzip_csv_bulk_with_options(app: App) {
+    let csv = "external_id|email|signed_up\nu1|a@x.io|2024-01-02T00:00:00Z\nu2|b@x.io\nu3||2024-02-01\n";
+    let r = Request::post("/collect/bulk/braze_csv?delimiter=%7C&droperrors=true&timestamp_field=signed_up")
+        .header("authorization", ADMIN)
+        .header("content-type", "text/csv")
+        .header("content-encoding", "gzip")
+        .body(Body::from(gzip(csv.as_bytes())))
+        .unwrap();
+    let (s, b) = app.send(r).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["message_count"], 2);
+    assert_eq!(b["data"]["rejected_count"], 1);
+    assert_eq!(b["data"]["rejected"][0]["line"], 3);
+    let (_, events) = app.get("/v2/stream/braze_csv/events", ADMIN).await;
+    assert_eq!(events["data"][0]["event"], json!({"external_id": "u3", "signed_up": "2024-02-01"}));
+    assert_eq!(events["data"][0]["event_time"], "2024-02-01T00:00:00Z");
+    assert_eq!(events["data"][1]["event_time"], "2024-01-02T00:00:00Z");
+
+    // `headers` names the columns of a file without a header row.
+    let (s, b) = app.post("/collect/bulk/braze_csv?headers=external_id,email", Some(ADMIN), "u9,z@x.io\n").await;
+    assert_eq!((s, b["data"]["message_count"].clone()), (StatusCode::OK, json!(1)));
+    // Bulk also takes JSON when the request says so.
+    let r = Request::post("/collect/bulk/braze_csv")
+        .header("authorization", ADMIN)
+        .header("content-type", "application/json")
+        .body(Body::from(r#"[{"external_id":"u10"}]"#))
+        .unwrap();
+    let (s, _) = app.send(r).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(app.stream_count(1, "braze_csv").await, 4);
+}
+
+async fn dryrun_validates_without_storing(app: App) {
+    let (s, b) = app.post("/collect/json/s?dryrun=true", Some(ADMIN), r#"[{"a":1},{"a":2}]"#).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["data"]["message_count"], 2);
+    assert_eq!(b["data"]["dryrun"], true);
+    assert_eq!(app.stream_count(1, "s").await, 0);
+}
+
+async fn health_metrics_and_unknown_routes(app: App) {
+    let r = Request::get("/healthz").body(Body::empty()).unwrap();
+    assert_eq!(app.send(r).await.0, StatusCode::OK);
+    app.post("/collect/json/s", Some(ADMIN), "{}").await;
+    let r = Request::get("/metrics").body(Body::empty()).unwrap();
+    let (s, text) = app.send(r).await;
+    assert_eq!(s, StatusCode::OK);
+    let text = text.as_str().unwrap_or_default().to_string();
+    for name in ["tributary_http_requests_total", "tributary_events_accepted_total", "tributary_commit_seconds"] {
+        assert!(text.contains(name), "metrics lack {name}");
+    }
+    assert!(!text.contains(ADMIN));
+    let r = Request::get("/nope").body(Body::empty()).unwrap();
+    assert_eq!(app.send(r).await.0, StatusCode::NOT_FOUND);
+}
+
+macro_rules! http_suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (store, _dir) = tributary_store::testing::sqlite_store().await;
+                    super::$name(super::App::new(store).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(store) = tributary_store::testing::pg_store().await else { return };
+                    super::$name(super::App::new(store).await).await;
+                }
+            )*
+        }
+    };
+}
+
+http_suite!(
+    webhook_object_array_and_ndjson_are_stored,
+    missing_unknown_and_expired_tokens_are_401,
+    roles_are_enforced_per_endpoint,
+    tokens_never_reach_another_account,
+    token_lifecycle_and_listing_hides_secrets,
+    malformed_bodies_are_400_with_position_and_store_nothing,
+    oversized_bodies_are_413,
+    gzip_csv_bulk_with_options,
+    dryrun_validates_without_storing,
+    health_metrics_and_unknown_routes,
+);
