@@ -1,0 +1,189 @@
+//! Process-level tests: `tributary serve` as a real child process. Crash safety (SIGKILL
+//! under load loses no acknowledged event), graceful shutdown (SIGTERM lets an in-flight request
+//! finish), two processes on one PostgreSQL database, and no secret in any log line.
+
+mod support;
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::{ADMIN, Serve, assert_no_secrets, client, create_token, stream_events};
+
+/// Load for the crash test is bounded in events and in time.
+const CRASH_SENDERS: usize = 16;
+/// At most 16 × 150 requests × 2 events on average: within the events API's 10,000.
+const CRASH_MAX_REQUESTS_PER_SENDER: usize = 150;
+/// SIGKILL once this many events were acknowledged, or after `CRASH_LOAD_FOR`.
+const CRASH_KILL_AFTER_ACKS: usize = 1_500;
+const CRASH_LOAD_FOR: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), None, "first");
+    let token = create_token(&serve.base, 1, &["data_manager"]).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acks = Arc::new(AtomicUsize::new(0));
+    let mut senders = Vec::new();
+    for sender in 0..CRASH_SENDERS {
+        let url = serve.url(&format!("/c/1/crash?key={token}"));
+        let stop = stop.clone();
+        let acks = acks.clone();
+        senders.push(tokio::spawn(async move {
+            let http = client();
+            let mut acknowledged = Vec::new();
+            let mut n = 0;
+            while n < CRASH_MAX_REQUESTS_PER_SENDER && !stop.load(Ordering::Relaxed) {
+                // Every fourth request is a small array, so group commits mix both shapes.
+                let ids: Vec<String> = (0..if n % 4 == 3 { 5 } else { 1 })
+                    .map(|i| format!("{sender}-{n}-{i}"))
+                    .collect();
+                let body = if ids.len() == 1 {
+                    json!({"id": ids[0], "braze_id": "b"})
+                } else {
+                    json!(ids.iter().map(|id| json!({"id": id})).collect::<Vec<_>>())
+                };
+                n += 1;
+                match http.post(&url).json(&body).send().await {
+                    Ok(r) if r.status() == 200 => {
+                        acks.fetch_add(ids.len(), Ordering::Relaxed);
+                        acknowledged.extend(ids);
+                    }
+                    _ => break,
+                }
+            }
+            acknowledged
+        }));
+    }
+    let started = Instant::now();
+    while acks.load(Ordering::Relaxed) < CRASH_KILL_AFTER_ACKS && started.elapsed() < CRASH_LOAD_FOR {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    serve.signal(libc::SIGKILL);
+    stop.store(true, Ordering::Relaxed);
+    let mut acknowledged = HashSet::new();
+    for s in senders {
+        acknowledged.extend(s.await.unwrap());
+    }
+    assert!(acknowledged.len() > 100, "too little load reached the server: {}", acknowledged.len());
+    drop(serve);
+
+    let restarted = Serve::start(dir.path(), None, "second");
+    let stored: HashSet<String> = stream_events(&restarted.base, "crash")
+        .await
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    let lost: Vec<_> = acknowledged.difference(&stored).collect();
+    assert!(lost.is_empty(), "{} acknowledged events lost, e.g. {:?}", lost.len(), lost.first());
+    assert_no_secrets(&restarted.log_text(), &[ADMIN, &token]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_requests_then_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = Serve::start(dir.path(), None, "first");
+    let addr = serve.base.trim_start_matches("http://").to_string();
+    let body = json!({"id": "in-flight"}).to_string();
+    let (head, tail) = body.split_at(body.len() / 2);
+    let mut socket = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        socket,
+        "POST /collect/json/graceful?key={ADMIN} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{head}",
+        body.len()
+    )
+    .unwrap();
+    socket.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    serve.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    socket.write_all(tail.as_bytes()).unwrap();
+    let mut response = String::new();
+    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = socket.read(&mut buf).unwrap();
+    response.push_str(&String::from_utf8_lossy(&buf[..n]));
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    drop(socket);
+    assert!(serve.wait(Duration::from_secs(15)), "serve did not exit cleanly");
+    assert!(std::net::TcpStream::connect(&addr).is_err(), "still accepting after SIGTERM");
+
+    let restarted = Serve::start(dir.path(), None, "second");
+    let events = stream_events(&restarted.base, "graceful").await;
+    assert_eq!(events, vec![json!({"id": "in-flight"})]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_one_postgres_database() {
+    let Some(cluster) = tributary_store::testing::pg_cluster() else { return };
+    let url = cluster.fresh_database().await;
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    // Both start at once: account 1 and the admin token must be created exactly once.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| Serve::start(dir_a.path(), Some(&url), "a"));
+        let b = s.spawn(|| Serve::start(dir_b.path(), Some(&url), "b"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let http = client();
+
+    // A token made on one node works on the other.
+    let token = create_token(&a.base, 1, &["data_manager"]).await;
+    let r = http.post(b.url("/v2/account")).bearer_auth(ADMIN).json(&json!({"name": "Acme"})).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let acme: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(acme["data"]["aid"], 2);
+
+    // Both nodes take load at once; every event is stored once and visible on both.
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, node) in [a.base.clone(), b.base.clone()].into_iter().enumerate() {
+        for worker in 0..4 {
+            let url = format!("{node}/c/1/shared?key={token}");
+            tasks.push(tokio::spawn(async move {
+                let http = client();
+                for n in 0..50 {
+                    let r = http.post(&url).json(&json!({"id": format!("{i}-{worker}-{n}")})).send().await.unwrap();
+                    assert_eq!(r.status(), 200);
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(started.elapsed() < Duration::from_secs(60));
+    for node in [&a, &b] {
+        let ids: HashSet<String> = stream_events(&node.base, "shared")
+            .await
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids.len(), 400);
+        let r = http.get(node.url("/v2/stream")).bearer_auth(&token).send().await.unwrap();
+        let streams: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(streams["data"][0]["count"], 400);
+    }
+
+    // A token deleted on one node stops working on the other within the cache lifetime.
+    let r = http.get(a.url("/v2/token")).bearer_auth(ADMIN).send().await.unwrap();
+    let list: serde_json::Value = r.json().await.unwrap();
+    let id = list["data"][0]["id"].as_i64().unwrap();
+    let r = http.delete(a.url(&format!("/v2/token/{id}"))).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(tributary_server_cache_ttl() + Duration::from_millis(500)).await;
+    let r = http.post(b.url("/collect/json/shared")).bearer_auth(&token).json(&json!({})).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    for node in [&a, &b] {
+        assert_no_secrets(&node.log_text(), &[ADMIN, &token]);
+    }
+}
+
+fn tributary_server_cache_ttl() -> Duration {
+    Duration::from_secs(2)
+}

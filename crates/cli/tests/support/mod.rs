@@ -1,0 +1,133 @@
+//! Runs `tributary serve` as a real child process for the process-level tests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ADMIN: &str = "process-test-admin-token-0123456789";
+
+pub struct Serve {
+    pub child: Child,
+    pub base: String,
+    pub log: PathBuf,
+}
+
+impl Serve {
+    /// Starts `serve` on a free port and waits until it listens.
+    pub fn start(data_dir: &Path, database_url: Option<&str>, log_name: &str) -> Serve {
+        let log = data_dir.join(format!("{log_name}.stderr"));
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tributary"));
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("TRIBUTARY_ADMIN_TOKEN", ADMIN)
+            .env("TRIBUTARY_LOG", "debug")
+            .env_remove("TRIBUTARY_DATABASE_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file));
+        if let Some(url) = database_url {
+            cmd.arg("--database-url").arg(url);
+        }
+        let mut child = cmd.spawn().expect("spawning tributary serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("tributary listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("serve did not start; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+        Serve { child, base, log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+
+    /// Waits for the process to exit; returns whether it exited cleanly.
+    pub fn wait(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("serve did not exit within {timeout:?}");
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// Creates a token in `aid` through the API and returns its secret.
+pub async fn create_token(base: &str, aid: i64, roles: &[&str]) -> String {
+    let r = client()
+        .post(format!("{base}/v2/token?account_id={aid}"))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({"name": "test", "roles": roles, "expires": "none"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let body: serde_json::Value = r.json().await.unwrap();
+    body["data"]["token"].as_str().unwrap().to_string()
+}
+
+/// All events of a stream (up to the API's 10,000), as JSON payloads.
+pub async fn stream_events(base: &str, stream: &str) -> Vec<serde_json::Value> {
+    let r = client()
+        .get(format!("{base}/v2/stream/{stream}/events?limit=10000"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"].clone())
+        .collect()
+}
+
+/// Asserts that no secret appears in a process's log.
+pub fn assert_no_secrets(log: &str, secrets: &[&str]) {
+    assert!(!log.is_empty(), "the log is empty; logging is not wired");
+    for s in secrets {
+        assert!(!log.contains(s), "a secret appears in the log");
+    }
+}
