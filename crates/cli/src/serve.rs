@@ -57,7 +57,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 async fn bootstrap(store: &dyn Store) -> anyhow::Result<()> {
     let (secret, chosen) = match std::env::var("TRIBUTARY_ADMIN_TOKEN") {
         Ok(value) if !value.is_empty() => (
-            TokenSecret::from_operator(value).map_err(|e| anyhow::anyhow!("TRIBUTARY_ADMIN_TOKEN: {e}"))?,
+            TokenSecret::from_operator(value)
+                .map_err(|e| anyhow::anyhow!("TRIBUTARY_ADMIN_TOKEN: {e}"))?,
             true,
         ),
         _ => (TokenSecret::generate(), false),
@@ -77,7 +78,10 @@ async fn bootstrap(store: &dyn Store) -> anyhow::Result<()> {
             tracing::info!(aid, "created account {aid} and the install admin token");
             if !chosen {
                 // Printed once, on stdout (not the log): it is never shown again.
-                println!("install admin token (shown once, store it now): {}", secret.expose());
+                println!(
+                    "install admin token (shown once, store it now): {}",
+                    secret.expose()
+                );
             }
         }
         Bootstrap::AlreadyInitialised => {}

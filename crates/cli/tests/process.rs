@@ -60,7 +60,8 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
         }));
     }
     let started = Instant::now();
-    while acks.load(Ordering::Relaxed) < CRASH_KILL_AFTER_ACKS && started.elapsed() < CRASH_LOAD_FOR {
+    while acks.load(Ordering::Relaxed) < CRASH_KILL_AFTER_ACKS && started.elapsed() < CRASH_LOAD_FOR
+    {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     serve.signal(libc::SIGKILL);
@@ -69,7 +70,11 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
     for s in senders {
         acknowledged.extend(s.await.unwrap());
     }
-    assert!(acknowledged.len() > 100, "too little load reached the server: {}", acknowledged.len());
+    assert!(
+        acknowledged.len() > 100,
+        "too little load reached the server: {}",
+        acknowledged.len()
+    );
     drop(serve);
 
     let restarted = Serve::start(dir.path(), None, "second");
@@ -79,7 +84,12 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
         .map(|e| e["id"].as_str().unwrap().to_string())
         .collect();
     let lost: Vec<_> = acknowledged.difference(&stored).collect();
-    assert!(lost.is_empty(), "{} acknowledged events lost, e.g. {:?}", lost.len(), lost.first());
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged events lost, e.g. {:?}",
+        lost.len(),
+        lost.first()
+    );
     assert_no_secrets(&restarted.log_text(), &[ADMIN, &token]);
 }
 
@@ -103,14 +113,22 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
     std::thread::sleep(Duration::from_millis(300));
     socket.write_all(tail.as_bytes()).unwrap();
     let mut response = String::new();
-    socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut buf = [0u8; 4096];
     let n = socket.read(&mut buf).unwrap();
     response.push_str(&String::from_utf8_lossy(&buf[..n]));
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     drop(socket);
-    assert!(serve.wait(Duration::from_secs(15)), "serve did not exit cleanly");
-    assert!(std::net::TcpStream::connect(&addr).is_err(), "still accepting after SIGTERM");
+    assert!(
+        serve.wait(Duration::from_secs(15)),
+        "serve did not exit cleanly"
+    );
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "still accepting after SIGTERM"
+    );
 
     let restarted = Serve::start(dir.path(), None, "second");
     let events = stream_events(&restarted.base, "graceful").await;
@@ -119,7 +137,9 @@ async fn sigterm_finishes_in_flight_requests_then_exits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_share_one_postgres_database() {
-    let Some(cluster) = tributary_store::testing::pg_cluster() else { return };
+    let Some(cluster) = tributary_store::testing::pg_cluster() else {
+        return;
+    };
     let url = cluster.fresh_database().await;
     let dir_a = tempfile::tempdir().unwrap();
     let dir_b = tempfile::tempdir().unwrap();
@@ -133,7 +153,13 @@ async fn two_processes_share_one_postgres_database() {
 
     // A token made on one node works on the other.
     let token = create_token(&a.base, 1, &["data_manager"]).await;
-    let r = http.post(b.url("/v2/account")).bearer_auth(ADMIN).json(&json!({"name": "Acme"})).send().await.unwrap();
+    let r = http
+        .post(b.url("/v2/account"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"name": "Acme"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     let acme: serde_json::Value = r.json().await.unwrap();
     assert_eq!(acme["data"]["aid"], 2);
@@ -147,7 +173,12 @@ async fn two_processes_share_one_postgres_database() {
             tasks.push(tokio::spawn(async move {
                 let http = client();
                 for n in 0..50 {
-                    let r = http.post(&url).json(&json!({"id": format!("{i}-{worker}-{n}")})).send().await.unwrap();
+                    let r = http
+                        .post(&url)
+                        .json(&json!({"id": format!("{i}-{worker}-{n}")}))
+                        .send()
+                        .await
+                        .unwrap();
                     assert_eq!(r.status(), 200);
                 }
             }));
@@ -164,19 +195,40 @@ async fn two_processes_share_one_postgres_database() {
             .map(|e| e["id"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(ids.len(), 400);
-        let r = http.get(node.url("/v2/stream")).bearer_auth(&token).send().await.unwrap();
+        let r = http
+            .get(node.url("/v2/stream"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
         let streams: serde_json::Value = r.json().await.unwrap();
         assert_eq!(streams["data"][0]["count"], 400);
     }
 
     // A token deleted on one node stops working on the other within the cache lifetime.
-    let r = http.get(a.url("/v2/token")).bearer_auth(ADMIN).send().await.unwrap();
+    let r = http
+        .get(a.url("/v2/token"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
     let list: serde_json::Value = r.json().await.unwrap();
     let id = list["data"][0]["id"].as_i64().unwrap();
-    let r = http.delete(a.url(&format!("/v2/token/{id}"))).bearer_auth(ADMIN).send().await.unwrap();
+    let r = http
+        .delete(a.url(&format!("/v2/token/{id}")))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     tokio::time::sleep(tributary_server_cache_ttl() + Duration::from_millis(500)).await;
-    let r = http.post(b.url("/collect/json/shared")).bearer_auth(&token).json(&json!({})).send().await.unwrap();
+    let r = http
+        .post(b.url("/collect/json/shared"))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 
     for node in [&a, &b] {

@@ -41,7 +41,9 @@ pub fn validate_stream_name(name: &str) -> Result<(), String> {
         return Err("stream name is empty".into());
     }
     if name.len() > MAX_STREAM_NAME {
-        return Err(format!("stream name is longer than {MAX_STREAM_NAME} characters"));
+        return Err(format!(
+            "stream name is longer than {MAX_STREAM_NAME} characters"
+        ));
     }
     if let Some(bad) = name
         .chars()

@@ -88,7 +88,10 @@ mod tests {
             ("03/01/2024", datetime!(2024-03-01 0:00 UTC)),
             ("1709296200", datetime!(2024-03-01 12:30 UTC)),
             ("1709296200000", datetime!(2024-03-01 12:30 UTC)),
-            ("Fri, 01 Mar 2024 12:30:00 +0000", datetime!(2024-03-01 12:30 UTC)),
+            (
+                "Fri, 01 Mar 2024 12:30:00 +0000",
+                datetime!(2024-03-01 12:30 UTC),
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(parse_timestamp(text), Some(want), "{text}");

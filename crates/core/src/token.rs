@@ -53,7 +53,9 @@ impl FromStr for Role {
             .into_iter()
             .find(|r| r.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown role {s:?}; roles are admin, data_manager, audience_manager, observer")
+                format!(
+                    "unknown role {s:?}; roles are admin, data_manager, audience_manager, observer"
+                )
             })
     }
 }
@@ -219,7 +221,11 @@ impl TokenRecord {
 
 /// Roles as stored: a comma-separated list.
 pub fn roles_to_text(roles: &[Role]) -> String {
-    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 pub fn roles_from_text(text: &str) -> Result<Vec<Role>, String> {

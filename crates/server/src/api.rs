@@ -92,14 +92,19 @@ pub fn ok<T: Serialize>(status: StatusCode, data: T) -> Response {
 pub type ApiResult = Result<Response, ApiError>;
 
 /// Query parameters as a map; malformed query strings are a 400 in the envelope.
-pub fn query_map(uri: &axum::http::Uri) -> Result<std::collections::HashMap<String, String>, ApiError> {
+pub fn query_map(
+    uri: &axum::http::Uri,
+) -> Result<std::collections::HashMap<String, String>, ApiError> {
     axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(uri)
         .map(|q| q.0)
         .map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))
 }
 
 /// A boolean query flag: absent, `true`/`false`, `1`/`0`.
-pub fn flag(params: &std::collections::HashMap<String, String>, name: &str) -> Result<bool, ApiError> {
+pub fn flag(
+    params: &std::collections::HashMap<String, String>,
+    name: &str,
+) -> Result<bool, ApiError> {
     match params.get(name).map(String::as_str) {
         None | Some("false" | "0" | "no") => Ok(false),
         Some("" | "true" | "1" | "yes") => Ok(true),

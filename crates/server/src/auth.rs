@@ -65,10 +65,12 @@ impl Caller {
     /// The account named in a URL path (`/c/{aid}/...`): the install admin may act in any
     /// existing account; other tokens only in their own.
     pub async fn act_in(&self, state: &AppState, aid: AccountId) -> Result<Caller, ApiError> {
-        resolve_account(state, &self.token, Some(aid)).await.map(|account_id| Caller {
-            token: self.token.clone(),
-            account_id,
-        })
+        resolve_account(state, &self.token, Some(aid))
+            .await
+            .map(|account_id| Caller {
+                token: self.token.clone(),
+                account_id,
+            })
     }
 }
 
@@ -80,7 +82,10 @@ pub struct Authorized<P: Policy> {
 impl<P: Policy> FromRequestParts<Arc<AppState>> for Authorized<P> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, ApiError> {
         let params = query_map(&parts.uri)?;
         let secret = presented_token(parts, &params)?;
         let token = state.tokens.lookup(state, &secret).await?;

@@ -52,13 +52,25 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(routes::ops::healthz))
         .route("/metrics", get(routes::ops::metrics))
-        .route("/c/{aid}/{stream}", post(routes::collect::collect_in_account))
-        .route("/collect/json/{stream}", post(routes::collect::collect_json))
-        .route("/collect/bulk/{stream}", post(routes::collect::collect_bulk))
+        .route(
+            "/c/{aid}/{stream}",
+            post(routes::collect::collect_in_account),
+        )
+        .route(
+            "/collect/json/{stream}",
+            post(routes::collect::collect_json),
+        )
+        .route(
+            "/collect/bulk/{stream}",
+            post(routes::collect::collect_bulk),
+        )
         .route("/v2/stream", get(routes::streams::list))
         .route("/v2/stream/{name}/events", get(routes::streams::events))
         .route("/v2/account", post(routes::admin::create_account))
-        .route("/v2/token", post(routes::admin::create_token).get(routes::admin::list_tokens))
+        .route(
+            "/v2/token",
+            post(routes::admin::create_token).get(routes::admin::list_tokens),
+        )
         .route("/v2/token/{id}", delete(routes::admin::delete_token))
         .fallback(routes::ops::not_found)
         .layer(axum::middleware::from_fn(telemetry::observe_request))

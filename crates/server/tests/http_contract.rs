@@ -63,8 +63,17 @@ impl App {
         (status, body)
     }
 
-    async fn post(&self, uri: &str, token: Option<&str>, body: impl Into<Body>) -> (StatusCode, Value) {
-        let content_type = if uri.starts_with("/collect/bulk") { "text/csv" } else { "application/json" };
+    async fn post(
+        &self,
+        uri: &str,
+        token: Option<&str>,
+        body: impl Into<Body>,
+    ) -> (StatusCode, Value) {
+        let content_type = if uri.starts_with("/collect/bulk") {
+            "text/csv"
+        } else {
+            "application/json"
+        };
         let mut r = Request::post(uri).header("content-type", content_type);
         if let Some(t) = token {
             r = r.header("authorization", format!("Bearer {t}"));
@@ -73,8 +82,13 @@ impl App {
     }
 
     async fn get(&self, uri: &str, token: &str) -> (StatusCode, Value) {
-        self.send(Request::get(uri).header("authorization", token).body(Body::empty()).unwrap())
-            .await
+        self.send(
+            Request::get(uri)
+                .header("authorization", token)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
     }
 
     async fn token(&self, account: i64, roles: &[&str], expires: &str) -> String {
@@ -109,24 +123,53 @@ const SEED_WEBHOOK: &str = r#"{
 
 async fn webhook_object_array_and_ndjson_are_stored(app: App) {
     let dm = app.token(1, &["data_manager"], "30d").await;
-    let (s, b) = app.post(&format!("/c/1/braze_users?key={dm}"), None, SEED_WEBHOOK).await;
+    let (s, b) = app
+        .post(&format!("/c/1/braze_users?key={dm}"), None, SEED_WEBHOOK)
+        .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["data"]["message_count"], 1);
     assert_eq!(b["data"]["rejected_count"], 0);
-    let (s, b) = app.post("/collect/json/web", Some(&dm), r#"[{"a":1},{"a":2}]"#).await;
-    assert_eq!((s, b["data"]["message_count"].clone()), (StatusCode::OK, json!(2)));
-    let (s, b) = app.post(&format!("/collect/json/web?access_token={dm}"), None, "{\"a\":3}\n{\"a\":4}\n").await;
-    assert_eq!((s, b["data"]["message_count"].clone()), (StatusCode::OK, json!(2)));
+    let (s, b) = app
+        .post("/collect/json/web", Some(&dm), r#"[{"a":1},{"a":2}]"#)
+        .await;
+    assert_eq!(
+        (s, b["data"]["message_count"].clone()),
+        (StatusCode::OK, json!(2))
+    );
+    let (s, b) = app
+        .post(
+            &format!("/collect/json/web?access_token={dm}"),
+            None,
+            "{\"a\":3}\n{\"a\":4}\n",
+        )
+        .await;
+    assert_eq!(
+        (s, b["data"]["message_count"].clone()),
+        (StatusCode::OK, json!(2))
+    );
 
     let (s, b) = app.get("/v2/stream", &dm).await;
     assert_eq!(s, StatusCode::OK);
-    let names: Vec<_> = b["data"].as_array().unwrap().iter().map(|s| (s["name"].clone(), s["count"].clone())).collect();
-    assert_eq!(names, vec![(json!("braze_users"), json!(1)), (json!("web"), json!(4))]);
+    let names: Vec<_> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].clone(), s["count"].clone()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![(json!("braze_users"), json!(1)), (json!("web"), json!(4))]
+    );
     let (_, b) = app.get("/v2/stream/braze_users/events?limit=5", &dm).await;
     assert_eq!(b["data"][0]["event"]["braze_id"], "xxxxxx");
     assert_eq!(b["data"][0]["event"]["date_of_birth"], "19820101");
     let (_, b) = app.get("/v2/stream/web/events?limit=2", &dm).await;
-    let ns: Vec<_> = b["data"].as_array().unwrap().iter().map(|e| e["event"]["a"].clone()).collect();
+    let ns: Vec<_> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"]["a"].clone())
+        .collect();
     assert_eq!(ns, vec![json!(4), json!(3)], "newest first");
 }
 
@@ -152,7 +195,9 @@ async fn missing_unknown_and_expired_tokens_are_401(app: App) {
         })
         .await
         .unwrap();
-    let (s, b) = app.post("/collect/json/x", Some(secret.expose()), "{}").await;
+    let (s, b) = app
+        .post("/collect/json/x", Some(secret.expose()), "{}")
+        .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert!(b["message"].as_str().unwrap().contains("expired"));
     assert_eq!(app.stream_count(1, "x").await, 0);
@@ -174,23 +219,35 @@ async fn roles_are_enforced_per_endpoint(app: App) {
         assert_eq!(s, StatusCode::OK);
     }
     for t in [&observer, &audience, &dm] {
-        let (s, _) = app.post("/v2/token", Some(t), r#"{"name":"x","roles":["admin"]}"#).await;
+        let (s, _) = app
+            .post("/v2/token", Some(t), r#"{"name":"x","roles":["admin"]}"#)
+            .await;
         assert_eq!(s, StatusCode::FORBIDDEN);
         let (s, _) = app.get("/v2/token", t).await;
         assert_eq!(s, StatusCode::FORBIDDEN);
     }
     let (s, _) = app.post("/collect/json/x", Some(&admin), "{}").await;
     assert_eq!(s, StatusCode::OK);
-    let (s, _) = app.post("/v2/token", Some(&admin), r#"{"name":"x","roles":["observer"]}"#).await;
+    let (s, _) = app
+        .post(
+            "/v2/token",
+            Some(&admin),
+            r#"{"name":"x","roles":["observer"]}"#,
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED);
     // Only the install admin creates accounts.
-    let (s, b) = app.post("/v2/account", Some(&admin), r#"{"name":"Acme"}"#).await;
+    let (s, b) = app
+        .post("/v2/account", Some(&admin), r#"{"name":"Acme"}"#)
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
     assert_eq!(app.stream_count(1, "x").await, 1);
 }
 
 async fn tokens_never_reach_another_account(app: App) {
-    let (s, b) = app.post("/v2/account", Some(ADMIN), r#"{"name":"Acme"}"#).await;
+    let (s, b) = app
+        .post("/v2/account", Some(ADMIN), r#"{"name":"Acme"}"#)
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let acme = b["data"]["aid"].as_i64().unwrap();
     assert_eq!(acme, 2);
@@ -199,26 +256,50 @@ async fn tokens_never_reach_another_account(app: App) {
     let one_dm = app.token(1, &["data_manager"], "30d").await;
 
     // Path account and account_id parameter are both checked.
-    let (s, b) = app.post(&format!("/c/1/braze_users?key={acme_dm}"), None, "{}").await;
+    let (s, b) = app
+        .post(&format!("/c/1/braze_users?key={acme_dm}"), None, "{}")
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
-    let (s, _) = app.post(&format!("/collect/json/s?account_id=1&key={acme_dm}"), None, "{}").await;
+    let (s, _) = app
+        .post(
+            &format!("/collect/json/s?account_id=1&key={acme_dm}"),
+            None,
+            "{}",
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, _) = app.get("/v2/stream?account_id=1", &acme_admin).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     // Collected data lands in the token's own account.
     let (s, _) = app.post("/collect/json/s", Some(&acme_dm), "{}").await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!((app.stream_count(acme, "s").await, app.stream_count(1, "s").await), (1, 0));
+    assert_eq!(
+        (
+            app.stream_count(acme, "s").await,
+            app.stream_count(1, "s").await
+        ),
+        (1, 0)
+    );
     let (_, b) = app.get("/v2/stream", &one_dm).await;
     assert_eq!(b["data"], json!([]));
     // Token ids of another account cannot be listed or deleted.
     let (_, b) = app.get("/v2/token", &acme_admin).await;
-    let acme_ids: Vec<i64> = b["data"].as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect();
+    let acme_ids: Vec<i64> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_i64().unwrap())
+        .collect();
     assert_eq!(acme_ids.len(), 2);
     let (_, b) = app.get("/v2/token?account_id=1", ADMIN).await;
     let one_id = b["data"][0]["id"].as_i64().unwrap();
     let (s, _) = app
-        .send(Request::delete(format!("/v2/token/{one_id}")).header("authorization", &acme_admin).body(Body::empty()).unwrap())
+        .send(
+            Request::delete(format!("/v2/token/{one_id}"))
+                .header("authorization", &acme_admin)
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     // The install admin acts in any account it names, and 404s on accounts that do not exist.
@@ -245,7 +326,12 @@ async fn token_lifecycle_and_listing_hides_secrets(app: App) {
     let (s, _) = app.post("/collect/json/s", Some(&token), "{}").await;
     assert_eq!(s, StatusCode::OK);
     let (s, _) = app
-        .send(Request::delete(format!("/v2/token/{id}")).header("authorization", ADMIN).body(Body::empty()).unwrap())
+        .send(
+            Request::delete(format!("/v2/token/{id}"))
+                .header("authorization", ADMIN)
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
     let (s, _) = app.post("/collect/json/s", Some(&token), "{}").await;
@@ -269,10 +355,18 @@ async fn token_lifecycle_and_listing_hides_secrets(app: App) {
 async fn malformed_bodies_are_400_with_position_and_store_nothing(app: App) {
     let cases: &[(&str, &str, &str)] = &[
         ("/collect/json/s", "{\"a\":1}\n{\"a\":}", "line 2, column 6"),
-        ("/collect/json/s", "[{\"a\":1}, 7]", "array element 2 is a number"),
+        (
+            "/collect/json/s",
+            "[{\"a\":1}, 7]",
+            "array element 2 is a number",
+        ),
         ("/collect/json/s", "", "empty"),
         ("/collect/json/bad$name", "{}", "stream name"),
-        ("/collect/json/s?timestamp_field=ts", r#"{"ts":"later"}"#, "\"ts\""),
+        (
+            "/collect/json/s?timestamp_field=ts",
+            r#"{"ts":"later"}"#,
+            "\"ts\"",
+        ),
         ("/collect/json/s?dryrun=perhaps", "{}", "dryrun"),
         ("/collect/bulk/s", "a,b\n1,2\n3\n", "at line 3"),
         ("/collect/bulk/s?delimiter=ab", "a\n1\n", "delimiter"),
@@ -301,7 +395,10 @@ async fn oversized_bodies_are_413(app: App) {
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
     // Without Content-Length (streamed) the limit still holds.
     let stream = futures::stream::iter(vec![Ok::<_, std::io::Error>(big.clone().into_bytes())]);
-    let r = Request::post("/collect/json/s").header("authorization", ADMIN).body(Body::from_stream(stream)).unwrap();
+    let r = Request::post("/collect/json/s")
+        .header("authorization", ADMIN)
+        .body(Body::from_stream(stream))
+        .unwrap();
     assert_eq!(app.send(r).await.0, StatusCode::PAYLOAD_TOO_LARGE);
     // A small gzip body that inflates past the limit.
     let r = Request::post("/collect/json/s")
@@ -314,26 +411,41 @@ async fn oversized_bodies_are_413(app: App) {
 }
 
 async fn gzip_csv_bulk_with_options(app: App) {
-    let csv = "external_id|email|signed_up\nu1|a@x.io|2024-01-02T00:00:00Z\nu2|b@x.io\nu3||2024-02-01\n";
-    let r = Request::post("/collect/bulk/braze_csv?delimiter=%7C&droperrors=true&timestamp_field=signed_up")
-        .header("authorization", ADMIN)
-        .header("content-type", "text/csv")
-        .header("content-encoding", "gzip")
-        .body(Body::from(gzip(csv.as_bytes())))
-        .unwrap();
+    let csv =
+        "external_id|email|signed_up\nu1|a@x.io|2024-01-02T00:00:00Z\nu2|b@x.io\nu3||2024-02-01\n";
+    let r = Request::post(
+        "/collect/bulk/braze_csv?delimiter=%7C&droperrors=true&timestamp_field=signed_up",
+    )
+    .header("authorization", ADMIN)
+    .header("content-type", "text/csv")
+    .header("content-encoding", "gzip")
+    .body(Body::from(gzip(csv.as_bytes())))
+    .unwrap();
     let (s, b) = app.send(r).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["data"]["message_count"], 2);
     assert_eq!(b["data"]["rejected_count"], 1);
     assert_eq!(b["data"]["rejected"][0]["line"], 3);
     let (_, events) = app.get("/v2/stream/braze_csv/events", ADMIN).await;
-    assert_eq!(events["data"][0]["event"], json!({"external_id": "u3", "signed_up": "2024-02-01"}));
+    assert_eq!(
+        events["data"][0]["event"],
+        json!({"external_id": "u3", "signed_up": "2024-02-01"})
+    );
     assert_eq!(events["data"][0]["event_time"], "2024-02-01T00:00:00Z");
     assert_eq!(events["data"][1]["event_time"], "2024-01-02T00:00:00Z");
 
     // `headers` names the columns of a file without a header row.
-    let (s, b) = app.post("/collect/bulk/braze_csv?headers=external_id,email", Some(ADMIN), "u9,z@x.io\n").await;
-    assert_eq!((s, b["data"]["message_count"].clone()), (StatusCode::OK, json!(1)));
+    let (s, b) = app
+        .post(
+            "/collect/bulk/braze_csv?headers=external_id,email",
+            Some(ADMIN),
+            "u9,z@x.io\n",
+        )
+        .await;
+    assert_eq!(
+        (s, b["data"]["message_count"].clone()),
+        (StatusCode::OK, json!(1))
+    );
     // Bulk also takes JSON when the request says so.
     let r = Request::post("/collect/bulk/braze_csv")
         .header("authorization", ADMIN)
@@ -346,7 +458,13 @@ async fn gzip_csv_bulk_with_options(app: App) {
 }
 
 async fn dryrun_validates_without_storing(app: App) {
-    let (s, b) = app.post("/collect/json/s?dryrun=true", Some(ADMIN), r#"[{"a":1},{"a":2}]"#).await;
+    let (s, b) = app
+        .post(
+            "/collect/json/s?dryrun=true",
+            Some(ADMIN),
+            r#"[{"a":1},{"a":2}]"#,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(b["data"]["message_count"], 2);
     assert_eq!(b["data"]["dryrun"], true);
@@ -361,7 +479,11 @@ async fn health_metrics_and_unknown_routes(app: App) {
     let (s, text) = app.send(r).await;
     assert_eq!(s, StatusCode::OK);
     let text = text.as_str().unwrap_or_default().to_string();
-    for name in ["tributary_http_requests_total", "tributary_events_accepted_total", "tributary_commit_seconds"] {
+    for name in [
+        "tributary_http_requests_total",
+        "tributary_events_accepted_total",
+        "tributary_commit_seconds",
+    ] {
         assert!(text.contains(name), "metrics lack {name}");
     }
     assert!(!text.contains(ADMIN));

@@ -56,7 +56,11 @@ pub fn decode_csv(
                         let text = utf8(cell).map_err(|_| {
                             DecodeError::at(1, Some(i as u64 + 1), "header is not valid UTF-8")
                         })?;
-                        let text = if i == 0 { text.trim_start_matches('\u{feff}') } else { text };
+                        let text = if i == 0 {
+                            text.trim_start_matches('\u{feff}')
+                        } else {
+                            text
+                        };
                         Ok(text.trim().to_string())
                     })
                     .collect::<Result<_, DecodeError>>()?
@@ -73,7 +77,11 @@ pub fn decode_csv(
         .as_ref()
         .map(|f| {
             headers.iter().position(|h| h == f).ok_or_else(|| {
-                DecodeError::at(1, None, format!("timestamp field {f:?} is not a column of this file"))
+                DecodeError::at(
+                    1,
+                    None,
+                    format!("timestamp field {f:?} is not a column of this file"),
+                )
             })
         })
         .transpose()?;
@@ -94,10 +102,18 @@ pub fn decode_csv(
 fn check_headers(headers: &[String]) -> Result<(), DecodeError> {
     for (i, h) in headers.iter().enumerate() {
         if h.is_empty() {
-            return Err(DecodeError::at(1, Some(i as u64 + 1), format!("column {} has an empty name", i + 1)));
+            return Err(DecodeError::at(
+                1,
+                Some(i as u64 + 1),
+                format!("column {} has an empty name", i + 1),
+            ));
         }
         if headers[..i].contains(h) {
-            return Err(DecodeError::at(1, Some(i as u64 + 1), format!("column name {h:?} appears twice")));
+            return Err(DecodeError::at(
+                1,
+                Some(i as u64 + 1),
+                format!("column name {h:?} appears twice"),
+            ));
         }
     }
     Ok(())
@@ -116,7 +132,9 @@ fn row_to_record(
             row.len()
         ));
     }
-    let mut payload = String::with_capacity(row.as_slice().len() + keys.iter().map(String::len).sum::<usize>() + 16);
+    let mut payload = String::with_capacity(
+        row.as_slice().len() + keys.iter().map(String::len).sum::<usize>() + 16,
+    );
     payload.push('{');
     for (i, cell) in row.iter().enumerate() {
         if cell.is_empty() {
@@ -133,15 +151,27 @@ fn row_to_record(
     }
     payload.push('}');
     let event_time = match ts_column {
-        Some(c) => match row.get(c).and_then(|v| std::str::from_utf8(v).ok()).filter(|v| !v.is_empty()) {
+        Some(c) => match row
+            .get(c)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .filter(|v| !v.is_empty())
+        {
             None => None,
-            Some(v) => Some(tributary_core::timestamp::parse_timestamp(v).ok_or_else(|| {
-                format!("timestamp column {:?} has a value that is not a date or time: {v:?}", headers[c])
-            })?),
+            Some(v) => Some(
+                tributary_core::timestamp::parse_timestamp(v).ok_or_else(|| {
+                    format!(
+                        "timestamp column {:?} has a value that is not a date or time: {v:?}",
+                        headers[c]
+                    )
+                })?,
+            ),
         },
         None => None,
     };
-    Ok(Record { payload, event_time })
+    Ok(Record {
+        payload,
+        event_time,
+    })
 }
 
 fn csv_error(e: csv::Error) -> DecodeError {
@@ -154,34 +184,69 @@ mod tests {
     use super::*;
 
     fn decode(body: &str, drop_errors: bool) -> Result<Decoded, DecodeError> {
-        let opts = DecodeOptions { drop_errors, ..Default::default() };
+        let opts = DecodeOptions {
+            drop_errors,
+            ..Default::default()
+        };
         decode_csv(body.as_bytes(), &opts, &CsvOptions::default())
     }
 
     #[test]
     fn rows_become_objects_without_empty_cells() {
-        let d = decode("\u{feff}external_id,email,first_name\nu1,a@x.io,\"Ann, \"\"A\"\"\"\nu2,,Bob\n", false).unwrap();
-        assert_eq!(d.records[0].payload, r#"{"external_id":"u1","email":"a@x.io","first_name":"Ann, \"A\""}"#);
-        assert_eq!(d.records[1].payload, r#"{"external_id":"u2","first_name":"Bob"}"#);
+        let d = decode(
+            "\u{feff}external_id,email,first_name\nu1,a@x.io,\"Ann, \"\"A\"\"\"\nu2,,Bob\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            d.records[0].payload,
+            r#"{"external_id":"u1","email":"a@x.io","first_name":"Ann, \"A\""}"#
+        );
+        assert_eq!(
+            d.records[1].payload,
+            r#"{"external_id":"u2","first_name":"Bob"}"#
+        );
     }
 
     #[test]
     fn wrong_field_count_names_the_line() {
         let e = decode("a,b\n1,2\n3\n", false).unwrap_err();
-        assert_eq!(e.to_string(), "expected 2 fields (one per column), found 1 at line 3");
+        assert_eq!(
+            e.to_string(),
+            "expected 2 fields (one per column), found 1 at line 3"
+        );
         let d = decode("a,b\n1,2\n3\n4,5\n", true).unwrap();
         assert_eq!(d.records.len(), 2);
-        assert_eq!(d.rejected, vec![Rejection { line: 3, message: "expected 2 fields (one per column), found 1".into() }]);
+        assert_eq!(
+            d.rejected,
+            vec![Rejection {
+                line: 3,
+                message: "expected 2 fields (one per column), found 1".into()
+            }]
+        );
     }
 
     #[test]
     fn headers_parameter_delimiter_and_header_checks() {
         let opts = DecodeOptions::default();
-        let csv = CsvOptions { delimiter: b'\t', headers: Some(vec!["a".into(), "b".into()]) };
+        let csv = CsvOptions {
+            delimiter: b'\t',
+            headers: Some(vec!["a".into(), "b".into()]),
+        };
         let d = decode_csv(b"1\t2\n", &opts, &csv).unwrap();
         assert_eq!(d.records[0].payload, r#"{"a":"1","b":"2"}"#);
-        assert!(decode("a,a\n1,2\n", false).unwrap_err().message.contains("twice"));
-        assert!(decode("a,\n1,2\n", false).unwrap_err().message.contains("empty name"));
+        assert!(
+            decode("a,a\n1,2\n", false)
+                .unwrap_err()
+                .message
+                .contains("twice")
+        );
+        assert!(
+            decode("a,\n1,2\n", false)
+                .unwrap_err()
+                .message
+                .contains("empty name")
+        );
         assert_eq!(CsvOptions::parse_delimiter("t"), Ok(b'\t'));
         assert_eq!(CsvOptions::parse_delimiter("|"), Ok(b'|'));
         assert!(CsvOptions::parse_delimiter("ab").is_err());
@@ -189,7 +254,10 @@ mod tests {
 
     #[test]
     fn timestamp_column() {
-        let opts = DecodeOptions { timestamp_field: Some("ts".into()), drop_errors: false };
+        let opts = DecodeOptions {
+            timestamp_field: Some("ts".into()),
+            drop_errors: false,
+        };
         let d = decode_csv(b"id,ts\n1,2024-01-02\n2,\n", &opts, &CsvOptions::default()).unwrap();
         assert!(d.records[0].event_time.is_some());
         assert!(d.records[1].event_time.is_none());

@@ -29,7 +29,6 @@ pub fn gunzip_if_compressed(
     Ok(Some(out))
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

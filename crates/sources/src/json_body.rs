@@ -2,7 +2,9 @@
 
 use serde_json::value::RawValue;
 
-use crate::{DecodeError, DecodeOptions, Decoded, Record, Rejection, event_time_of, line_col, utf8};
+use crate::{
+    DecodeError, DecodeOptions, Decoded, Record, Rejection, event_time_of, line_col, utf8,
+};
 
 pub fn decode_json(body: &[u8], opts: &DecodeOptions) -> Result<Decoded, DecodeError> {
     let text = utf8(body)?;
@@ -19,12 +21,19 @@ pub fn decode_json(body: &[u8], opts: &DecodeOptions) -> Result<Decoded, DecodeE
     if start.starts_with('[') {
         let items: Vec<&RawValue> = serde_json::from_str(text).map_err(syntax_error)?;
         for (i, raw) in items.into_iter().enumerate() {
-            accept(text, raw, &format!("array element {}", i + 1), opts, &mut out)?;
+            accept(
+                text,
+                raw,
+                &format!("array element {}", i + 1),
+                opts,
+                &mut out,
+            )?;
         }
         return Ok(out);
     }
-    let values: Result<Vec<&RawValue>, _> =
-        serde_json::Deserializer::from_str(text).into_iter().collect();
+    let values: Result<Vec<&RawValue>, _> = serde_json::Deserializer::from_str(text)
+        .into_iter()
+        .collect();
     match values {
         Ok(values) => {
             for (i, raw) in values.into_iter().enumerate() {
@@ -169,7 +178,10 @@ mod tests {
         assert!(e.message.starts_with("malformed JSON"), "{e}");
 
         let e = decode_json(b"[{\"a\":1},\n 42]", &opts()).unwrap_err();
-        assert_eq!(e.to_string(), "array element 2 is a number, not a JSON object at line 2, column 2");
+        assert_eq!(
+            e.to_string(),
+            "array element 2 is a number, not a JSON object at line 2, column 2"
+        );
 
         let e = decode_json(b"   ", &opts()).unwrap_err();
         assert!(e.message.contains("empty"));

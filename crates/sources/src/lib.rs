@@ -75,7 +75,9 @@ fn event_time_of(
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(v) => tributary_core::timestamp::parse_json_timestamp(v)
             .map(Some)
-            .ok_or_else(|| format!("timestamp field {field:?} has a value that is not a date or time: {v}")),
+            .ok_or_else(|| {
+                format!("timestamp field {field:?} has a value that is not a date or time: {v}")
+            }),
     }
 }
 

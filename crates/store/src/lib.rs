@@ -27,8 +27,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tributary_core::{
-    Account, AccountId, Micros, NewEvent, NewToken, StoredEvent, StreamInfo, TokenHash,
-    TokenRecord,
+    Account, AccountId, Micros, NewEvent, NewToken, StoredEvent, StreamInfo, TokenHash, TokenRecord,
 };
 
 pub use postgres::PgStore;
@@ -76,8 +75,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// On an empty store, creates account 1 (named `account_name`) and the install-wide admin
     /// token, atomically, and safely when several processes start at once.
-    async fn bootstrap(&self, account_name: &str, admin: &NewToken, now: Micros)
-    -> Result<Bootstrap>;
+    async fn bootstrap(
+        &self,
+        account_name: &str,
+        admin: &NewToken,
+        now: Micros,
+    ) -> Result<Bootstrap>;
 
     async fn create_account(&self, name: &str, now: Micros) -> Result<Account>;
     async fn account(&self, aid: AccountId) -> Result<Option<Account>>;
@@ -110,7 +113,9 @@ pub async fn open(database_url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn
             Ok(Arc::new(PgStore::connect(url).await?))
         }
         Some(url) if url.starts_with("sqlite:") => {
-            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            let path = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
             Ok(Arc::new(SqliteStore::open(Path::new(path)).await?))
         }
         Some(other) => Err(StoreError::UnsupportedUrl(redact_url(other))),
@@ -134,28 +139,80 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-fn token_from_parts(
-    id: i64,
-    account_id: Option<i64>,
-    name: String,
-    description: String,
-    roles: &str,
-    hash: &str,
-    created_at: i64,
-    expires_at: Option<i64>,
-) -> Result<TokenRecord> {
-    let roles = tributary_core::token::roles_from_text(roles).map_err(StoreError::Corrupt)?;
-    let hash = TokenHash::from_hex(hash)
-        .ok_or_else(|| StoreError::Corrupt(format!("token {id} has a malformed hash")))?;
+/// Row decoding shared by both backends: the column types used here (BIGINT, TEXT) decode the
+/// same way on SQLite and PostgreSQL.
+trait Decodes<R: sqlx::Row>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database> {}
+impl<R: sqlx::Row, T> Decodes<R> for T where
+    T: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>
+{
+}
+
+fn token_from_row<R>(row: &R) -> Result<TokenRecord>
+where
+    R: sqlx::Row,
+    i64: Decodes<R>,
+    String: Decodes<R>,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    let id: i64 = row.try_get("id")?;
+    let roles: String = row.try_get("roles")?;
+    let hash: String = row.try_get("hash")?;
     Ok(TokenRecord {
         id,
-        account_id,
-        name,
-        description,
-        roles,
-        hash,
-        created_at,
-        expires_at,
+        account_id: row.try_get("account_id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        roles: tributary_core::token::roles_from_text(&roles).map_err(StoreError::Corrupt)?,
+        hash: TokenHash::from_hex(&hash)
+            .ok_or_else(|| StoreError::Corrupt(format!("token {id} has a malformed hash")))?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+fn account_from_row<R>(row: &R) -> Result<Account>
+where
+    R: sqlx::Row,
+    i64: Decodes<R>,
+    String: Decodes<R>,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    Ok(Account {
+        aid: row.try_get("aid")?,
+        name: row.try_get("name")?,
+        created: tributary_core::from_micros(row.try_get("created_at")?),
+    })
+}
+
+fn stream_from_row<R>(row: &R) -> Result<StreamInfo>
+where
+    R: sqlx::Row,
+    i64: Decodes<R>,
+    String: Decodes<R>,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    Ok(StreamInfo {
+        name: row.try_get("name")?,
+        count: row.try_get("event_count")?,
+        last_received_micros: row.try_get("last_received")?,
+    })
+}
+
+fn event_from_row<R>(row: &R) -> Result<StoredEvent>
+where
+    R: sqlx::Row,
+    i64: Decodes<R>,
+    String: Decodes<R>,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    let id: i64 = row.try_get("id")?;
+    let payload: String = row.try_get("payload")?;
+    Ok(StoredEvent {
+        id,
+        stream: row.try_get("stream")?,
+        received_at: row.try_get("received_at")?,
+        event_time: row.try_get("event_time")?,
+        payload: parse_payload(id, &payload)?,
     })
 }
 

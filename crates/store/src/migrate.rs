@@ -58,7 +58,10 @@ where
             m.version, m.name
         );
         let script = format!("BEGIN;\n{}\n;{insert};\nCOMMIT;", m.sql);
-        if let Err(source) = conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(script))).await {
+        if let Err(source) = conn
+            .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(script)))
+            .await
+        {
             // A failed statement leaves the transaction open on some backends.
             let _ = conn.execute(sqlx::raw_sql("ROLLBACK")).await;
             return Err(StoreError::Migration {
@@ -67,7 +70,11 @@ where
                 source,
             });
         }
-        tracing::info!(version = m.version, name = m.name, "applied schema migration");
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "applied schema migration"
+        );
     }
     Ok(())
 }

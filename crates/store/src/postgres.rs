@@ -11,16 +11,16 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Acquire, Row};
 use tributary_core::{
     Account, AccountId, Micros, NewEvent, NewToken, StoredEvent, StreamInfo, TokenHash,
-    TokenRecord, from_micros, token::roles_to_text,
+    TokenRecord, token::roles_to_text,
 };
 
 use crate::{
-    Backend, Bootstrap, Result, Store, migrate, parse_payload, redact_url, stream_deltas,
-    token_from_parts,
+    Backend, Bootstrap, Result, Store, account_from_row, event_from_row, migrate, redact_url,
+    stream_deltas, stream_from_row, token_from_row,
 };
 
 const LOCK_MIGRATE: i64 = 0x7472_6962_0001;
@@ -46,7 +46,8 @@ impl PgStore {
                 .execute(&mut *conn)
                 .await?;
             let migrated =
-                migrate::run::<sqlx::Postgres>(&mut conn, migrate::POSTGRES, &redact_url(url)).await;
+                migrate::run::<sqlx::Postgres>(&mut conn, migrate::POSTGRES, &redact_url(url))
+                    .await;
             sqlx::query("SELECT pg_advisory_unlock($1)")
                 .bind(LOCK_MIGRATE)
                 .execute(&mut *conn)
@@ -57,31 +58,13 @@ impl PgStore {
     }
 }
 
-fn token_from_row(row: &PgRow) -> Result<TokenRecord> {
-    token_from_parts(
-        row.try_get("id")?,
-        row.try_get("account_id")?,
-        row.try_get("name")?,
-        row.try_get("description")?,
-        row.try_get("roles")?,
-        row.try_get("hash")?,
-        row.try_get("created_at")?,
-        row.try_get("expires_at")?,
-    )
-}
-
-fn account_from_row(row: &PgRow) -> Result<Account> {
-    Ok(Account {
-        aid: row.try_get("aid")?,
-        name: row.try_get("name")?,
-        created: from_micros(row.try_get("created_at")?),
-    })
-}
-
-
 async fn insert_token(conn: &mut sqlx::PgConnection, t: &NewToken) -> Result<TokenRecord> {
-    let row = sqlx::query(concat!("INSERT INTO tokens (account_id, name, description, roles, hash, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ", token_columns!(), ""))
+    let row = sqlx::query(concat!(
+        "INSERT INTO tokens (account_id, name, description, roles, hash, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ",
+        token_columns!(),
+        ""
+    ))
     .bind(t.account_id)
     .bind(&t.name)
     .bind(&t.description)
@@ -100,7 +83,12 @@ impl Store for PgStore {
         Backend::Postgres
     }
 
-    async fn bootstrap(&self, account_name: &str, admin: &NewToken, now: Micros) -> Result<Bootstrap> {
+    async fn bootstrap(
+        &self,
+        account_name: &str,
+        admin: &NewToken,
+        now: Micros,
+    ) -> Result<Bootstrap> {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -151,7 +139,11 @@ impl Store for PgStore {
     }
 
     async fn tokens(&self, aid: AccountId) -> Result<Vec<TokenRecord>> {
-        let rows = sqlx::query(concat!("SELECT ", token_columns!(), " FROM tokens WHERE account_id = $1 ORDER BY id"))
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM tokens WHERE account_id = $1 ORDER BY id"
+        ))
         .bind(aid)
         .fetch_all(&self.pool)
         .await?;
@@ -168,10 +160,14 @@ impl Store for PgStore {
     }
 
     async fn token_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenRecord>> {
-        let row = sqlx::query(concat!("SELECT ", token_columns!(), " FROM tokens WHERE hash = $1"))
-            .bind(hash.to_hex())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM tokens WHERE hash = $1"
+        ))
+        .bind(hash.to_hex())
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(token_from_row).transpose()
     }
 
@@ -234,18 +230,15 @@ impl Store for PgStore {
         .bind(aid)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StreamInfo {
-                    name: r.try_get("name")?,
-                    count: r.try_get("event_count")?,
-                    last_received_micros: r.try_get("last_received")?,
-                })
-            })
-            .collect()
+        rows.iter().map(stream_from_row).collect()
     }
 
-    async fn recent_events(&self, aid: AccountId, stream: &str, limit: u32) -> Result<Vec<StoredEvent>> {
+    async fn recent_events(
+        &self,
+        aid: AccountId,
+        stream: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
         let rows = sqlx::query(
             "SELECT id, stream, received_at, event_time, payload FROM events
              WHERE account_id = $1 AND stream = $2 ORDER BY id DESC LIMIT $3",
@@ -255,18 +248,6 @@ impl Store for PgStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let id: i64 = r.try_get("id")?;
-                let payload: &str = r.try_get("payload")?;
-                Ok(StoredEvent {
-                    id,
-                    stream: r.try_get("stream")?,
-                    received_at: r.try_get("received_at")?,
-                    event_time: r.try_get("event_time")?,
-                    payload: parse_payload(id, payload)?,
-                })
-            })
-            .collect()
+        rows.iter().map(event_from_row).collect()
     }
 }

@@ -10,16 +10,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Acquire, Row};
 use tributary_core::{
     Account, AccountId, Micros, NewEvent, NewToken, StoredEvent, StreamInfo, TokenHash,
-    TokenRecord, from_micros, token::roles_to_text,
+    TokenRecord, token::roles_to_text,
 };
 
-use crate::{Backend, Bootstrap, Result, Store, migrate, parse_payload, stream_deltas, token_from_parts};
+use crate::{
+    Backend, Bootstrap, Result, Store, account_from_row, event_from_row, migrate, stream_deltas,
+    stream_from_row, token_from_row,
+};
 
 /// SQLite's default limit on bound parameters is 32766; six per event row.
 const ROWS_PER_INSERT: usize = 500;
@@ -58,31 +60,13 @@ impl SqliteStore {
     }
 }
 
-fn token_from_row(row: &SqliteRow) -> Result<TokenRecord> {
-    token_from_parts(
-        row.try_get("id")?,
-        row.try_get("account_id")?,
-        row.try_get("name")?,
-        row.try_get("description")?,
-        row.try_get("roles")?,
-        row.try_get("hash")?,
-        row.try_get("created_at")?,
-        row.try_get("expires_at")?,
-    )
-}
-
-fn account_from_row(row: &SqliteRow) -> Result<Account> {
-    Ok(Account {
-        aid: row.try_get("aid")?,
-        name: row.try_get("name")?,
-        created: from_micros(row.try_get("created_at")?),
-    })
-}
-
-
 async fn insert_token(conn: &mut sqlx::SqliteConnection, t: &NewToken) -> Result<TokenRecord> {
-    let row = sqlx::query(concat!("INSERT INTO tokens (account_id, name, description, roles, hash, created_at, expires_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING ", token_columns!(), ""))
+    let row = sqlx::query(concat!(
+        "INSERT INTO tokens (account_id, name, description, roles, hash, created_at, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING ",
+        token_columns!(),
+        ""
+    ))
     .bind(t.account_id)
     .bind(&t.name)
     .bind(&t.description)
@@ -101,7 +85,12 @@ impl Store for SqliteStore {
         Backend::Sqlite
     }
 
-    async fn bootstrap(&self, account_name: &str, admin: &NewToken, now: Micros) -> Result<Bootstrap> {
+    async fn bootstrap(
+        &self,
+        account_name: &str,
+        admin: &NewToken,
+        now: Micros,
+    ) -> Result<Bootstrap> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
         let existing: i64 = sqlx::query("SELECT COUNT(*) FROM accounts")
@@ -111,12 +100,13 @@ impl Store for SqliteStore {
         if existing > 0 {
             return Ok(Bootstrap::AlreadyInitialised);
         }
-        let aid: i64 = sqlx::query("INSERT INTO accounts (name, created_at) VALUES (?, ?) RETURNING aid")
-            .bind(account_name)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
+        let aid: i64 =
+            sqlx::query("INSERT INTO accounts (name, created_at) VALUES (?, ?) RETURNING aid")
+                .bind(account_name)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
         insert_token(&mut tx, admin).await?;
         tx.commit().await?;
         Ok(Bootstrap::Created { aid })
@@ -147,7 +137,11 @@ impl Store for SqliteStore {
     }
 
     async fn tokens(&self, aid: AccountId) -> Result<Vec<TokenRecord>> {
-        let rows = sqlx::query(concat!("SELECT ", token_columns!(), " FROM tokens WHERE account_id = ? ORDER BY id"))
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM tokens WHERE account_id = ? ORDER BY id"
+        ))
         .bind(aid)
         .fetch_all(&self.reader)
         .await?;
@@ -164,10 +158,14 @@ impl Store for SqliteStore {
     }
 
     async fn token_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenRecord>> {
-        let row = sqlx::query(concat!("SELECT ", token_columns!(), " FROM tokens WHERE hash = ?"))
-            .bind(hash.to_hex())
-            .fetch_optional(&self.reader)
-            .await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM tokens WHERE hash = ?"
+        ))
+        .bind(hash.to_hex())
+        .fetch_optional(&self.reader)
+        .await?;
         row.as_ref().map(token_from_row).transpose()
     }
 
@@ -183,7 +181,11 @@ impl Store for SqliteStore {
                 "INSERT INTO events (account_id, stream, received_at, event_time, payload) VALUES ",
             );
             for i in 0..chunk.len() {
-                sql.push_str(if i == 0 { "(?,?,?,?,?)" } else { ",(?,?,?,?,?)" });
+                sql.push_str(if i == 0 {
+                    "(?,?,?,?,?)"
+                } else {
+                    ",(?,?,?,?,?)"
+                });
             }
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for e in chunk {
@@ -221,18 +223,15 @@ impl Store for SqliteStore {
         .bind(aid)
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StreamInfo {
-                    name: r.try_get("name")?,
-                    count: r.try_get("event_count")?,
-                    last_received_micros: r.try_get("last_received")?,
-                })
-            })
-            .collect()
+        rows.iter().map(stream_from_row).collect()
     }
 
-    async fn recent_events(&self, aid: AccountId, stream: &str, limit: u32) -> Result<Vec<StoredEvent>> {
+    async fn recent_events(
+        &self,
+        aid: AccountId,
+        stream: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
         let rows = sqlx::query(
             "SELECT id, stream, received_at, event_time, payload FROM events
              WHERE account_id = ? AND stream = ? ORDER BY id DESC LIMIT ?",
@@ -242,18 +241,6 @@ impl Store for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let id: i64 = r.try_get("id")?;
-                let payload: &str = r.try_get("payload")?;
-                Ok(StoredEvent {
-                    id,
-                    stream: r.try_get("stream")?,
-                    received_at: r.try_get("received_at")?,
-                    event_time: r.try_get("event_time")?,
-                    payload: parse_payload(id, payload)?,
-                })
-            })
-            .collect()
+        rows.iter().map(event_from_row).collect()
     }
 }

@@ -173,15 +173,22 @@ fn start_cluster() -> Result<PgCluster, String> {
     let data = dir.join("data");
     if is_root() {
         run(
-            Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir),
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir),
             "chown of the cluster dir",
         )?;
     }
     run(
-        pg_command(&bin.join("initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]),
+        pg_command(&bin.join("initdb")).arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        ]),
         "initdb",
     )?;
     let port = free_port()?;
@@ -206,7 +213,11 @@ fn start_cluster() -> Result<PgCluster, String> {
 fn spawn_watchdog(bin: &Path, dir: &Path) -> Result<(), String> {
     let stop = format!(
         "{} {} -D {} -m immediate stop",
-        if is_root() { "runuser -u postgres --" } else { "" },
+        if is_root() {
+            "runuser -u postgres --"
+        } else {
+            ""
+        },
         bin.join("pg_ctl").display(),
         dir.join("data").display()
     );

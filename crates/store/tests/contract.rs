@@ -97,7 +97,13 @@ async fn tokens_are_per_account(store: Arc<dyn Store>) {
     assert!(store.delete_token(1, r1.id).await.unwrap());
     assert!(store.token_by_hash(&s1.hash()).await.unwrap().is_none());
     assert!(!store.delete_token(1, r1.id).await.unwrap());
-    assert!(store.token_by_hash(&TokenHash::of("nope")).await.unwrap().is_none());
+    assert!(
+        store
+            .token_by_hash(&TokenHash::of("nope"))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn duplicate_token_hash_is_refused(store: Arc<dyn Store>) {
@@ -112,7 +118,10 @@ async fn duplicate_token_hash_is_refused(store: Arc<dyn Store>) {
 async fn events_round_trip_newest_first(store: Arc<dyn Store>) {
     let events: Vec<_> = (0..1_200).map(|n| event(1, "braze_users", n)).collect();
     store.append_events(&events).await.unwrap();
-    store.append_events(&[event(1, "web", 7), event(2, "braze_users", 8)]).await.unwrap();
+    store
+        .append_events(&[event(1, "web", 7), event(2, "braze_users", 8)])
+        .await
+        .unwrap();
 
     let recent = store.recent_events(1, "braze_users", 3).await.unwrap();
     assert_eq!(recent.len(), 3);
@@ -129,7 +138,13 @@ async fn events_round_trip_newest_first(store: Arc<dyn Store>) {
     assert_eq!(streams[0].last_received_micros, 2_199);
     assert_eq!(store.streams(2).await.unwrap()[0].count, 1);
     assert!(store.streams(3).await.unwrap().is_empty());
-    assert!(store.recent_events(1, "missing", 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .recent_events(1, "missing", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn group_commit_writer_stores_every_acknowledged_event(store: Arc<dyn Store>) {
@@ -138,7 +153,9 @@ async fn group_commit_writer_stores_every_acknowledged_event(store: Arc<dyn Stor
     for i in 0..50 {
         let writer = writer.clone();
         tasks.push(tokio::spawn(async move {
-            let batch = (0..20).map(|n| event(1, "braze_users", i * 100 + n)).collect();
+            let batch = (0..20)
+                .map(|n| event(1, "braze_users", i * 100 + n))
+                .collect();
             writer.write(batch).await
         }));
     }
@@ -149,7 +166,10 @@ async fn group_commit_writer_stores_every_acknowledged_event(store: Arc<dyn Stor
     task.await.unwrap();
     assert_eq!(store.streams(1).await.unwrap()[0].count, 1_000);
     let all = store.recent_events(1, "braze_users", 5_000).await.unwrap();
-    let mut ns: Vec<i64> = all.iter().map(|e| e.payload["n"].as_i64().unwrap()).collect();
+    let mut ns: Vec<i64> = all
+        .iter()
+        .map(|e| e.payload["n"].as_i64().unwrap())
+        .collect();
     ns.sort();
     ns.dedup();
     assert_eq!(ns.len(), 1_000);

@@ -46,7 +46,12 @@ impl Serve {
         });
         let base = rx
             .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("serve did not start; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+            .unwrap_or_else(|_| {
+                panic!(
+                    "serve did not start; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            });
         Serve { child, base, log }
     }
 

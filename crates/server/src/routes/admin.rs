@@ -6,7 +6,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tributary_core::{Expiry, NewToken, Role, TokenRecord, TokenSecret, format_rfc3339, from_micros, to_micros};
+use tributary_core::{
+    Expiry, NewToken, Role, TokenRecord, TokenSecret, format_rfc3339, from_micros, to_micros,
+};
 
 use crate::AppState;
 use crate::api::{ApiError, ApiResult, ok};
@@ -17,7 +19,8 @@ const MAX_DESCRIPTION: usize = 2_000;
 
 /// Parses a JSON body into `T`, with a 400 that says which field was wrong.
 fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
@@ -25,7 +28,9 @@ fn check_name(name: &str) -> Result<(), ApiError> {
         return Err(ApiError::bad_request("name must not be empty"));
     }
     if name.chars().count() > MAX_NAME {
-        return Err(ApiError::bad_request(format!("name is longer than {MAX_NAME} characters")));
+        return Err(ApiError::bad_request(format!(
+            "name is longer than {MAX_NAME} characters"
+        )));
     }
     Ok(())
 }
@@ -49,11 +54,14 @@ pub async fn create_account(
     check_name(&body.name)?;
     let account = state.store.create_account(body.name.trim(), now()).await?;
     tracing::info!(aid = account.aid, "account created");
-    Ok(ok(StatusCode::CREATED, json!({
-        "aid": account.aid,
-        "name": account.name,
-        "created": format_rfc3339(account.created),
-    })))
+    Ok(ok(
+        StatusCode::CREATED,
+        json!({
+            "aid": account.aid,
+            "name": account.name,
+            "created": format_rfc3339(account.created),
+        }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -125,16 +133,29 @@ pub async fn create_token(
             expires_at: expiry.expires_at(now),
         })
         .await?;
-    tracing::info!(token_id = record.id, aid = auth.caller.account_id, "access token created");
+    tracing::info!(
+        token_id = record.id,
+        aid = auth.caller.account_id,
+        "access token created"
+    );
     let mut data = token_json(&record, now);
     data["token"] = Value::String(secret.expose().to_string());
     Ok(ok(StatusCode::CREATED, data))
 }
 
-pub async fn list_tokens(State(state): State<Arc<AppState>>, auth: Authorized<ManageTokens>) -> ApiResult {
+pub async fn list_tokens(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ManageTokens>,
+) -> ApiResult {
     let now = now();
     let tokens = state.store.tokens(auth.caller.account_id).await?;
-    Ok(ok(StatusCode::OK, tokens.iter().map(|t| token_json(t, now)).collect::<Vec<_>>()))
+    Ok(ok(
+        StatusCode::OK,
+        tokens
+            .iter()
+            .map(|t| token_json(t, now))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 pub async fn delete_token(
@@ -152,6 +173,10 @@ pub async fn delete_token(
         )));
     }
     state.tokens.forget(id);
-    tracing::info!(token_id = id, aid = auth.caller.account_id, "access token deleted");
+    tracing::info!(
+        token_id = id,
+        aid = auth.caller.account_id,
+        "access token deleted"
+    );
     Ok(ok(StatusCode::OK, json!({ "id": id, "deleted": true })))
 }

@@ -13,7 +13,9 @@ use bytes::BytesMut;
 use futures::StreamExt;
 use serde_json::json;
 use tributary_core::{AccountId, NewEvent, to_micros, validate_stream_name};
-use tributary_sources::{CsvOptions, DecodeOptions, Rejection, decode_csv, decode_json, gunzip_if_compressed};
+use tributary_sources::{
+    CsvOptions, DecodeOptions, Rejection, decode_csv, decode_json, gunzip_if_compressed,
+};
 use tributary_store::WriteError;
 
 use crate::AppState;
@@ -38,9 +40,9 @@ pub async fn collect_in_account(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    let aid: AccountId = aid
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("{aid:?} in the URL is not an account number")))?;
+    let aid: AccountId = aid.parse().map_err(|_| {
+        ApiError::bad_request(format!("{aid:?} in the URL is not an account number"))
+    })?;
     let caller = auth.caller.act_in(&state, aid).await?;
     collect(&state, &caller, &stream, &uri, &headers, body, Format::Json).await
 }
@@ -53,7 +55,16 @@ pub async fn collect_json(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    collect(&state, &auth.caller, &stream, &uri, &headers, body, Format::Json).await
+    collect(
+        &state,
+        &auth.caller,
+        &stream,
+        &uri,
+        &headers,
+        body,
+        Format::Json,
+    )
+    .await
 }
 
 pub async fn collect_bulk(
@@ -64,7 +75,16 @@ pub async fn collect_bulk(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    collect(&state, &auth.caller, &stream, &uri, &headers, body, Format::Bulk).await
+    collect(
+        &state,
+        &auth.caller,
+        &stream,
+        &uri,
+        &headers,
+        body,
+        Format::Bulk,
+    )
+    .await
 }
 
 async fn collect(
@@ -80,7 +100,10 @@ async fn collect(
     let params = query_map(uri)?;
     let dryrun = flag(&params, "dryrun")?;
     let options = DecodeOptions {
-        timestamp_field: params.get("timestamp_field").filter(|f| !f.is_empty()).cloned(),
+        timestamp_field: params
+            .get("timestamp_field")
+            .filter(|f| !f.is_empty())
+            .cloned(),
         drop_errors: flag(&params, "droperrors")?,
     };
     let content_type = headers
@@ -121,7 +144,11 @@ async fn collect(
     let message_count = decoded.records.len();
     let rejected_count = decoded.rejected.len();
     if !dryrun {
-        let events = to_events(caller.account_id, stream, std::mem::take(&mut decoded.records));
+        let events = to_events(
+            caller.account_id,
+            stream,
+            std::mem::take(&mut decoded.records),
+        );
         state.writer.write(events).await.map_err(|e| match e {
             WriteError::Overloaded => {
                 ApiError::unavailable("the server is busy storing other events; retry shortly", 1)
@@ -132,10 +159,21 @@ async fn collect(
         metrics::counter!("tributary_events_accepted_total").increment(message_count as u64);
     }
     metrics::counter!("tributary_events_rejected_total").increment(rejected_count as u64);
-    Ok(response(stream, &content_type, &options, dryrun, message_count, &decoded.rejected))
+    Ok(response(
+        stream,
+        &content_type,
+        &options,
+        dryrun,
+        message_count,
+        &decoded.rejected,
+    ))
 }
 
-fn to_events(aid: AccountId, stream: &str, records: Vec<tributary_sources::Record>) -> Vec<NewEvent> {
+fn to_events(
+    aid: AccountId,
+    stream: &str,
+    records: Vec<tributary_sources::Record>,
+) -> Vec<NewEvent> {
     let now = to_micros(time::OffsetDateTime::now_utc());
     records
         .into_iter()
@@ -183,14 +221,20 @@ fn csv_options(params: &HashMap<String, String>) -> Result<CsvOptions, ApiError>
         None => b',',
     };
     let headers = params.get("headers").filter(|h| !h.is_empty()).map(|h| {
-        h.split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>()
+        h.split(',')
+            .map(|s| s.trim().to_string())
+            .collect::<Vec<_>>()
     });
     Ok(CsvOptions { delimiter, headers })
 }
 
 /// Reads the body, refusing it with 413 as soon as it passes `limit` (before reading it all
 /// when `Content-Length` already says so).
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<bytes::Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -201,7 +245,8 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<byte
     let mut buffer = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(limit));
     let mut chunks = body.into_data_stream();
     while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
+        let chunk = chunk
+            .map_err(|e| ApiError::bad_request(format!("could not read the request body: {e}")))?;
         if buffer.len() + chunk.len() > limit {
             return Err(ApiError::too_large(limit));
         }

@@ -1,0 +1,320 @@
+//! Issue 2's scenario: HTTP ingestion of Braze-webhook-shaped events, single-event requests at
+//! 64 connections and 1,000-event arrays, against two baselines measured in the same run: a
+//! raw SQLite batch insert of the same rows (same durability: WAL, synchronous=FULL), and an
+//! axum handler that reads the body and does nothing.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use axum::routing::post;
+use serde_json::{Value, json};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use tributary_core::{NewToken, Role, TokenSecret, to_micros};
+use tributary_store::{SqliteStore, Store};
+
+use crate::load::{self, LoadResult};
+use crate::report::{machine, median, write_section};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Seconds per load phase.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Runs of every phase; the report quotes medians.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Connections for single-event requests.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Connections for 1,000-event arrays.
+    #[arg(long, default_value_t = 4)]
+    batch_connections: usize,
+    /// Rows for the raw-insert baseline.
+    #[arg(long, default_value_t = 200_000)]
+    raw_rows: usize,
+    /// Replace the `ingest` section of this file (BENCHMARKS.md).
+    #[arg(long)]
+    write: Option<PathBuf>,
+}
+
+const BATCH: usize = 1_000;
+/// Rows per statement in the raw-insert baseline (1,000 rows, one transaction, per batch).
+const RAW_ROWS_PER_STATEMENT: usize = 500;
+/// Upper bound on requests per connection per phase, so every loop ends even on a fast machine.
+const MAX_REQUESTS_PER_CONNECTION: u64 = 200_000;
+
+fn webhook_event(i: usize) -> Value {
+    json!({
+        "city": "AnyTown", "country": "United States", "first_name": "John", "gender": "male",
+        "language": "English", "last_name": "Smith", "date_of_birth": "19820101",
+        "phone_number": "5551231234", "time_zone": "GMT+7", "twitter_handle": "johnsmith",
+        "email": format!("user{i}@example.com"), "braze_id": format!("b{i:09}"),
+    })
+}
+
+struct Run {
+    raw_insert_eps: f64,
+    empty: LoadResult,
+    single: LoadResult,
+    batch: LoadResult,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    // Server and load generator get a runtime each, so neither starves the other's scheduler;
+    // they still share the machine's cores, as they would for any in-process baseline.
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let duration = Duration::from_secs(args.seconds);
+    let single_body = webhook_event(0).to_string();
+    let batch_body = Value::Array((0..BATCH).map(webhook_event).collect()).to_string();
+
+    let mut runs = Vec::new();
+    for i in 0..args.runs {
+        eprintln!("run {}/{}", i + 1, args.runs);
+        let raw_insert_eps = server_rt.block_on(raw_sqlite_insert(args.raw_rows))?;
+        eprintln!("  raw SQLite insert: {raw_insert_eps:.0} rows/s");
+
+        let (empty_url, stop_empty) = server_rt.block_on(start_empty_handler())?;
+        let empty = client_rt.block_on(load::run(
+            empty_url,
+            None,
+            single_body.clone(),
+            args.connections,
+            duration,
+            MAX_REQUESTS_PER_CONNECTION,
+        ));
+        let _ = stop_empty.send(());
+        eprintln!("  empty handler: {:.0} req/s", empty.per_second());
+
+        let server = server_rt.block_on(start_tributary())?;
+        let single = client_rt.block_on(load::run(
+            server.url.clone(),
+            Some(server.token.clone()),
+            single_body.clone(),
+            args.connections,
+            duration,
+            MAX_REQUESTS_PER_CONNECTION,
+        ));
+        eprintln!(
+            "  single events: {:.0} req/s, p99 {:.1} ms, {} failures",
+            single.per_second(),
+            single.percentile_ms(0.99),
+            single.failures
+        );
+        let batch = client_rt.block_on(load::run(
+            server.url.clone(),
+            Some(server.token.clone()),
+            batch_body.clone(),
+            args.batch_connections,
+            duration,
+            MAX_REQUESTS_PER_CONNECTION,
+        ));
+        eprintln!(
+            "  1,000-event arrays: {:.0} events/s, {} failures",
+            batch.per_second() * BATCH as f64,
+            batch.failures
+        );
+        let stored = server_rt.block_on(server.stored_events())?;
+        let expected = single.requests + batch.requests * BATCH as u64;
+        anyhow::ensure!(
+            stored >= expected as i64,
+            "only {stored} of {expected} acknowledged events are stored"
+        );
+        server_rt.block_on(server.stop());
+        runs.push(Run {
+            raw_insert_eps,
+            empty,
+            single,
+            batch,
+        });
+    }
+
+    let report = render(&args, &runs);
+    println!("{report}");
+    if let Some(path) = &args.write {
+        write_section(path, "ingest", &report)?;
+    }
+    Ok(())
+}
+
+fn render(args: &Args, runs: &[Run]) -> String {
+    let m = |f: &dyn Fn(&Run) -> f64| median(runs.iter().map(f).collect());
+    let raw = m(&|r| r.raw_insert_eps);
+    let empty_rps = m(&|r| r.empty.per_second());
+    let empty_p99 = m(&|r| r.empty.percentile_ms(0.99));
+    let single_rps = m(&|r| r.single.per_second());
+    let single_p50 = m(&|r| r.single.percentile_ms(0.5));
+    let single_p99 = m(&|r| r.single.percentile_ms(0.99));
+    let batch_eps = m(&|r| r.batch.per_second() * BATCH as f64);
+    let batch_p99 = m(&|r| r.batch.percentile_ms(0.99));
+    let failures: u64 = runs
+        .iter()
+        .map(|r| r.single.failures + r.batch.failures)
+        .sum();
+    let date = time::OffsetDateTime::now_utc().date();
+    format!(
+        "## Ingestion (issue 2)
+
+Command: `cargo run --release -p tributary-bench -- ingest --seconds {secs} --runs {runs} --write BENCHMARKS.md`
+({date}; {machine}; medians of {runs} runs of {secs} s; load generator in the same process).
+
+| what | result | baseline | ratio | target |
+|---|---|---|---|---|
+| 1,000-event arrays, {bc} connections, SQLite, durable acks | **{batch_eps:.0} events/s** (p99 {batch_p99:.1} ms/request) | raw SQLite batch insert of the same rows: {raw:.0} rows/s | {batch_ratio:.2} × raw insert | ≥ 100,000 events/s and ≥ 0.5 × raw |
+| single-event requests, {c} connections | **{single_rps:.0} requests/s**, p50 {single_p50:.1} ms, p99 {single_p99:.1} ms | empty axum handler: {empty_rps:.0} requests/s, p99 {empty_p99:.1} ms | {single_ratio:.2} × empty handler | ≥ 10,000/s, p99 < 50 ms |
+
+Failed requests during the measured phases: {failures}. Every acknowledged event was checked to be in the store after each run.
+The raw insert writes the same rows with prepared 500-row `INSERT` statements, 1,000 rows per transaction, with the same schema, WAL and `synchronous=FULL` as the store: the storage ceiling without HTTP, JSON parsing or auth.
+",
+        secs = args.seconds,
+        runs = runs.len(),
+        machine = machine(),
+        bc = args.batch_connections,
+        c = args.connections,
+        batch_ratio = batch_eps / raw,
+        single_ratio = single_rps / empty_rps,
+    )
+}
+
+async fn raw_sqlite_insert(rows: usize) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let options = SqliteConnectOptions::from_str("sqlite:")?
+        .filename(dir.path().join("raw.db"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await?;
+    sqlx::raw_sql(
+        "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, account_id INTEGER NOT NULL,
+           stream TEXT NOT NULL, received_at INTEGER NOT NULL, event_time INTEGER NOT NULL,
+           payload TEXT NOT NULL);
+         CREATE INDEX events_by_stream ON events (account_id, stream, id);",
+    )
+    .execute(&pool)
+    .await?;
+    let payloads: Vec<String> = (0..BATCH).map(|i| webhook_event(i).to_string()).collect();
+    let now = to_micros(time::OffsetDateTime::now_utc());
+    // Multi-row statements: through sqlx every statement is a round trip to SQLite's worker
+    // thread, so one-row statements would make a weak baseline (about 11,000 rows/s here).
+    let statement = format!(
+        "INSERT INTO events (account_id, stream, received_at, event_time, payload) VALUES {}",
+        vec!["(?, ?, ?, ?, ?)"; RAW_ROWS_PER_STATEMENT].join(", ")
+    );
+    let started = Instant::now();
+    let mut done = 0;
+    while done < rows {
+        let mut tx = pool.begin().await?;
+        for chunk in payloads.chunks(RAW_ROWS_PER_STATEMENT) {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(statement.as_str()));
+            for payload in chunk {
+                query = query
+                    .bind(1i64)
+                    .bind("braze_users")
+                    .bind(now)
+                    .bind(now)
+                    .bind(payload.as_str());
+            }
+            query.execute(&mut *tx).await?;
+            done += chunk.len();
+        }
+        tx.commit().await?;
+    }
+    Ok(rows as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn start_empty_handler() -> anyhow::Result<(String, tokio::sync::oneshot::Sender<()>)> {
+    let app = axum::Router::new().route(
+        "/c/{aid}/{stream}",
+        post(|_body: axum::body::Bytes| async { StatusCode::OK }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/c/1/braze_users", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Ok((url, stop))
+}
+
+struct Tributary {
+    url: String,
+    token: String,
+    store: Arc<dyn Store>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_tributary() -> anyhow::Result<Tributary> {
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("tributary.db")).await?);
+    let now = to_micros(time::OffsetDateTime::now_utc());
+    let admin = TokenSecret::generate();
+    let new_token = |hash, account_id, roles| NewToken {
+        account_id,
+        name: "bench".into(),
+        description: String::new(),
+        roles,
+        hash,
+        created_at: now,
+        expires_at: None,
+    };
+    store
+        .bootstrap(
+            "Default",
+            &new_token(admin.hash(), None, vec![Role::Admin]),
+            now,
+        )
+        .await?;
+    let webhook = TokenSecret::generate();
+    store
+        .create_token(&new_token(webhook.hash(), Some(1), vec![Role::DataManager]))
+        .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/c/1/braze_users", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(tributary_server::serve(
+        listener,
+        store.clone(),
+        tributary_server::ServerConfig::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    Ok(Tributary {
+        url,
+        token: webhook.expose().to_string(),
+        store,
+        stop,
+        task,
+        _dir: dir,
+    })
+}
+
+impl Tributary {
+    async fn stored_events(&self) -> anyhow::Result<i64> {
+        Ok(self.store.streams(1).await?.iter().map(|s| s.count).sum())
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
