@@ -106,3 +106,40 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Request>, max_events:
         events.clear();
     }
 }
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+
+    fn event(n: i64) -> NewEvent {
+        NewEvent {
+            account_id: 1,
+            stream: "s".into(),
+            received_at: n,
+            event_time: n,
+            payload: "{}".into(),
+        }
+    }
+
+    /// On a current-thread runtime the writer task cannot run while `join_all` makes its first
+    /// pass, so exactly `queue_requests` writes get a place and the rest are refused at once.
+    #[tokio::test]
+    async fn a_full_queue_refuses_instead_of_waiting() {
+        let (store, _dir) = crate::testing::sqlite_store().await;
+        let config = WriterConfig {
+            queue_requests: 2,
+            max_events_per_commit: 10,
+        };
+        let (writer, task) = EventWriter::spawn(store.clone(), config);
+        let results = futures::future::join_all((0..6).map(|n| writer.write(vec![event(n)]))).await;
+        let accepted = results.iter().filter(|r| r.is_ok()).count();
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Err(WriteError::Overloaded)))
+            .count();
+        assert_eq!((accepted, refused), (2, 4));
+        drop(writer);
+        task.await.unwrap();
+        assert_eq!(store.streams(1).await.unwrap()[0].count, 2);
+    }
+}
