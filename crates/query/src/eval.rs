@@ -1,0 +1,481 @@
+//! The evaluator, with qlbridge's FilterQL semantics (reference §2.3):
+//! - a statement matches only when its filter is `true` and evaluable;
+//! - a missing field makes `!=` true and every other predicate false (but evaluable);
+//! - AND fails as a whole when a child is not evaluable; OR skips such children;
+//! - NOT of a non-evaluable child is not evaluable, except `NOT INCLUDE x` (true);
+//! - strings compare case-sensitively, coerce to numbers against numbers, and to dates against
+//!   dates (a date literal, date math, or a date field);
+//! - BETWEEN is exclusive at both ends.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+use time::OffsetDateTime;
+
+use crate::ast::{ArithOp, CmpOp, Expr, FilterStatement, ListSource, Literal};
+use crate::functions::{self, FnCtx};
+use crate::value::Value;
+
+/// A record the evaluator reads: a profile, an event, a JSON entity.
+pub trait Fields {
+    /// The value at a path (`["user", "city"]`); `None` when absent.
+    fn get(&self, path: &[String]) -> Option<Cow<'_, Value>>;
+    /// Every top-level field (for `match("prefix.")`).
+    fn for_each(&self, f: &mut dyn FnMut(&str, &Value));
+}
+
+fn lookup_in<'a>(map: &'a BTreeMap<String, Value>, path: &[String]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    match map.get(first) {
+        Some(v) if rest.is_empty() => Some(v),
+        Some(Value::Map(inner)) => lookup_in(inner, rest),
+        // A flat field whose name has dots: `user.city` stored as one key.
+        _ if !rest.is_empty() => map.get(&path.join(".")),
+        _ => None,
+    }
+}
+
+impl Fields for BTreeMap<String, Value> {
+    fn get(&self, path: &[String]) -> Option<Cow<'_, Value>> {
+        lookup_in(self, path).map(Cow::Borrowed)
+    }
+    fn for_each(&self, f: &mut dyn FnMut(&str, &Value)) {
+        for (k, v) in self {
+            f(k, v);
+        }
+    }
+}
+
+impl Fields for HashMap<String, Value> {
+    fn get(&self, path: &[String]) -> Option<Cow<'_, Value>> {
+        let (first, rest) = path.split_first()?;
+        match HashMap::get(self, first) {
+            Some(v) if rest.is_empty() => Some(Cow::Borrowed(v)),
+            Some(Value::Map(inner)) => lookup_in(inner, rest).map(Cow::Borrowed),
+            _ if !rest.is_empty() => HashMap::get(self, &path.join(".")).map(Cow::Borrowed),
+            _ => None,
+        }
+    }
+    fn for_each(&self, f: &mut dyn FnMut(&str, &Value)) {
+        for (k, v) in self {
+            f(k, v);
+        }
+    }
+}
+
+impl Fields for serde_json::Map<String, serde_json::Value> {
+    fn get(&self, path: &[String]) -> Option<Cow<'_, Value>> {
+        let (first, rest) = path.split_first()?;
+        let mut v = serde_json::Map::get(self, first);
+        for p in rest {
+            v = v.and_then(|x| x.get(p));
+        }
+        if v.is_none() && !rest.is_empty() {
+            v = serde_json::Map::get(self, &path.join("."));
+        }
+        v.map(|x| Cow::Owned(Value::from_json(x)))
+    }
+    fn for_each(&self, f: &mut dyn FnMut(&str, &Value)) {
+        for (k, v) in self {
+            f(k, &Value::from_json(v));
+        }
+    }
+}
+
+/// Resolves `INCLUDE name` to another audience's statement.
+pub trait Includer {
+    fn include(&self, name: &str) -> Option<&FilterStatement>;
+}
+
+impl Includer for HashMap<String, FilterStatement> {
+    fn include(&self, name: &str) -> Option<&FilterStatement> {
+        self.get(name)
+    }
+}
+
+pub struct EvalContext<'a> {
+    pub now: OffsetDateTime,
+    pub includes: Option<&'a dyn Includer>,
+}
+
+impl<'a> EvalContext<'a> {
+    pub fn at(now: OffsetDateTime) -> Self {
+        EvalContext {
+            now,
+            includes: None,
+        }
+    }
+}
+
+/// Not evaluable: a type error, an unknown include, a cycle, a function without a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotOk;
+
+enum Val<'a> {
+    Missing,
+    Some(Cow<'a, Value>),
+}
+
+const MAX_INCLUDE_DEPTH: usize = 32;
+
+struct Eval<'a, 'c> {
+    fields: &'a dyn Fields,
+    ctx: &'c EvalContext<'c>,
+    include_stack: Vec<String>,
+}
+
+/// Whether `filter` matches `fields`: true only when it evaluates to true.
+pub fn matches(filter: &Expr, fields: &dyn Fields, ctx: &EvalContext<'_>) -> bool {
+    evaluate_bool(filter, fields, ctx) == Ok(true)
+}
+
+/// The filter's boolean result, or `NotOk`.
+pub fn evaluate_bool(
+    filter: &Expr,
+    fields: &dyn Fields,
+    ctx: &EvalContext<'_>,
+) -> Result<bool, NotOk> {
+    Eval {
+        fields,
+        ctx,
+        include_stack: Vec::new(),
+    }
+    .boolean(filter)
+}
+
+/// The value of an expression (LQL columns), `None` when missing or not evaluable.
+pub fn evaluate_value(expr: &Expr, fields: &dyn Fields, ctx: &EvalContext<'_>) -> Option<Value> {
+    match (Eval {
+        fields,
+        ctx,
+        include_stack: Vec::new(),
+    })
+    .value(expr)
+    {
+        Ok(Val::Some(v)) => Some(v.into_owned()),
+        _ => None,
+    }
+}
+
+impl<'a> Eval<'a, '_> {
+    fn boolean(&mut self, e: &Expr) -> Result<bool, NotOk> {
+        match e {
+            Expr::MatchAll => Ok(true),
+            Expr::And(items) => {
+                for item in items {
+                    if !self.boolean(item)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            Expr::Or(items) => {
+                for item in items {
+                    if self.boolean(item) == Ok(true) {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            Expr::Not(inner) => match (self.boolean(inner), inner.as_ref()) {
+                (Err(NotOk), Expr::Include(_)) => Ok(true),
+                (r, _) => r.map(|b| !b),
+            },
+            Expr::Compare(op, l, r) => {
+                let (l, r) = (self.value(l)?, self.value(r)?);
+                match (&l, &r) {
+                    (Val::Missing, _) | (_, Val::Missing) => Ok(*op == CmpOp::Ne),
+                    (Val::Some(a), Val::Some(b)) => compare_values(a, b, *op).ok_or(NotOk),
+                }
+            }
+            Expr::Exists(path) => Ok(self.field(path).is_some()),
+            Expr::In(l, list) | Expr::Intersects(l, list) => {
+                let is_in = matches!(e, Expr::In(..));
+                let Val::Some(lv) = self.value(l)? else {
+                    return Ok(false);
+                };
+                let items = self.list(list)?;
+                Ok(match lv.as_ref() {
+                    // A map on the left of IN tests its keys.
+                    Value::Map(m) if is_in => items.iter().any(|i| m.contains_key(&i.to_text())),
+                    // An array on the left of IN is INTERSECTS.
+                    Value::Array(values) => {
+                        values.iter().any(|v| items.iter().any(|i| loose_eq(v, i)))
+                    }
+                    scalar => items.iter().any(|i| loose_eq(scalar, i)),
+                })
+            }
+            Expr::Contains(l, r) => {
+                let (Val::Some(lv), Val::Some(rv)) = (self.value(l)?, self.value(r)?) else {
+                    return Ok(false);
+                };
+                Ok(contains(&lv, &rv))
+            }
+            Expr::Like(l, p) => {
+                let (Val::Some(lv), Val::Some(pv)) = (self.value(l)?, self.value(p)?) else {
+                    return Ok(false);
+                };
+                let pattern = pv.to_text().replace('%', "*");
+                Ok(match lv.as_ref() {
+                    Value::Array(items) => items.iter().any(|i| glob_match(&pattern, &i.to_text())),
+                    Value::Map(_) | Value::Null => false,
+                    v => glob_match(&pattern, &v.to_text()),
+                })
+            }
+            Expr::Between(x, lo, hi) => {
+                let Val::Some(xv) = self.value(x)? else {
+                    return Ok(false);
+                };
+                let (Val::Some(lo), Val::Some(hi)) = (self.value(lo)?, self.value(hi)?) else {
+                    return Err(NotOk);
+                };
+                between(&xv, &lo, &hi).ok_or(NotOk)
+            }
+            Expr::Include(name) => self.include(name),
+            // A value used as a condition must be a boolean (or a boolean's text): numbers and
+            // arithmetic never match.
+            other => match self.value(other)? {
+                Val::Missing => Ok(false),
+                Val::Some(v) => match v.as_ref() {
+                    Value::Bool(b) => Ok(*b),
+                    Value::String(_) => v.as_bool().ok_or(NotOk),
+                    _ => Err(NotOk),
+                },
+            },
+        }
+    }
+
+    fn include(&mut self, name: &str) -> Result<bool, NotOk> {
+        let includes = self.ctx.includes.ok_or(NotOk)?;
+        if self.include_stack.iter().any(|n| n == name)
+            || self.include_stack.len() >= MAX_INCLUDE_DEPTH
+        {
+            return Err(NotOk);
+        }
+        let statement = includes.include(name).ok_or(NotOk)?;
+        self.include_stack.push(name.to_string());
+        let r = self.boolean(&statement.filter);
+        self.include_stack.pop();
+        r
+    }
+
+    fn field(&self, path: &[String]) -> Option<Cow<'a, Value>> {
+        self.fields.get(path).filter(|v| !v.is_null())
+    }
+
+    fn list(&mut self, list: &ListSource) -> Result<Vec<Value>, NotOk> {
+        match list {
+            ListSource::Items(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for i in items {
+                    if let Val::Some(v) = self.value(i)? {
+                        out.push(v.into_owned());
+                    }
+                }
+                Ok(out)
+            }
+            ListSource::Field(path) => Ok(match self.field(path).map(Cow::into_owned) {
+                Some(Value::Array(items)) => items,
+                Some(other) => vec![other],
+                None => Vec::new(),
+            }),
+        }
+    }
+
+    fn value<'e>(&mut self, e: &'e Expr) -> Result<Val<'e>, NotOk>
+    where
+        'a: 'e,
+    {
+        Ok(match e {
+            Expr::Literal(Literal::Value(Value::Null)) => Val::Missing,
+            Expr::Literal(Literal::Value(v)) => Val::Some(Cow::Borrowed(v)),
+            Expr::Literal(Literal::DateMath(d)) => {
+                Val::Some(Cow::Owned(Value::Time(d.at(self.ctx.now))))
+            }
+            Expr::Field(path) => match self.field(path) {
+                Some(v) => Val::Some(v),
+                None => Val::Missing,
+            },
+            Expr::Arith(op, l, r) => {
+                let (Val::Some(a), Val::Some(b)) = (self.value(l)?, self.value(r)?) else {
+                    return Ok(Val::Missing);
+                };
+                Val::Some(Cow::Owned(arith(*op, &a, &b).ok_or(NotOk)?))
+            }
+            Expr::Call(name, args) => {
+                let mut values = Vec::with_capacity(args.len());
+                for a in args {
+                    values.push(match self.value(a)? {
+                        Val::Missing => Value::Null,
+                        Val::Some(v) => v.into_owned(),
+                    });
+                }
+                let ctx = FnCtx {
+                    now: self.ctx.now,
+                    fields: Some(self.fields),
+                };
+                match functions::call(name, &values, &ctx) {
+                    Some(Value::Null) | None => Val::Missing,
+                    Some(v) => Val::Some(Cow::Owned(v)),
+                }
+            }
+            predicate => Val::Some(Cow::Owned(Value::Bool(self.boolean(predicate)?))),
+        })
+    }
+}
+
+fn arith(op: ArithOp, a: &Value, b: &Value) -> Option<Value> {
+    if let (Value::Int(x), Value::Int(y)) = (a, b) {
+        return match op {
+            ArithOp::Add => x.checked_add(*y),
+            ArithOp::Sub => x.checked_sub(*y),
+            ArithOp::Mul => x.checked_mul(*y),
+            ArithOp::Div => x.checked_div(*y),
+            ArithOp::Mod => x.checked_rem(*y),
+        }
+        .map(Value::Int);
+    }
+    if !matches!(a, Value::Int(_) | Value::Number(_))
+        && !matches!(b, Value::Int(_) | Value::Number(_))
+    {
+        return None;
+    }
+    let (x, y) = (a.as_f64()?, b.as_f64()?);
+    let r = match op {
+        ArithOp::Add => x + y,
+        ArithOp::Sub => x - y,
+        ArithOp::Mul => x * y,
+        ArithOp::Div => x / y,
+        ArithOp::Mod => x % y,
+    };
+    r.is_finite().then_some(Value::Number(r))
+}
+
+/// Equality with the comparison coercions (numbers, booleans, dates), for IN and friends.
+pub fn loose_eq(a: &Value, b: &Value) -> bool {
+    compare_values(a, b, CmpOp::Eq) == Some(true)
+}
+
+fn ordering_holds(ord: std::cmp::Ordering, op: CmpOp) -> bool {
+    use std::cmp::Ordering::*;
+    match op {
+        CmpOp::Eq => ord == Equal,
+        CmpOp::Ne => ord != Equal,
+        CmpOp::Gt => ord == Greater,
+        CmpOp::Ge => ord != Less,
+        CmpOp::Lt => ord == Less,
+        CmpOp::Le => ord != Greater,
+    }
+}
+
+/// Compares two present values; `None` when they cannot be compared with `op`.
+pub fn compare_values(a: &Value, b: &Value, op: CmpOp) -> Option<bool> {
+    let is_eq = matches!(op, CmpOp::Eq | CmpOp::Ne);
+    match (a, b) {
+        (Value::Array(items), _) => {
+            Some(items.iter().any(|i| compare_values(i, b, op) == Some(true)))
+        }
+        (Value::Time(x), other) | (other, Value::Time(x)) => {
+            let y = other.as_time()?;
+            let ord = if std::ptr::eq(a, other) {
+                y.cmp(x)
+            } else {
+                x.cmp(&y)
+            };
+            Some(ordering_holds(ord, op))
+        }
+        (Value::Bool(x), other) | (other, Value::Bool(x)) => {
+            let y = other.as_bool();
+            match (is_eq, y) {
+                (true, Some(y)) => Some((*x == y) == (op == CmpOp::Eq)),
+                (true, None) => Some(op == CmpOp::Ne),
+                (false, _) => None,
+            }
+        }
+        (Value::Int(x), Value::Int(y)) => Some(ordering_holds(x.cmp(y), op)),
+        (Value::Int(_) | Value::Number(_), _) | (_, Value::Int(_) | Value::Number(_)) => {
+            match (a.as_f64(), b.as_f64()) {
+                (Some(x), Some(y)) => x.partial_cmp(&y).map(|o| ordering_holds(o, op)),
+                _ if is_eq => Some(op == CmpOp::Ne),
+                _ => None,
+            }
+        }
+        (Value::String(x), Value::String(y)) => {
+            if is_eq {
+                return Some((x == y) == (op == CmpOp::Eq));
+            }
+            if let (Ok(p), Ok(q)) = (x.trim().parse::<f64>(), y.trim().parse::<f64>()) {
+                return p.partial_cmp(&q).map(|o| ordering_holds(o, op));
+            }
+            if let (Some(p), Some(q)) = (crate::dates::parse_date(x), crate::dates::parse_date(y)) {
+                return Some(ordering_holds(p.cmp(&q), op));
+            }
+            Some(ordering_holds(x.cmp(y), op))
+        }
+        (Value::Map(x), Value::Map(y)) if is_eq => Some((x == y) == (op == CmpOp::Eq)),
+        _ if is_eq => Some(op == CmpOp::Ne),
+        _ => None,
+    }
+}
+
+fn contains(haystack: &Value, needle: &Value) -> bool {
+    match haystack {
+        Value::String(s) => s.contains(needle.to_text().as_str()),
+        Value::Array(items) => items.iter().any(|i| match (i, needle) {
+            (Value::String(s), _) => s.contains(needle.to_text().as_str()),
+            (other, n) => loose_eq(other, n),
+        }),
+        Value::Map(m) => m.contains_key(&needle.to_text()),
+        Value::Null => false,
+        other => other.to_text().contains(needle.to_text().as_str()),
+    }
+}
+
+fn between(x: &Value, lo: &Value, hi: &Value) -> Option<bool> {
+    match x {
+        Value::Time(t) => {
+            let (l, h) = (lo.as_time()?, hi.as_time()?);
+            let s = t.unix_timestamp();
+            Some(s > l.unix_timestamp() && s < h.unix_timestamp())
+        }
+        Value::Array(items) => Some(items.iter().any(|i| between(i, lo, hi) == Some(true))),
+        Value::Int(_) | Value::Number(_) | Value::String(_) => {
+            if let Some(v) = x.as_f64() {
+                let (l, h) = (lo.as_f64()?, hi.as_f64()?);
+                return Some(v > l && v < h);
+            }
+            // A date held as text, compared with date bounds.
+            let t = x.as_time()?;
+            between(&Value::Time(t), lo, hi)
+        }
+        _ => None,
+    }
+}
+
+/// Glob matching with `*` (any run of characters) and `?` (one character).
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
