@@ -236,13 +236,17 @@ pub struct DateMath {
 /// Whether a string literal is meant as date math (and so must parse as it).
 pub fn looks_like_date_math(s: &str) -> bool {
     let t = s.trim();
-    t.len() >= 3
-        && t[..3].eq_ignore_ascii_case("now")
-        && t[3..]
-            .trim_start()
-            .chars()
-            .next()
-            .is_none_or(|c| c == '+' || c == '-')
+    match (t.get(..3), t.get(3..)) {
+        (Some(head), Some(rest)) => {
+            head.eq_ignore_ascii_case("now")
+                && rest
+                    .trim_start()
+                    .chars()
+                    .next()
+                    .is_none_or(|c| c == '+' || c == '-')
+        }
+        _ => false,
+    }
 }
 
 impl DateMath {

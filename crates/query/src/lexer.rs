@@ -270,6 +270,8 @@ impl Lexer<'_> {
     }
 
     fn number(&mut self) -> Result<Tok, ParseError> {
+        let (line, col) = (self.line, self.col);
+        let at = |message: String| ParseError::new(line, col, message);
         let start = self.chars.peek().map_or(self.src.len(), |&(i, _)| i);
         let mut end = start;
         let mut is_float = false;
@@ -278,16 +280,13 @@ impl Lexer<'_> {
                 (c == '-' || c == '+') && self.src[start..i].ends_with(['e', 'E']) && is_float;
             if c.is_ascii_digit() || exponent_sign {
                 self.bump();
-            } else if c == '.'
+            } else if (c == '.'
                 && !is_float
-                && self.peek_second().is_some_and(|d| d.is_ascii_digit())
-            {
-                is_float = true;
-                self.bump();
-            } else if (c == 'e' || c == 'E')
-                && self
-                    .peek_second()
-                    .is_some_and(|d| d.is_ascii_digit() || d == '-' || d == '+')
+                && self.peek_second().is_some_and(|d| d.is_ascii_digit()))
+                || ((c == 'e' || c == 'E')
+                    && self
+                        .peek_second()
+                        .is_some_and(|d| d.is_ascii_digit() || d == '-' || d == '+'))
             {
                 is_float = true;
                 self.bump();
@@ -298,21 +297,21 @@ impl Lexer<'_> {
         }
         let text = &self.src[start..end];
         if self.peek().is_some_and(|c| c.is_alphabetic() || c == '_') {
-            return Err(self.err(format!("unexpected character after number {text}")));
+            return Err(at(format!("unexpected character after number {text}")));
         }
         if is_float {
             text.parse::<f64>()
                 .ok()
                 .filter(|f| f.is_finite())
                 .map(Tok::Float)
-                .ok_or_else(|| self.err(format!("malformed number {text}")))
+                .ok_or_else(|| at(format!("malformed number {text}")))
         } else {
             match text.parse::<i64>() {
                 Ok(i) => Ok(Tok::Int(i)),
                 Err(_) => text
                     .parse::<u64>()
                     .map(Tok::BigInt)
-                    .map_err(|_| self.err(format!("number {text} is too large"))),
+                    .map_err(|_| at(format!("number {text} is too large"))),
             }
         }
     }

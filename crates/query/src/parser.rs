@@ -265,7 +265,7 @@ impl Parser {
                     if !(self.eat(&Tok::Op("=")) || self.eat(&Tok::Op("=="))) {
                         return Err(self.expected("'=' in WITH"));
                     }
-                    let value = match self.primary()? {
+                    let value = match self.unary()? {
                         Expr::Literal(l) => l,
                         _ => return Err(self.error_here("WITH values must be literals")),
                     };
