@@ -2,11 +2,13 @@
 //! other crate can depend on it and its behaviour is tested without a database or a network.
 
 pub mod account;
+pub mod definition;
 pub mod event;
 pub mod timestamp;
 pub mod token;
 
 pub use account::{Account, AccountId};
+pub use definition::{Definition, DefinitionKind};
 pub use event::{NewEvent, StoredEvent, StreamInfo, validate_stream_name};
 pub use token::{Expiry, NewToken, Role, TokenHash, TokenRecord, TokenSecret};
 

@@ -27,7 +27,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tributary_core::{
-    Account, AccountId, Micros, NewEvent, NewToken, StoredEvent, StreamInfo, TokenHash, TokenRecord,
+    Account, AccountId, Definition, DefinitionKind, Micros, NewEvent, NewToken, StoredEvent,
+    StreamInfo, TokenHash, TokenRecord,
 };
 
 pub use postgres::PgStore;
@@ -103,6 +104,25 @@ pub trait Store: Send + Sync + 'static {
         stream: &str,
         limit: u32,
     ) -> Result<Vec<StoredEvent>>;
+
+    /// Creates or replaces a definition by (account, kind, name); `created_at` of an existing
+    /// one is kept. Returns the stored definition.
+    async fn put_definition(&self, def: &Definition) -> Result<Definition>;
+    /// Definitions of one kind, by name.
+    async fn definitions(&self, aid: AccountId, kind: DefinitionKind) -> Result<Vec<Definition>>;
+    async fn definition(
+        &self,
+        aid: AccountId,
+        kind: DefinitionKind,
+        name: &str,
+    ) -> Result<Option<Definition>>;
+    /// False when there was no such definition.
+    async fn delete_definition(
+        &self,
+        aid: AccountId,
+        kind: DefinitionKind,
+        name: &str,
+    ) -> Result<bool>;
 }
 
 /// Opens the store a `serve` process was configured with: PostgreSQL when `database_url` is a
@@ -195,6 +215,32 @@ where
         name: row.try_get("name")?,
         count: row.try_get("event_count")?,
         last_received_micros: row.try_get("last_received")?,
+    })
+}
+
+fn definition_from_row<R>(row: &R) -> Result<Definition>
+where
+    R: sqlx::Row,
+    i64: Decodes<R>,
+    String: Decodes<R>,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    let kind: String = row.try_get("kind")?;
+    Ok(Definition {
+        account_id: row.try_get("account_id")?,
+        kind: match kind.as_str() {
+            "segment" => DefinitionKind::Segment,
+            "query" => DefinitionKind::Query,
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "unknown definition kind {other:?}"
+                )));
+            }
+        },
+        name: row.try_get("name")?,
+        text: row.try_get("text")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
     })
 }
 

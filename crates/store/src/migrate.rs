@@ -12,17 +12,26 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-pub(crate) const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "foundation",
-    sql: include_str!("../migrations/sqlite/0001_foundation.sql"),
-}];
+/// Both lists have the same versions and names; only the SQL dialect differs.
+macro_rules! migrations {
+    ($dialect:literal: $($version:literal $name:literal $file:literal),* $(,)?) => {
+        &[$(Migration {
+            version: $version,
+            name: $name,
+            sql: include_str!(concat!("../migrations/", $dialect, "/", $file)),
+        }),*]
+    };
+}
 
-pub(crate) const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "foundation",
-    sql: include_str!("../migrations/postgres/0001_foundation.sql"),
-}];
+pub(crate) const SQLITE: &[Migration] = migrations!("sqlite":
+    1 "foundation" "0001_foundation.sql",
+    2 "definitions" "0002_definitions.sql",
+);
+
+pub(crate) const POSTGRES: &[Migration] = migrations!("postgres":
+    1 "foundation" "0001_foundation.sql",
+    2 "definitions" "0002_definitions.sql",
+);
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
     version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";

@@ -14,13 +14,13 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Acquire, Row};
 use tributary_core::{
-    Account, AccountId, Micros, NewEvent, NewToken, StoredEvent, StreamInfo, TokenHash,
-    TokenRecord, token::roles_to_text,
+    Account, AccountId, Definition, DefinitionKind, Micros, NewEvent, NewToken, StoredEvent,
+    StreamInfo, TokenHash, TokenRecord, token::roles_to_text,
 };
 
 use crate::{
-    Backend, Bootstrap, Result, Store, account_from_row, event_from_row, migrate, redact_url,
-    stream_deltas, stream_from_row, token_from_row,
+    Backend, Bootstrap, Result, Store, account_from_row, definition_from_row, event_from_row,
+    migrate, redact_url, stream_deltas, stream_from_row, token_from_row,
 };
 
 const LOCK_MIGRATE: i64 = 0x7472_6962_0001;
@@ -249,5 +249,71 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(event_from_row).collect()
+    }
+
+    async fn put_definition(&self, def: &Definition) -> Result<Definition> {
+        let row = sqlx::query(
+            "INSERT INTO definitions (account_id, kind, name, text, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (account_id, kind, name) DO UPDATE SET
+               text = excluded.text, updated_at = excluded.updated_at
+             RETURNING account_id, kind, name, text, created_at, updated_at",
+        )
+        .bind(def.account_id)
+        .bind(def.kind.as_str())
+        .bind(&def.name)
+        .bind(&def.text)
+        .bind(def.created_at)
+        .bind(def.updated_at)
+        .fetch_one(&self.pool)
+        .await?;
+        definition_from_row(&row)
+    }
+
+    async fn definitions(&self, aid: AccountId, kind: DefinitionKind) -> Result<Vec<Definition>> {
+        let rows = sqlx::query(
+            "SELECT account_id, kind, name, text, created_at, updated_at FROM definitions
+             WHERE account_id = $1 AND kind = $2 ORDER BY name",
+        )
+        .bind(aid)
+        .bind(kind.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(definition_from_row).collect()
+    }
+
+    async fn definition(
+        &self,
+        aid: AccountId,
+        kind: DefinitionKind,
+        name: &str,
+    ) -> Result<Option<Definition>> {
+        let row = sqlx::query(
+            "SELECT account_id, kind, name, text, created_at, updated_at FROM definitions
+             WHERE account_id = $1 AND kind = $2 AND name = $3",
+        )
+        .bind(aid)
+        .bind(kind.as_str())
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(definition_from_row).transpose()
+    }
+
+    async fn delete_definition(
+        &self,
+        aid: AccountId,
+        kind: DefinitionKind,
+        name: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM definitions WHERE account_id = $1 AND kind = $2 AND name = $3",
+        )
+        .bind(aid)
+        .bind(kind.as_str())
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
     }
 }

@@ -14,13 +14,13 @@ use sqlx::sqlite::{
 };
 use sqlx::{Acquire, Row};
 use tributary_core::{
-    Account, AccountId, Micros, NewEvent, NewToken, StoredEvent, StreamInfo, TokenHash,
-    TokenRecord, token::roles_to_text,
+    Account, AccountId, Definition, DefinitionKind, Micros, NewEvent, NewToken, StoredEvent,
+    StreamInfo, TokenHash, TokenRecord, token::roles_to_text,
 };
 
 use crate::{
-    Backend, Bootstrap, Result, Store, account_from_row, event_from_row, migrate, stream_deltas,
-    stream_from_row, token_from_row,
+    Backend, Bootstrap, Result, Store, account_from_row, definition_from_row, event_from_row,
+    migrate, stream_deltas, stream_from_row, token_from_row,
 };
 
 /// SQLite's default limit on bound parameters is 32766; six per event row.
@@ -242,5 +242,70 @@ impl Store for SqliteStore {
         .fetch_all(&self.reader)
         .await?;
         rows.iter().map(event_from_row).collect()
+    }
+
+    async fn put_definition(&self, def: &Definition) -> Result<Definition> {
+        let row = sqlx::query(
+            "INSERT INTO definitions (account_id, kind, name, text, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (account_id, kind, name) DO UPDATE SET
+               text = excluded.text, updated_at = excluded.updated_at
+             RETURNING account_id, kind, name, text, created_at, updated_at",
+        )
+        .bind(def.account_id)
+        .bind(def.kind.as_str())
+        .bind(&def.name)
+        .bind(&def.text)
+        .bind(def.created_at)
+        .bind(def.updated_at)
+        .fetch_one(&self.writer)
+        .await?;
+        definition_from_row(&row)
+    }
+
+    async fn definitions(&self, aid: AccountId, kind: DefinitionKind) -> Result<Vec<Definition>> {
+        let rows = sqlx::query(
+            "SELECT account_id, kind, name, text, created_at, updated_at FROM definitions
+             WHERE account_id = ? AND kind = ? ORDER BY name",
+        )
+        .bind(aid)
+        .bind(kind.as_str())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(definition_from_row).collect()
+    }
+
+    async fn definition(
+        &self,
+        aid: AccountId,
+        kind: DefinitionKind,
+        name: &str,
+    ) -> Result<Option<Definition>> {
+        let row = sqlx::query(
+            "SELECT account_id, kind, name, text, created_at, updated_at FROM definitions
+             WHERE account_id = ? AND kind = ? AND name = ?",
+        )
+        .bind(aid)
+        .bind(kind.as_str())
+        .bind(name)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(definition_from_row).transpose()
+    }
+
+    async fn delete_definition(
+        &self,
+        aid: AccountId,
+        kind: DefinitionKind,
+        name: &str,
+    ) -> Result<bool> {
+        let done =
+            sqlx::query("DELETE FROM definitions WHERE account_id = ? AND kind = ? AND name = ?")
+                .bind(aid)
+                .bind(kind.as_str())
+                .bind(name)
+                .execute(&self.writer)
+                .await?;
+        Ok(done.rows_affected() > 0)
     }
 }
