@@ -109,6 +109,48 @@ pub enum Expr {
     Call(String, Vec<Expr>),
 }
 
+impl Expr {
+    /// The audiences this expression INCLUDEs, in order of appearance, without repeats.
+    pub fn includes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.collect_includes(&mut out);
+        out
+    }
+
+    fn collect_includes(&self, out: &mut Vec<String>) {
+        match self {
+            Expr::Include(name) => {
+                if !out.contains(name) {
+                    out.push(name.clone());
+                }
+            }
+            Expr::And(items) | Expr::Or(items) | Expr::Call(_, items) => {
+                items.iter().for_each(|i| i.collect_includes(out))
+            }
+            Expr::Not(e) => e.collect_includes(out),
+            Expr::Compare(_, a, b)
+            | Expr::Arith(_, a, b)
+            | Expr::Contains(a, b)
+            | Expr::Like(a, b) => {
+                a.collect_includes(out);
+                b.collect_includes(out);
+            }
+            Expr::Between(a, b, c) => {
+                a.collect_includes(out);
+                b.collect_includes(out);
+                c.collect_includes(out);
+            }
+            Expr::In(a, list) | Expr::Intersects(a, list) => {
+                a.collect_includes(out);
+                if let ListSource::Items(items) = list {
+                    items.iter().for_each(|i| i.collect_includes(out));
+                }
+            }
+            Expr::Literal(_) | Expr::Field(_) | Expr::Exists(_) | Expr::MatchAll => {}
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct FilterStatement {
     /// Leading comments.

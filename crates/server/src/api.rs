@@ -12,6 +12,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     pub retry_after_secs: Option<u32>,
+    /// Machine-readable details (e.g. a syntax error's line and column).
+    pub data: serde_json::Value,
 }
 
 impl ApiError {
@@ -20,7 +22,14 @@ impl ApiError {
             status,
             message: message.into(),
             retry_after_secs: None,
+            data: serde_json::Value::Null,
         }
+    }
+    pub fn with_data(self, data: serde_json::Value) -> Self {
+        ApiError { data, ..self }
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, message)
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
@@ -67,7 +76,7 @@ impl IntoResponse for ApiError {
         let body = json!({
             "status": self.status.as_u16(),
             "message": self.message,
-            "data": null,
+            "data": self.data,
         });
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs {

@@ -49,6 +49,12 @@ policy!(/// Listing streams and their counts (no personal data).
     ReadStreams, [DataManager, AudienceManager, Observer], "list streams");
 policy!(/// Reading raw events, which hold personal data unmasked.
     ReadRawEvents, [DataManager], "read raw events");
+policy!(/// Creating, changing and deleting audiences (FilterQL).
+    ManageAudiences, [AudienceManager], "change audiences");
+policy!(/// Creating, changing and deleting LQL queries (the schema).
+    ManageQueries, [DataManager], "change LQL queries");
+policy!(/// Reading audiences and queries, validating and test-evaluating them (no personal data).
+    ReadDefinitions, [DataManager, AudienceManager, Observer], "read audiences and queries");
 policy!(/// Creating, listing and deleting access tokens.
     ManageTokens, [], "manage access tokens");
 policy!(/// Creating accounts.

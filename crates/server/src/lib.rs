@@ -72,6 +72,25 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(routes::admin::create_token).get(routes::admin::list_tokens),
         )
         .route("/v2/token/{id}", delete(routes::admin::delete_token))
+        .route(
+            "/api/segment",
+            post(routes::segments::upsert).get(routes::segments::list),
+        )
+        .route("/api/segment/validate", post(routes::segments::validate))
+        .route("/api/segment/evaluate", post(routes::segments::evaluate))
+        .route(
+            "/api/segment/{slug}",
+            get(routes::segments::get).delete(routes::segments::delete),
+        )
+        .route(
+            "/api/query",
+            post(routes::queries::upsert).get(routes::queries::list),
+        )
+        .route("/api/query/_validate", post(routes::queries::validate))
+        .route(
+            "/api/query/{alias}",
+            get(routes::queries::get).delete(routes::queries::delete),
+        )
         .fallback(routes::ops::not_found)
         .layer(axum::middleware::from_fn(telemetry::observe_request))
         .with_state(state)

@@ -1,118 +1,16 @@
 //! The HTTP contract of the collection and administration APIs: every status code, roles and
 //! tenant isolation. Runs in-process (no sockets) against SQLite and PostgreSQL.
 
+#[macro_use]
+mod support;
+
 use std::io::Write;
-use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use serde_json::{Value, json};
-use tower::ServiceExt;
+use serde_json::json;
+use support::{ADMIN, App, BODY_LIMIT};
 use tributary_core::{NewToken, Role, TokenSecret};
-use tributary_server::{AppState, ServerConfig, auth::TokenCache, router};
-use tributary_store::{EventWriter, Store};
-
-const ADMIN: &str = "install-admin-token-for-tests";
-const BODY_LIMIT: usize = 4_096;
-
-struct App {
-    router: axum::Router,
-    store: Arc<dyn Store>,
-}
-
-impl App {
-    async fn new(store: Arc<dyn Store>) -> App {
-        let admin = NewToken {
-            account_id: None,
-            name: "install admin".into(),
-            description: String::new(),
-            roles: vec![Role::Admin],
-            hash: TokenSecret::from_operator(ADMIN.into()).unwrap().hash(),
-            created_at: 0,
-            expires_at: None,
-        };
-        store.bootstrap("Default", &admin, 0).await.unwrap();
-        let config = ServerConfig {
-            max_body_bytes: BODY_LIMIT,
-            max_bulk_bytes: BODY_LIMIT * 4,
-            ..ServerConfig::default()
-        };
-        let (writer, _task) = EventWriter::spawn(store.clone(), config.writer);
-        let state = Arc::new(AppState {
-            store: store.clone(),
-            writer,
-            tokens: TokenCache::default(),
-            config,
-        });
-        App {
-            router: router(state),
-            store,
-        }
-    }
-
-    async fn send(&self, request: Request<Body>) -> (StatusCode, Value) {
-        let response = self.router.clone().oneshot(request).await.unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        let body: Value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-        if body.is_object() {
-            assert_eq!(body["status"], status.as_u16(), "envelope status: {body}");
-        }
-        (status, body)
-    }
-
-    async fn post(
-        &self,
-        uri: &str,
-        token: Option<&str>,
-        body: impl Into<Body>,
-    ) -> (StatusCode, Value) {
-        let content_type = if uri.starts_with("/collect/bulk") {
-            "text/csv"
-        } else {
-            "application/json"
-        };
-        let mut r = Request::post(uri).header("content-type", content_type);
-        if let Some(t) = token {
-            r = r.header("authorization", format!("Bearer {t}"));
-        }
-        self.send(r.body(body.into()).unwrap()).await
-    }
-
-    async fn get(&self, uri: &str, token: &str) -> (StatusCode, Value) {
-        self.send(
-            Request::get(uri)
-                .header("authorization", token)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-    }
-
-    async fn token(&self, account: i64, roles: &[&str], expires: &str) -> String {
-        let (status, body) = self
-            .post(
-                &format!("/v2/token?account_id={account}"),
-                Some(ADMIN),
-                json!({"name": "t", "roles": roles, "expires": expires}).to_string(),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        body["data"]["token"].as_str().unwrap().to_string()
-    }
-
-    async fn stream_count(&self, aid: i64, stream: &str) -> i64 {
-        self.store
-            .streams(aid)
-            .await
-            .unwrap()
-            .iter()
-            .find(|s| s.name == stream)
-            .map_or(0, |s| s.count)
-    }
-}
 
 const SEED_WEBHOOK: &str = r#"{
   "city": "AnyTown", "country": "United States", "first_name": "John", "gender": "male",
@@ -489,29 +387,6 @@ async fn health_metrics_and_unknown_routes(app: App) {
     assert!(!text.contains(ADMIN));
     let r = Request::get("/nope").body(Body::empty()).unwrap();
     assert_eq!(app.send(r).await.0, StatusCode::NOT_FOUND);
-}
-
-macro_rules! http_suite {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (store, _dir) = tributary_store::testing::sqlite_store().await;
-                    super::$name(super::App::new(store).await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(store) = tributary_store::testing::pg_store().await else { return };
-                    super::$name(super::App::new(store).await).await;
-                }
-            )*
-        }
-    };
 }
 
 http_suite!(

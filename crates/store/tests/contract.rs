@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use tributary_core::{Definition, DefinitionKind, NewEvent, NewToken, Role, TokenHash, TokenSecret};
+use tributary_core::{
+    Definition, DefinitionKind, NewEvent, NewToken, Role, TokenHash, TokenSecret,
+};
 use tributary_store::{Bootstrap, EventWriter, Store, WriterConfig};
 
 fn token(account_id: Option<i64>, name: &str, roles: Vec<Role>) -> (TokenSecret, NewToken) {
@@ -189,31 +191,72 @@ fn definition(aid: i64, kind: DefinitionKind, name: &str, text: &str, at: i64) -
 async fn definitions_upsert_by_name_per_account_and_kind(store: Arc<dyn Store>) {
     use DefinitionKind::{Query, Segment};
     let first = store
-        .put_definition(&definition(1, Segment, "vip", "FILTER a == 1\nALIAS vip", 10))
+        .put_definition(&definition(
+            1,
+            Segment,
+            "vip",
+            "FILTER a == 1\nALIAS vip",
+            10,
+        ))
         .await
         .unwrap();
     assert_eq!((first.created_at, first.updated_at), (10, 10));
     let replaced = store
-        .put_definition(&definition(1, Segment, "vip", "FILTER a == 2\nALIAS vip", 20))
+        .put_definition(&definition(
+            1,
+            Segment,
+            "vip",
+            "FILTER a == 2\nALIAS vip",
+            20,
+        ))
         .await
         .unwrap();
     assert_eq!((replaced.created_at, replaced.updated_at), (10, 20));
     assert_eq!(replaced.text, "FILTER a == 2\nALIAS vip");
-    store.put_definition(&definition(1, Segment, "all", "FILTER *", 30)).await.unwrap();
-    store.put_definition(&definition(1, Query, "vip", "SELECT ...", 30)).await.unwrap();
-    store.put_definition(&definition(2, Segment, "vip", "FILTER b == 1", 30)).await.unwrap();
+    store
+        .put_definition(&definition(1, Segment, "all", "FILTER *", 30))
+        .await
+        .unwrap();
+    store
+        .put_definition(&definition(1, Query, "vip", "SELECT ...", 30))
+        .await
+        .unwrap();
+    store
+        .put_definition(&definition(2, Segment, "vip", "FILTER b == 1", 30))
+        .await
+        .unwrap();
 
-    let names: Vec<String> = store.definitions(1, Segment).await.unwrap().into_iter().map(|d| d.name).collect();
+    let names: Vec<String> = store
+        .definitions(1, Segment)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
     assert_eq!(names, vec!["all", "vip"]);
     assert_eq!(store.definitions(1, Query).await.unwrap().len(), 1);
-    assert_eq!(store.definition(2, Segment, "vip").await.unwrap().unwrap().text, "FILTER b == 1");
+    assert_eq!(
+        store
+            .definition(2, Segment, "vip")
+            .await
+            .unwrap()
+            .unwrap()
+            .text,
+        "FILTER b == 1"
+    );
     assert!(store.definition(3, Segment, "vip").await.unwrap().is_none());
 
     assert!(store.delete_definition(1, Segment, "vip").await.unwrap());
     assert!(!store.delete_definition(1, Segment, "vip").await.unwrap());
     assert!(store.definition(1, Segment, "vip").await.unwrap().is_none());
-    assert!(store.definition(1, Query, "vip").await.unwrap().is_some(), "other kind untouched");
-    assert!(store.definition(2, Segment, "vip").await.unwrap().is_some(), "other account untouched");
+    assert!(
+        store.definition(1, Query, "vip").await.unwrap().is_some(),
+        "other kind untouched"
+    );
+    assert!(
+        store.definition(2, Segment, "vip").await.unwrap().is_some(),
+        "other account untouched"
+    );
 }
 
 macro_rules! contract_suite {

@@ -1,4 +1,7 @@
 pub mod admin;
 pub mod collect;
+mod definitions;
 pub mod ops;
+pub mod queries;
+pub mod segments;
 pub mod streams;

@@ -1,0 +1,158 @@
+//! LQL queries: `POST /api/query` (upsert by ALIAS, one or more statements), `GET /api/query`,
+//! `GET|DELETE /api/query/{alias}`, `POST /api/query/_validate`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value as Json, json};
+use tributary_core::{
+    Definition, DefinitionKind, format_rfc3339, from_micros, to_micros, validate_stream_name,
+};
+use tributary_query::lql::{MappingPlan, compile};
+use tributary_query::{LqlStatement, parse_lql};
+
+use super::definitions::{check_name, statement_text, syntax_error};
+use super::segments::one_or_many;
+use crate::AppState;
+use crate::api::{ApiError, ApiResult, ok};
+use crate::auth::{Authorized, ManageQueries, ReadDefinitions};
+
+fn query_json(def: &Definition, plan: Option<&MappingPlan>) -> Json {
+    json!({
+        "id": def.name,
+        "alias": def.name,
+        "table": "user",
+        "from": plan.map(|p| p.stream.clone()),
+        "by": plan.map(|p| p.identity_fields.clone()).unwrap_or_default(),
+        "fields": plan.map(|p| serde_json::to_value(&p.fields).unwrap_or(Json::Null)),
+        "text": def.text,
+        "created": format_rfc3339(from_micros(def.created_at)),
+        "updated": format_rfc3339(from_micros(def.updated_at)),
+    })
+}
+
+fn plan_of(text: &str) -> Option<MappingPlan> {
+    parse_lql(text)
+        .ok()?
+        .first()
+        .and_then(|st| compile(st).ok())
+}
+
+/// Parses and compiles every statement, or says which one is wrong and why.
+fn checked(text: &str) -> Result<Vec<(LqlStatement, MappingPlan)>, ApiError> {
+    let statements = parse_lql(text).map_err(|e| syntax_error(&e))?;
+    statements
+        .into_iter()
+        .map(|st| {
+            check_name("query alias", &st.alias)?;
+            validate_stream_name(&st.from).map_err(|e| {
+                ApiError::bad_request(format!("query {}: FROM {}: {e}", st.alias, st.from))
+            })?;
+            let plan = compile(&st)
+                .map_err(|e| ApiError::bad_request(format!("query {}: {e}", st.alias)))?;
+            Ok((st, plan))
+        })
+        .collect()
+}
+
+pub async fn upsert(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ManageQueries>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> ApiResult {
+    let aid = auth.caller.account_id;
+    let text = statement_text(&headers, &body, "text")?;
+    let statements = checked(&text)?;
+    let now = to_micros(time::OffsetDateTime::now_utc());
+    let mut saved = Vec::new();
+    for (st, plan) in &statements {
+        let def = state
+            .store
+            .put_definition(&Definition {
+                account_id: aid,
+                kind: DefinitionKind::Query,
+                name: st.alias.clone(),
+                text: st.to_string(),
+                created_at: now,
+                updated_at: now,
+            })
+            .await?;
+        tracing::info!(aid, alias = %st.alias, "LQL query saved");
+        saved.push(query_json(&def, Some(plan)));
+    }
+    Ok(ok(StatusCode::OK, one_or_many(saved)))
+}
+
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ReadDefinitions>,
+) -> ApiResult {
+    let defs = state
+        .store
+        .definitions(auth.caller.account_id, DefinitionKind::Query)
+        .await?;
+    Ok(ok(
+        StatusCode::OK,
+        defs.iter()
+            .map(|d| query_json(d, plan_of(&d.text).as_ref()))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ReadDefinitions>,
+    Path(alias): Path<String>,
+) -> ApiResult {
+    match state
+        .store
+        .definition(auth.caller.account_id, DefinitionKind::Query, &alias)
+        .await?
+    {
+        Some(d) => Ok(ok(
+            StatusCode::OK,
+            query_json(&d, plan_of(&d.text).as_ref()),
+        )),
+        None => Err(ApiError::not_found(format!(
+            "no LQL query with alias {alias:?}"
+        ))),
+    }
+}
+
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ManageQueries>,
+    Path(alias): Path<String>,
+) -> ApiResult {
+    let aid = auth.caller.account_id;
+    if !state
+        .store
+        .delete_definition(aid, DefinitionKind::Query, &alias)
+        .await?
+    {
+        return Err(ApiError::not_found(format!(
+            "no LQL query with alias {alias:?}"
+        )));
+    }
+    tracing::info!(aid, alias = %alias, "LQL query deleted");
+    Ok(ok(StatusCode::OK, json!({ "id": alias, "deleted": true })))
+}
+
+pub async fn validate(
+    _auth: Authorized<ReadDefinitions>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> ApiResult {
+    let text = statement_text(&headers, &body, "text")?;
+    let statements = checked(&text)?;
+    let items: Vec<Json> = statements
+        .iter()
+        .map(|(st, plan)| json!({ "alias": st.alias, "from": plan.stream, "by": plan.identity_fields, "text": st.to_string() }))
+        .collect();
+    Ok(ok(
+        StatusCode::OK,
+        json!({ "valid": true, "queries": items }),
+    ))
+}

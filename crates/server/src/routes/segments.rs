@@ -1,0 +1,280 @@
+//! Audiences (segments): FilterQL statements stored by their ALIAS slug.
+//! `POST /api/segment` upserts, `GET` lists, `GET|DELETE /api/segment/{slug}`,
+//! `POST /api/segment/validate`, `POST /api/segment/evaluate`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value as Json, json};
+use tributary_core::{
+    AccountId, Definition, DefinitionKind, format_rfc3339, from_micros, to_micros,
+};
+use tributary_query::eval::{EvalContext, evaluate_bool};
+use tributary_query::{FilterStatement, Value, parse_filter, parse_filterql};
+
+use super::definitions::{check_name, statement_text, syntax_error};
+use crate::AppState;
+use crate::api::{ApiError, ApiResult, ok};
+use crate::auth::{Authorized, ManageAudiences, ReadDefinitions};
+
+fn segment_json(def: &Definition, st: Option<&FilterStatement>) -> Json {
+    json!({
+        "id": def.name,
+        "slug_name": def.name,
+        "name": def.name,
+        "kind": "segment",
+        "table": "user",
+        "segment_ql": def.text,
+        "description": st.and_then(|s| s.description.clone()),
+        "includes": st.map(|s| s.filter.includes()).unwrap_or_default(),
+        "created": format_rfc3339(from_micros(def.created_at)),
+        "updated": format_rfc3339(from_micros(def.updated_at)),
+    })
+}
+
+/// Every audience of the account, parsed, by slug (what INCLUDE resolves against).
+pub async fn audiences(
+    state: &AppState,
+    aid: AccountId,
+) -> Result<HashMap<String, FilterStatement>, ApiError> {
+    let defs = state
+        .store
+        .definitions(aid, DefinitionKind::Segment)
+        .await?;
+    let mut out = HashMap::with_capacity(defs.len());
+    for d in defs {
+        match parse_filter(&d.text) {
+            Ok(st) => {
+                out.insert(d.name, st);
+            }
+            // Stored text was validated on the way in; a failure here is a bug, not user error.
+            Err(e) => tracing::error!(slug = %d.name, error = %e, "stored audience does not parse"),
+        }
+    }
+    Ok(out)
+}
+
+/// The first cycle through INCLUDE reachable from `start`, as `a -> b -> a`.
+fn find_cycle(start: &str, all: &HashMap<String, FilterStatement>) -> Option<String> {
+    fn walk(
+        name: &str,
+        all: &HashMap<String, FilterStatement>,
+        path: &mut Vec<String>,
+    ) -> Option<String> {
+        if let Some(pos) = path.iter().position(|p| p == name) {
+            let mut cycle = path[pos..].to_vec();
+            cycle.push(name.to_string());
+            return Some(cycle.join(" -> "));
+        }
+        let st = all.get(name)?;
+        path.push(name.to_string());
+        for inc in st.filter.includes() {
+            if let Some(c) = walk(&inc, all, path) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        None
+    }
+    walk(start, all, &mut Vec::new())
+}
+
+pub async fn upsert(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ManageAudiences>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> ApiResult {
+    let aid = auth.caller.account_id;
+    let text = statement_text(&headers, &body, "segment_ql")?;
+    let statements = parse_filterql(&text).map_err(|e| syntax_error(&e))?;
+    let mut all = audiences(&state, aid).await?;
+    let mut slugs = Vec::new();
+    for st in &statements {
+        let slug = st.alias.clone().ok_or_else(|| {
+            ApiError::bad_request("an audience needs a slug: end the statement with ALIAS <slug>")
+        })?;
+        check_name("audience slug", &slug)?;
+        all.insert(slug.clone(), st.clone());
+        slugs.push(slug);
+    }
+    for (slug, st) in slugs.iter().zip(&statements) {
+        for inc in st.filter.includes() {
+            if !all.contains_key(&inc) {
+                return Err(ApiError::bad_request(format!(
+                    "audience {slug}: INCLUDE {inc}: there is no audience with that slug"
+                )));
+            }
+        }
+        if let Some(cycle) = find_cycle(slug, &all) {
+            return Err(ApiError::bad_request(format!(
+                "audience {slug}: INCLUDE makes a cycle: {cycle}"
+            )));
+        }
+    }
+    let now = to_micros(time::OffsetDateTime::now_utc());
+    let mut saved = Vec::new();
+    for (slug, st) in slugs.iter().zip(&statements) {
+        let def = state
+            .store
+            .put_definition(&Definition {
+                account_id: aid,
+                kind: DefinitionKind::Segment,
+                name: slug.clone(),
+                text: st.to_string(),
+                created_at: now,
+                updated_at: now,
+            })
+            .await?;
+        tracing::info!(aid, slug = %slug, "audience saved");
+        saved.push(segment_json(&def, Some(st)));
+    }
+    Ok(ok(StatusCode::OK, one_or_many(saved)))
+}
+
+pub fn one_or_many(mut items: Vec<Json>) -> Json {
+    if items.len() == 1 {
+        items.remove(0)
+    } else {
+        Json::Array(items)
+    }
+}
+
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ReadDefinitions>,
+) -> ApiResult {
+    let defs = state
+        .store
+        .definitions(auth.caller.account_id, DefinitionKind::Segment)
+        .await?;
+    let items: Vec<Json> = defs
+        .iter()
+        .map(|d| segment_json(d, parse_filter(&d.text).ok().as_ref()))
+        .collect();
+    Ok(ok(StatusCode::OK, items))
+}
+
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ReadDefinitions>,
+    Path(slug): Path<String>,
+) -> ApiResult {
+    let slug = slug.to_lowercase();
+    match state
+        .store
+        .definition(auth.caller.account_id, DefinitionKind::Segment, &slug)
+        .await?
+    {
+        Some(d) => Ok(ok(
+            StatusCode::OK,
+            segment_json(&d, parse_filter(&d.text).ok().as_ref()),
+        )),
+        None => Err(ApiError::not_found(format!(
+            "no audience with slug {slug:?}"
+        ))),
+    }
+}
+
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ManageAudiences>,
+    Path(slug): Path<String>,
+) -> ApiResult {
+    let aid = auth.caller.account_id;
+    let slug = slug.to_lowercase();
+    let all = audiences(&state, aid).await?;
+    let mut dependents: Vec<&String> = all
+        .iter()
+        .filter(|(name, st)| **name != slug && st.filter.includes().contains(&slug))
+        .map(|(name, _)| name)
+        .collect();
+    if !dependents.is_empty() {
+        dependents.sort();
+        return Err(ApiError::conflict(format!(
+            "audience {slug} is included by {}; change those first",
+            dependents
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    if !state
+        .store
+        .delete_definition(aid, DefinitionKind::Segment, &slug)
+        .await?
+    {
+        return Err(ApiError::not_found(format!(
+            "no audience with slug {slug:?}"
+        )));
+    }
+    tracing::info!(aid, slug = %slug, "audience deleted");
+    Ok(ok(StatusCode::OK, json!({ "id": slug, "deleted": true })))
+}
+
+pub async fn validate(
+    State(_state): State<Arc<AppState>>,
+    _auth: Authorized<ReadDefinitions>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> ApiResult {
+    let text = statement_text(&headers, &body, "segment_ql")?;
+    let statements = parse_filterql(&text).map_err(|e| syntax_error(&e))?;
+    let items: Vec<Json> = statements
+        .iter()
+        .map(|st| json!({ "alias": st.alias, "segment_ql": st.to_string(), "includes": st.filter.includes() }))
+        .collect();
+    Ok(ok(
+        StatusCode::OK,
+        json!({ "valid": true, "statements": items }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvaluateBody {
+    segment_ql: String,
+    entity: serde_json::Map<String, Json>,
+    /// Evaluate as of this instant (RFC 3339) instead of now, for date-relative audiences.
+    #[serde(default)]
+    now: Option<String>,
+}
+
+pub async fn evaluate(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ReadDefinitions>,
+    body: bytes::Bytes,
+) -> ApiResult {
+    let body: EvaluateBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!("invalid request body: {e}; send {{\"segment_ql\": \"FILTER ...\", \"entity\": {{...}}}}"))
+    })?;
+    let st = parse_filter(&body.segment_ql).map_err(|e| syntax_error(&e))?;
+    let now = match &body.now {
+        Some(t) => tributary_query::dates::parse_iso8601(t).ok_or_else(|| {
+            ApiError::bad_request(format!("now {t:?} is not an ISO 8601 date-time"))
+        })?,
+        None => time::OffsetDateTime::now_utc(),
+    };
+    let includes = audiences(&state, auth.caller.account_id).await?;
+    let entity: HashMap<String, Value> = body
+        .entity
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::from_json_with_dates(v)))
+        .collect();
+    let ctx = EvalContext {
+        now,
+        includes: Some(&includes),
+    };
+    let result = evaluate_bool(&st.filter, &entity, &ctx);
+    Ok(ok(
+        StatusCode::OK,
+        json!({
+            "match": result == Ok(true),
+            "evaluable": result.is_ok(),
+        }),
+    ))
+}
