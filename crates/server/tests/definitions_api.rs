@@ -56,7 +56,9 @@ async fn audiences_upsert_list_get_delete(app: App) {
 }
 
 async fn bad_audiences_are_400_with_position_and_store_nothing(app: App) {
-    let cases: &[(&str, &str, Option<(u64, u64)>)] = &[
+    // (text, what the message says, the error's line and column when it is a syntax error)
+    type Case<'a> = (&'a str, &'a str, Option<(u64, u64)>);
+    let cases: &[Case] = &[
         ("FILTER a == 1", "ALIAS", None),
         ("FILTER AND (a == 1 ALIAS x", "expected", Some((1, 20))),
         (
