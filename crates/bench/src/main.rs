@@ -4,6 +4,7 @@
 
 mod ingest;
 mod load;
+mod query;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -19,10 +20,13 @@ struct Cli {
 enum Scenario {
     /// HTTP ingestion of Braze-webhook-shaped events vs a raw SQLite insert and an empty handler.
     Ingest(ingest::Args),
+    /// FilterQL evaluation and LQL mapping vs hand-written checks and a JSON parse.
+    Query(query::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
         Scenario::Ingest(args) => ingest::run(args),
+        Scenario::Query(args) => query::run(args),
     }
 }

@@ -46,13 +46,14 @@ impl Fields for BTreeMap<String, Value> {
     }
 }
 
-impl Fields for HashMap<String, Value> {
+/// Any hasher: profiles use `rustc_hash::FxHashMap` (see [`Profile`]).
+impl<S: std::hash::BuildHasher> Fields for HashMap<String, Value, S> {
     fn get(&self, path: &[String]) -> Option<Cow<'_, Value>> {
         let (first, rest) = path.split_first()?;
-        match HashMap::get(self, first) {
+        match self.get(first.as_str()) {
             Some(v) if rest.is_empty() => Some(Cow::Borrowed(v)),
             Some(Value::Map(inner)) => lookup_in(inner, rest).map(Cow::Borrowed),
-            _ if !rest.is_empty() => HashMap::get(self, &path.join(".")).map(Cow::Borrowed),
+            _ if !rest.is_empty() => self.get(path.join(".").as_str()).map(Cow::Borrowed),
             _ => None,
         }
     }
@@ -81,6 +82,10 @@ impl Fields for serde_json::Map<String, serde_json::Value> {
         }
     }
 }
+
+/// A profile's fields: a hash map with a fast, non-cryptographic hasher (field names are not
+/// attacker-chosen keys of a long-lived table, and lookups dominate filter evaluation).
+pub type Profile = rustc_hash::FxHashMap<String, Value>;
 
 /// Resolves `INCLUDE name` to another audience's statement.
 pub trait Includer {
@@ -181,6 +186,17 @@ impl<'a> Eval<'a, '_> {
                 (Err(NotOk), Expr::Include(_)) => Ok(true),
                 (r, _) => r.map(|b| !b),
             },
+            // The common shape, `field OP literal`, compares against the literal in place.
+            Expr::Compare(op, l, r) if matches!(r.as_ref(), Expr::Literal(Literal::Value(v)) if !v.is_null()) =>
+            {
+                let Expr::Literal(Literal::Value(b)) = r.as_ref() else {
+                    return Err(NotOk);
+                };
+                match self.value(l)? {
+                    Val::Missing => Ok(*op == CmpOp::Ne),
+                    Val::Some(a) => compare_values(&a, b, *op).ok_or(NotOk),
+                }
+            }
             Expr::Compare(op, l, r) => {
                 let (l, r) = (self.value(l)?, self.value(r)?);
                 match (&l, &r) {
@@ -194,15 +210,12 @@ impl<'a> Eval<'a, '_> {
                 let Val::Some(lv) = self.value(l)? else {
                     return Ok(false);
                 };
-                let items = self.list(list)?;
-                Ok(match lv.as_ref() {
+                self.any_in_list(list, |item| match lv.as_ref() {
                     // A map on the left of IN tests its keys.
-                    Value::Map(m) if is_in => items.iter().any(|i| m.contains_key(&i.to_text())),
+                    Value::Map(m) if is_in => m.contains_key(text_of(item).as_ref()),
                     // An array on the left of IN is INTERSECTS.
-                    Value::Array(values) => {
-                        values.iter().any(|v| items.iter().any(|i| loose_eq(v, i)))
-                    }
-                    scalar => items.iter().any(|i| loose_eq(scalar, i)),
+                    Value::Array(values) => values.iter().any(|v| loose_eq(v, item)),
+                    scalar => loose_eq(scalar, item),
                 })
             }
             Expr::Contains(l, r) => {
@@ -215,11 +228,17 @@ impl<'a> Eval<'a, '_> {
                 let (Val::Some(lv), Val::Some(pv)) = (self.value(l)?, self.value(p)?) else {
                     return Ok(false);
                 };
-                let pattern = pv.to_text().replace('%', "*");
+                let pattern = text_of(&pv);
+                // SQL's % means the same as *.
+                let pattern = if pattern.contains('%') {
+                    Cow::Owned(pattern.replace('%', "*"))
+                } else {
+                    pattern
+                };
                 Ok(match lv.as_ref() {
-                    Value::Array(items) => items.iter().any(|i| glob_match(&pattern, &i.to_text())),
+                    Value::Array(items) => items.iter().any(|i| glob_match(&pattern, &text_of(i))),
                     Value::Map(_) | Value::Null => false,
-                    v => glob_match(&pattern, &v.to_text()),
+                    v => glob_match(&pattern, &text_of(v)),
                 })
             }
             Expr::Between(x, lo, hi) => {
@@ -263,21 +282,29 @@ impl<'a> Eval<'a, '_> {
         self.fields.get(path).filter(|v| !v.is_null())
     }
 
-    fn list(&mut self, list: &ListSource) -> Result<Vec<Value>, NotOk> {
+    /// Whether any item of an IN / INTERSECTS list satisfies `pred`, without copying the list.
+    fn any_in_list(
+        &mut self,
+        list: &ListSource,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Result<bool, NotOk> {
         match list {
             ListSource::Items(items) => {
-                let mut out = Vec::with_capacity(items.len());
                 for i in items {
-                    if let Val::Some(v) = self.value(i)? {
-                        out.push(v.into_owned());
+                    if let Val::Some(v) = self.value(i)?
+                        && pred(&v)
+                    {
+                        return Ok(true);
                     }
                 }
-                Ok(out)
+                Ok(false)
             }
-            ListSource::Field(path) => Ok(match self.field(path).map(Cow::into_owned) {
-                Some(Value::Array(items)) => items,
-                Some(other) => vec![other],
-                None => Vec::new(),
+            ListSource::Field(path) => Ok(match self.field(path) {
+                Some(v) => match v.as_ref() {
+                    Value::Array(items) => items.iter().any(&pred),
+                    other => pred(other),
+                },
+                None => false,
             }),
         }
     }
@@ -419,15 +446,24 @@ pub fn compare_values(a: &Value, b: &Value, op: CmpOp) -> Option<bool> {
 }
 
 fn contains(haystack: &Value, needle: &Value) -> bool {
+    let text = text_of(needle);
     match haystack {
-        Value::String(s) => s.contains(needle.to_text().as_str()),
-        Value::Array(items) => items.iter().any(|i| match (i, needle) {
-            (Value::String(s), _) => s.contains(needle.to_text().as_str()),
-            (other, n) => loose_eq(other, n),
+        Value::String(s) => s.contains(text.as_ref()),
+        Value::Array(items) => items.iter().any(|i| match i {
+            Value::String(s) => s.contains(text.as_ref()),
+            other => loose_eq(other, needle),
         }),
-        Value::Map(m) => m.contains_key(&needle.to_text()),
+        Value::Map(m) => m.contains_key(text.as_ref()),
         Value::Null => false,
-        other => other.to_text().contains(needle.to_text().as_str()),
+        other => other.to_text().contains(text.as_ref()),
+    }
+}
+
+/// A value's text, borrowed when it already is a string.
+pub fn text_of(v: &Value) -> Cow<'_, str> {
+    match v {
+        Value::String(s) => Cow::Borrowed(s),
+        other => Cow::Owned(other.to_text()),
     }
 }
 
@@ -454,15 +490,36 @@ fn between(x: &Value, lo: &Value, hi: &Value) -> Option<bool> {
 
 /// Glob matching with `*` (any run of characters) and `?` (one character).
 pub fn glob_match(pattern: &str, text: &str) -> bool {
+    // The common shapes need no matcher: `exact`, `*suffix`, `prefix*`, `*middle*`.
+    let inner = pattern.trim_matches('*');
+    if inner.is_empty() {
+        return !pattern.is_empty() || text.is_empty();
+    }
+    if !inner.contains(['*', '?']) {
+        return match (pattern.starts_with('*'), pattern.ends_with('*')) {
+            (false, false) => text == inner,
+            (true, false) => text.ends_with(inner),
+            (false, true) => text.starts_with(inner),
+            (true, true) => text.contains(inner),
+        };
+    }
+    if pattern.is_ascii() && text.is_ascii() {
+        return glob_units(pattern.as_bytes(), text.as_bytes());
+    }
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
+    glob_units(&p, &t)
+}
+
+/// Iterative wildcard matching with single-star backtracking: linear in practice.
+fn glob_units<T: PartialEq + Copy + GlobUnit>(p: &[T], t: &[T]) -> bool {
     let (mut pi, mut ti) = (0, 0);
     let (mut star, mut mark) = (None, 0);
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+        if pi < p.len() && (p[pi].any_one() || p[pi] == t[ti]) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pi < p.len() && p[pi].star() {
             star = Some(pi);
             mark = ti;
             pi += 1;
@@ -474,8 +531,64 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    while pi < p.len() && p[pi] == '*' {
+    while pi < p.len() && p[pi].star() {
         pi += 1;
     }
     pi == p.len()
+}
+
+trait GlobUnit {
+    fn star(self) -> bool;
+    fn any_one(self) -> bool;
+}
+
+impl GlobUnit for u8 {
+    fn star(self) -> bool {
+        self == b'*'
+    }
+    fn any_one(self) -> bool {
+        self == b'?'
+    }
+}
+
+impl GlobUnit for char {
+    fn star(self) -> bool {
+        self == '*'
+    }
+    fn any_one(self) -> bool {
+        self == '?'
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        let cases = [
+            ("", "", true),
+            ("", "a", false),
+            ("*", "", true),
+            ("*", "abc", true),
+            ("abc", "abc", true),
+            ("abc", "abcd", false),
+            ("*bc", "abc", true),
+            ("ab*", "abc", true),
+            ("*b*", "abc", true),
+            ("*x*", "abc", false),
+            ("a*c", "abbbc", true),
+            ("a*c", "abbb", false),
+            ("a?c", "abc", true),
+            ("a?c", "ac", false),
+            ("*@x.io", "me@x.io", true),
+            ("é*", "été", true),
+            ("?t?", "été", true),
+            ("a*b*c", "aXbYc", true),
+            ("a*b*c", "aXcYb", false),
+        ];
+        for (p, t, want) in cases {
+            assert_eq!(glob_match(p, t), want, "{p:?} {t:?}");
+        }
+    }
 }
