@@ -345,7 +345,15 @@ impl Parser {
             if c.alias.is_none() && self.eat_kw("as") {
                 c.alias = Some(self.name("a field name after AS")?);
             } else if c.guard.is_none() && self.eat_kw("if") {
-                c.guard = Some(self.expr()?);
+                let condition = self.expr()?;
+                if self.eat_kw("else") {
+                    // `V IF cond ELSE W` is a value, not a guard.
+                    let otherwise = self.expr()?;
+                    let value = std::mem::replace(&mut c.expr, Expr::MatchAll);
+                    c.expr = Expr::Call("ifelse".into(), vec![condition, value, otherwise]);
+                } else {
+                    c.guard = Some(condition);
+                }
             } else if c.short_desc.is_none() && self.eat_kw("shortdesc") {
                 c.short_desc = Some(self.string("a string after SHORTDESC")?);
             } else if c.long_desc.is_none() && self.eat_kw("longdesc") {
@@ -746,7 +754,12 @@ impl Parser {
         let mut args = Vec::new();
         if !self.eat(&Tok::RParen) {
             loop {
-                args.push(self.expr()?);
+                let arg = self.expr()?;
+                // ifcase(V1 IF c1, V2 IF c2, default) is stored as ifcase(c1, V1, c2, V2, default).
+                if name == "ifcase" && self.eat_kw("if") {
+                    args.push(self.expr()?);
+                }
+                args.push(arg);
                 if self.eat(&Tok::RParen) {
                     break;
                 }

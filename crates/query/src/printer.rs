@@ -142,6 +142,25 @@ impl Display for Expr {
                 write_name(f, name)
             }
             Expr::MatchAll => f.write_char('*'),
+            Expr::Call(name, args) if name == "ifcase" => {
+                f.write_str("ifcase(")?;
+                let mut pairs = args.chunks_exact(2);
+                let mut first = true;
+                for pair in pairs.by_ref() {
+                    if !first {
+                        f.write_str(", ")?;
+                    }
+                    first = false;
+                    write!(f, "{} IF {}", Operand(&pair[1]), pair[0])?;
+                }
+                if let Some(default) = pairs.remainder().first() {
+                    if !first {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{default}")?;
+                }
+                f.write_char(')')
+            }
             Expr::Call(name, args) => {
                 write!(f, "{name}(")?;
                 for (i, a) in args.iter().enumerate() {

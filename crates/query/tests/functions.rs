@@ -203,6 +203,35 @@ fn catalogue() {
         ("array.slice(tags, 0, 2)", strings(&["orange", "apple"])),
         ("len(match(\"user.\"))", i(2)),
         ("user.city", s("Paris")),
+        // conditionals, network, JSON, ids
+        (
+            "ifcase(\"a\" IF zero == 1, \"b\" IF zero == 0, \"c\")",
+            s("b"),
+        ),
+        ("ifcase(\"a\" IF zero == 1, \"c\")", s("c")),
+        ("ifcase(\"a\" IF zero == 1)", None),
+        ("ifelse(zero == 0, \"yes\", \"no\")", s("yes")),
+        (
+            "ipfilter(\"10.1.2.3\", \"192.168.0.0/16\", \"10.0.0.0/8\")",
+            b(true),
+        ),
+        ("ipfilter(\"10.1.2.3\", \"10.1.2.4\")", b(false)),
+        ("ipfilter(\"2001:db8::1\", \"2001:db8::/32\")", b(true)),
+        (
+            "json.jmespath(\"{\\\"a\\\": {\\\"b\\\": [1, {\\\"c\\\": \\\"x\\\"}]}}\", \"a.b[1].c\")",
+            s("x"),
+        ),
+        ("json.jmespath(hits, \"foo\")", i(2)),
+        ("len(uuid())", i(36)),
+        (
+            "todatein(\"2024-07-01 09:00:00\", \"America/Los_Angeles\")",
+            Some(Value::Time(datetime!(2024-07-01 16:00 UTC))),
+        ),
+        (
+            "todatein(\"2024-01-15 09:00:00\", \"Europe/Paris\")",
+            Some(Value::Time(datetime!(2024-01-15 8:00 UTC))),
+        ),
+        ("todatein(\"2024-01-15 09:00:00\", \"Mars/Olympus\")", None),
     ];
     let fields = event();
     let ctx = EvalContext::at(now);

@@ -184,3 +184,30 @@ fn plan_errors() {
         assert!(e.0.contains(message), "{text}: {e}");
     }
 }
+
+#[test]
+fn if_else_columns_are_values_not_guards() {
+    let text = "SELECT _uid, \"buyer\" IF event == \"purchase\" ELSE \"browser\" AS visitor_type, ifcase(\"big\" IF amt > 100, \"small\" IF amt > 0, \"none\") AS size FROM default INTO user BY _uid ALIAS kinds";
+    let st = parse_lql(text).unwrap().remove(0);
+    assert!(st.columns[1].guard.is_none());
+    let printed = st.to_string();
+    assert!(
+        printed.contains("ifcase(\"big\" IF amt > 100, \"small\" IF amt > 0, \"none\") AS size"),
+        "{printed}"
+    );
+    assert_eq!(parse_lql(&printed).unwrap(), vec![st.clone()]);
+    let p = compile(&st).unwrap();
+    let at = datetime!(2024-05-01 10:00 UTC);
+    let m = p
+        .apply(&event(json!({"_uid": "u", "event": "view", "amt": 5})), at)
+        .unwrap();
+    let values: Vec<_> = m.updates.iter().map(|(_, v)| v.clone()).collect();
+    assert_eq!(
+        values,
+        vec![
+            Value::String("u".into()),
+            Value::String("browser".into()),
+            Value::String("small".into())
+        ]
+    );
+}

@@ -306,3 +306,25 @@ pub fn array_slice(a: Args, _: &FnCtx) -> Option<Value> {
         Vec::new()
     }))
 }
+
+/// `V IF cond ELSE W`, as the parser writes it: `ifelse(cond, V, W)`.
+pub fn ifelse(a: Args, _: &FnCtx) -> Option<Value> {
+    let chosen = if a.first()?.as_bool() == Some(true) {
+        a.get(1)?
+    } else {
+        a.get(2)?
+    };
+    (!chosen.is_null()).then(|| chosen.clone())
+}
+
+/// `ifcase(V1 IF c1, V2 IF c2, ..., default)`, as the parser writes it:
+/// `ifcase(c1, V1, c2, V2, ..., default)`.
+pub fn ifcase(a: Args, _: &FnCtx) -> Option<Value> {
+    let mut pairs = a.chunks_exact(2);
+    for pair in pairs.by_ref() {
+        if pair[0].as_bool() == Some(true) {
+            return (!pair[1].is_null()).then(|| pair[1].clone());
+        }
+    }
+    pairs.remainder().first().filter(|v| !v.is_null()).cloned()
+}

@@ -51,13 +51,31 @@ pub fn todate(a: Args, ctx: &FnCtx) -> Option<Value> {
     }
 }
 
-/// `todatein(value, zone)`: a local time in a fixed-offset zone (`UTC`, `+05:30`), stored in UTC.
+/// `todatein(value, zone)`: a local date-time in a time zone (`America/Los_Angeles`, `UTC`,
+/// `+05:30`), stored in UTC.
 pub fn todatein(a: Args, ctx: &FnCtx) -> Option<Value> {
-    let t = to_time(a.first()?, ctx)?;
-    let offset = parse_offset(&text(a.get(1)?)?)?;
-    Some(Value::Time(
-        t.replace_offset(offset).to_offset(UtcOffset::UTC),
-    ))
+    let zone = text(a.get(1)?)?;
+    let local = to_time(a.first()?, ctx)?;
+    if let Some(offset) = parse_offset(&zone) {
+        return Some(Value::Time(
+            local.replace_offset(offset).to_offset(UtcOffset::UTC),
+        ));
+    }
+    let tz = jiff::tz::TimeZone::get(zone.trim()).ok()?;
+    let civil = jiff::civil::DateTime::new(
+        i16::try_from(local.year()).ok()?,
+        i8::try_from(u8::from(local.month())).ok()?,
+        i8::try_from(local.day()).ok()?,
+        i8::try_from(local.hour()).ok()?,
+        i8::try_from(local.minute()).ok()?,
+        i8::try_from(local.second()).ok()?,
+        i32::try_from(local.nanosecond()).ok()?,
+    )
+    .ok()?;
+    let instant = tz.to_ambiguous_timestamp(civil).compatible().ok()?;
+    OffsetDateTime::from_unix_timestamp_nanos(instant.as_nanosecond())
+        .ok()
+        .map(Value::Time)
 }
 
 fn parse_offset(zone: &str) -> Option<UtcOffset> {
@@ -73,7 +91,7 @@ fn parse_offset(zone: &str) -> Option<UtcOffset> {
     };
     let (h, m) = match rest.split_once(':') {
         Some((h, m)) => (h.parse::<i8>().ok()?, m.parse::<i8>().ok()?),
-        None if rest.len() == 4 => (rest[..2].parse().ok()?, rest[2..].parse().ok()?),
+        None if rest.len() == 4 => (rest.get(..2)?.parse().ok()?, rest.get(2..)?.parse().ok()?),
         None => (rest.parse().ok()?, 0),
     };
     UtcOffset::from_hms(sign * h, sign * m, 0).ok()

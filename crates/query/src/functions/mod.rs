@@ -70,6 +70,8 @@ catalogue! {
     "and" => (1, N, false, collections::and),
     "oneof" => (1, N, false, collections::oneof),
     // math
+    "ifelse" => (3, up_to(3), false, collections::ifelse),
+    "ifcase" => (1, N, false, collections::ifcase),
     "sqrt" => (1, up_to(1), false, collections::sqrt),
     "pow" => (2, up_to(2), false, collections::pow),
     // strings
@@ -101,6 +103,9 @@ catalogue! {
     "hash.sha512" => (1, up_to(1), false, strings::hash_sha512),
     "encoding.b64encode" => (1, up_to(1), false, strings::b64encode),
     "encoding.b64decode" => (1, up_to(1), false, strings::b64decode),
+    "uuid" => (0, up_to(0), false, strings::uuid),
+    "json.jmespath" => (2, up_to(2), false, web::jmespath),
+    "ipfilter" => (2, N, false, web::ipfilter),
     // casts
     "toint" => (1, up_to(1), false, collections::toint),
     "tonumber" => (1, up_to(1), false, collections::tonumber),

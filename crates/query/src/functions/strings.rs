@@ -216,3 +216,21 @@ pub fn b64decode(a: Args, _: &FnCtx) -> Option<Value> {
         .ok()?;
     String::from_utf8(bytes).ok().map(Value::String)
 }
+
+/// A random (version 4) UUID.
+pub fn uuid(_: Args, _: &FnCtx) -> Option<Value> {
+    use rand::RngCore;
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex(&b);
+    Some(Value::String(format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )))
+}

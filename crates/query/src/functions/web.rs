@@ -312,3 +312,84 @@ pub fn useragent_map(a: Args, _: &FnCtx) -> Option<Value> {
         ("browser".to_string(), Value::String(agent.browser.into())),
     ])))
 }
+
+/// `ipfilter(ip, "10.0.0.0/8", "192.168.1.7", ...)`: whether an address is in any of the
+/// networks (CIDR) or equal to any of the addresses.
+pub fn ipfilter(a: Args, _: &FnCtx) -> Option<Value> {
+    let ip: std::net::IpAddr = text(a.first()?)?.trim().parse().ok()?;
+    let hit = a[1..]
+        .iter()
+        .filter_map(text)
+        .any(|net| in_network(ip, net.trim()));
+    Some(Value::Bool(hit))
+}
+
+fn in_network(ip: std::net::IpAddr, net: &str) -> bool {
+    use std::net::IpAddr;
+    let (addr, bits) = match net.split_once('/') {
+        Some((a, b)) => (a, b.parse::<u32>().ok()),
+        None => (net, None),
+    };
+    let Ok(base) = addr.parse::<IpAddr>() else {
+        return false;
+    };
+    match (ip, base) {
+        (IpAddr::V4(x), IpAddr::V4(y)) => {
+            let bits = bits.unwrap_or(32).min(32);
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            u32::from(x) & mask == u32::from(y) & mask
+        }
+        (IpAddr::V6(x), IpAddr::V6(y)) => {
+            let bits = bits.unwrap_or(128).min(128);
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            u128::from(x) & mask == u128::from(y) & mask
+        }
+        _ => false,
+    }
+}
+
+/// `json.jmespath(json_text_or_value, "a.b[0].c")`: the JMESPath subset of field names, dots
+/// and array indexes (negative counts from the end).
+pub fn jmespath(a: Args, _: &FnCtx) -> Option<Value> {
+    let doc = match a.first()? {
+        Value::String(s) => Value::from_json(&serde_json::from_str::<serde_json::Value>(s).ok()?),
+        other => other.clone(),
+    };
+    let expr = text(a.get(1)?)?;
+    let mut current = doc;
+    for segment in expr.split('.') {
+        let (name, indexes) = match segment.find('[') {
+            Some(i) => (&segment[..i], &segment[i..]),
+            None => (segment, ""),
+        };
+        if !name.is_empty() {
+            current = match current {
+                Value::Map(mut m) => m.remove(name.trim_matches('"'))?,
+                _ => return None,
+            };
+        }
+        for index in indexes.split('[').filter(|s| !s.is_empty()) {
+            let i: i64 = index.strip_suffix(']')?.trim().parse().ok()?;
+            current = match current {
+                Value::Array(mut items) => {
+                    let len = items.len() as i64;
+                    let at = if i < 0 { len + i } else { i };
+                    if !(0..len).contains(&at) {
+                        return None;
+                    }
+                    items.swap_remove(at as usize)
+                }
+                _ => return None,
+            };
+        }
+    }
+    (!current.is_null()).then_some(current)
+}
