@@ -4,12 +4,14 @@
 pub mod account;
 pub mod definition;
 pub mod event;
+pub mod profile;
 pub mod timestamp;
 pub mod token;
 
 pub use account::{Account, AccountId};
 pub use definition::{Definition, DefinitionKind};
 pub use event::{NewEvent, StoredEvent, StreamInfo, validate_stream_name};
+pub use profile::{IdentityKey, MergeRecord, PipelineCommit, StoredProfile};
 pub use token::{Expiry, NewToken, Role, TokenHash, TokenRecord, TokenSecret};
 
 /// Microseconds since the Unix epoch: how every instant is stored, on both backends.

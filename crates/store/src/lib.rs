@@ -27,8 +27,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tributary_core::{
-    Account, AccountId, Definition, DefinitionKind, Micros, NewEvent, NewToken, StoredEvent,
-    StreamInfo, TokenHash, TokenRecord,
+    Account, AccountId, Definition, DefinitionKind, IdentityKey, MergeRecord, Micros, NewEvent,
+    NewToken, PipelineCommit, StoredEvent, StoredProfile, StreamInfo, TokenHash, TokenRecord,
 };
 
 pub use postgres::PgStore;
@@ -123,6 +123,48 @@ pub trait Store: Send + Sync + 'static {
         kind: DefinitionKind,
         name: &str,
     ) -> Result<bool>;
+
+    // ---- the profile pipeline ----
+
+    async fn account_ids(&self) -> Result<Vec<AccountId>>;
+    /// The id of the last event the pipeline applied for this account (0 before the first).
+    async fn pipeline_cursor(&self, aid: AccountId) -> Result<i64>;
+    /// The account's events after `after`, all streams, in id order.
+    async fn events_after(
+        &self,
+        aid: AccountId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>>;
+    /// The profiles the given identity values belong to (absent keys are left out).
+    async fn lookup_identities(
+        &self,
+        aid: AccountId,
+        keys: &[IdentityKey],
+    ) -> Result<Vec<(IdentityKey, i64)>>;
+    async fn load_profiles(&self, aid: AccountId, ids: &[i64]) -> Result<Vec<StoredProfile>>;
+    /// Applies a batch atomically; `Ok(false)` (and nothing changed) when the cursor is no
+    /// longer `expected_cursor` because another node got there first.
+    async fn commit_pipeline(&self, aid: AccountId, commit: &PipelineCommit) -> Result<bool>;
+    async fn profile_identities(&self, aid: AccountId, profile_id: i64)
+    -> Result<Vec<IdentityKey>>;
+    async fn profile_merges(&self, aid: AccountId, profile_id: i64) -> Result<Vec<MergeRecord>>;
+    /// Deletes every profile, identity and merge of the account and resets its cursor, so the
+    /// pipeline rebuilds from the raw events.
+    async fn reset_profiles(&self, aid: AccountId) -> Result<()>;
+    /// Erases a person: the profile, its identities and merges, and the given raw events.
+    async fn erase_profile(&self, aid: AccountId, profile_id: i64, event_ids: &[i64])
+    -> Result<()>;
+    async fn identity_blocklist(&self, aid: AccountId) -> Result<Vec<String>>;
+    async fn set_identity_blocklist(&self, aid: AccountId, values: &[String]) -> Result<()>;
+
+    // ---- leases: one holder at a time per name, across processes ----
+
+    /// Takes or renews the lease `name` for `holder` until `until`; false when another holder
+    /// has it and it has not expired at `now`.
+    async fn try_lease(&self, name: &str, holder: &str, now: Micros, until: Micros)
+    -> Result<bool>;
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
 }
 
 /// Opens the store a `serve` process was configured with: PostgreSQL when `database_url` is a
@@ -241,6 +283,41 @@ where
         text: row.try_get("text")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn profile_from_row<R>(row: &R) -> Result<StoredProfile>
+where
+    R: sqlx::Row,
+    i64: Decodes<R>,
+    String: Decodes<R>,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    Ok(StoredProfile {
+        account_id: row.try_get("account_id")?,
+        id: row.try_get("id")?,
+        state: row.try_get("state")?,
+        created_at: row.try_get("created_at")?,
+        modified_at: row.try_get("modified_at")?,
+    })
+}
+
+fn merge_from_row<R>(row: &R) -> Result<MergeRecord>
+where
+    R: sqlx::Row,
+    i64: Decodes<R>,
+    String: Decodes<R>,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    Ok(MergeRecord {
+        winner: row.try_get("winner")?,
+        loser: row.try_get("loser")?,
+        event_id: row.try_get("event_id")?,
+        key: IdentityKey::new(
+            row.try_get::<String, _>("field")?,
+            row.try_get::<String, _>("value")?,
+        ),
+        at: row.try_get("at")?,
     })
 }
 

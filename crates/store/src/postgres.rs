@@ -14,13 +14,15 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Acquire, Row};
 use tributary_core::{
-    Account, AccountId, Definition, DefinitionKind, Micros, NewEvent, NewToken, StoredEvent,
-    StreamInfo, TokenHash, TokenRecord, token::roles_to_text,
+    Account, AccountId, Definition, DefinitionKind, IdentityKey, MergeRecord, Micros, NewEvent,
+    NewToken, PipelineCommit, StoredEvent, StoredProfile, StreamInfo, TokenHash, TokenRecord,
+    token::roles_to_text,
 };
 
 use crate::{
     Backend, Bootstrap, Result, Store, account_from_row, definition_from_row, event_from_row,
-    migrate, redact_url, stream_deltas, stream_from_row, token_from_row,
+    merge_from_row, migrate, profile_from_row, redact_url, stream_deltas, stream_from_row,
+    token_from_row,
 };
 
 const LOCK_MIGRATE: i64 = 0x7472_6962_0001;
@@ -315,5 +317,278 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn account_ids(&self) -> Result<Vec<AccountId>> {
+        let rows = sqlx::query("SELECT aid FROM accounts ORDER BY aid")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get::<i64, _>(0)?)).collect()
+    }
+
+    async fn pipeline_cursor(&self, aid: AccountId) -> Result<i64> {
+        let row = sqlx::query("SELECT position FROM pipeline_cursors WHERE account_id = $1")
+            .bind(aid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get(0)?,
+            None => 0,
+        })
+    }
+
+    async fn events_after(
+        &self,
+        aid: AccountId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, stream, received_at, event_time, payload FROM events
+             WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(aid)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn lookup_identities(
+        &self,
+        aid: AccountId,
+        keys: &[IdentityKey],
+    ) -> Result<Vec<(IdentityKey, i64)>> {
+        let fields: Vec<&str> = keys.iter().map(|k| k.field.as_str()).collect();
+        let values: Vec<&str> = keys.iter().map(|k| k.value.as_str()).collect();
+        let rows = sqlx::query(
+            "SELECT i.field, i.value, i.profile_id FROM identities i
+             JOIN UNNEST($2::text[], $3::text[]) AS k(field, value) ON i.field = k.field AND i.value = k.value
+             WHERE i.account_id = $1",
+        )
+        .bind(aid)
+        .bind(&fields)
+        .bind(&values)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    IdentityKey::new(r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?),
+                    r.try_get(2)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn load_profiles(&self, aid: AccountId, ids: &[i64]) -> Result<Vec<StoredProfile>> {
+        let rows = sqlx::query(
+            "SELECT account_id, id, state, created_at, modified_at FROM profiles WHERE account_id = $1 AND id = ANY($2)",
+        )
+        .bind(aid)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(profile_from_row).collect()
+    }
+
+    async fn commit_pipeline(&self, aid: AccountId, c: &PipelineCommit) -> Result<bool> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let moved = sqlx::query(
+            "INSERT INTO pipeline_cursors (account_id, position) VALUES ($1, $2)
+             ON CONFLICT (account_id) DO UPDATE SET position = excluded.position
+             WHERE pipeline_cursors.position = $3",
+        )
+        .bind(aid)
+        .bind(c.new_cursor)
+        .bind(c.expected_cursor)
+        .execute(&mut *tx)
+        .await?;
+        // Another node (or an earlier run) already moved the cursor: apply nothing.
+        if moved.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if !c.merged.is_empty() {
+            let losers: Vec<i64> = c.merged.iter().map(|m| m.0).collect();
+            let winners: Vec<i64> = c.merged.iter().map(|m| m.1).collect();
+            sqlx::query(
+                "UPDATE identities i SET profile_id = m.winner FROM UNNEST($2::bigint[], $3::bigint[]) AS m(loser, winner)
+                 WHERE i.account_id = $1 AND i.profile_id = m.loser",
+            )
+            .bind(aid).bind(&losers).bind(&winners).execute(&mut *tx).await?;
+            sqlx::query(
+                "UPDATE merges g SET winner = m.winner FROM UNNEST($2::bigint[], $3::bigint[]) AS m(loser, winner)
+                 WHERE g.account_id = $1 AND g.winner = m.loser",
+            )
+            .bind(aid).bind(&losers).bind(&winners).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM profiles WHERE account_id = $1 AND id = ANY($2)")
+                .bind(aid)
+                .bind(&losers)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if !c.profiles.is_empty() {
+            let ids: Vec<i64> = c.profiles.iter().map(|p| p.id).collect();
+            let states: Vec<&str> = c.profiles.iter().map(|p| p.state.as_str()).collect();
+            let created: Vec<i64> = c.profiles.iter().map(|p| p.created_at).collect();
+            let modified: Vec<i64> = c.profiles.iter().map(|p| p.modified_at).collect();
+            sqlx::query(
+                "INSERT INTO profiles (account_id, id, state, created_at, modified_at)
+                 SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::bigint[])
+                 ON CONFLICT (account_id, id) DO UPDATE SET state = excluded.state, modified_at = excluded.modified_at",
+            )
+            .bind(aid).bind(&ids).bind(&states).bind(&created).bind(&modified).execute(&mut *tx).await?;
+        }
+        if !c.identities.is_empty() {
+            let fields: Vec<&str> = c.identities.iter().map(|(k, _)| k.field.as_str()).collect();
+            let values: Vec<&str> = c.identities.iter().map(|(k, _)| k.value.as_str()).collect();
+            let ids: Vec<i64> = c.identities.iter().map(|(_, id)| *id).collect();
+            sqlx::query(
+                "INSERT INTO identities (account_id, field, value, profile_id)
+                 SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::bigint[])
+                 ON CONFLICT (account_id, field, value) DO UPDATE SET profile_id = excluded.profile_id",
+            )
+            .bind(aid).bind(&fields).bind(&values).bind(&ids).execute(&mut *tx).await?;
+        }
+        for m in &c.merges {
+            sqlx::query("INSERT INTO merges (account_id, winner, loser, event_id, field, value, at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                .bind(aid).bind(m.winner).bind(m.loser).bind(m.event_id)
+                .bind(m.key.field.as_str()).bind(m.key.value.as_str()).bind(m.at)
+                .execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn profile_identities(
+        &self,
+        aid: AccountId,
+        profile_id: i64,
+    ) -> Result<Vec<IdentityKey>> {
+        let rows = sqlx::query("SELECT field, value FROM identities WHERE account_id = $1 AND profile_id = $2 ORDER BY field, value")
+            .bind(aid).bind(profile_id).fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(IdentityKey::new(
+                    r.try_get::<String, _>(0)?,
+                    r.try_get::<String, _>(1)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn profile_merges(&self, aid: AccountId, profile_id: i64) -> Result<Vec<MergeRecord>> {
+        let rows = sqlx::query("SELECT winner, loser, event_id, field, value, at FROM merges WHERE account_id = $1 AND winner = $2 ORDER BY id")
+            .bind(aid).bind(profile_id).fetch_all(&self.pool).await?;
+        rows.iter().map(merge_from_row).collect()
+    }
+
+    async fn reset_profiles(&self, aid: AccountId) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        for sql in [
+            "DELETE FROM profiles WHERE account_id = $1",
+            "DELETE FROM identities WHERE account_id = $1",
+            "DELETE FROM merges WHERE account_id = $1",
+            "DELETE FROM pipeline_cursors WHERE account_id = $1",
+        ] {
+            sqlx::query(sql).bind(aid).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn erase_profile(
+        &self,
+        aid: AccountId,
+        profile_id: i64,
+        event_ids: &[i64],
+    ) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        sqlx::query("DELETE FROM profiles WHERE account_id = $1 AND id = $2")
+            .bind(aid)
+            .bind(profile_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM identities WHERE account_id = $1 AND profile_id = $2")
+            .bind(aid)
+            .bind(profile_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM merges WHERE account_id = $1 AND (winner = $2 OR loser = $2)")
+            .bind(aid)
+            .bind(profile_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM events WHERE account_id = $1 AND id = ANY($2)")
+            .bind(aid)
+            .bind(event_ids)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE streams SET event_count = (SELECT COUNT(*) FROM events e WHERE e.account_id = streams.account_id AND e.stream = streams.name)
+             WHERE account_id = $1",
+        )
+        .bind(aid)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn identity_blocklist(&self, aid: AccountId) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT value FROM identity_blocklist WHERE account_id = $1 ORDER BY value",
+        )
+        .bind(aid)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>(0)?))
+            .collect()
+    }
+
+    async fn set_identity_blocklist(&self, aid: AccountId, values: &[String]) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        sqlx::query("DELETE FROM identity_blocklist WHERE account_id = $1")
+            .bind(aid)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO identity_blocklist (account_id, value) SELECT DISTINCT $1, v FROM UNNEST($2::text[]) AS v")
+            .bind(aid).bind(values).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Micros,
+        until: Micros,
+    ) -> Result<bool> {
+        let row = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE leases.holder = excluded.holder OR leases.expires_at < $4
+             RETURNING holder",
+        )
+        .bind(name).bind(holder).bind(until).bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }

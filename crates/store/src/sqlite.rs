@@ -14,13 +14,14 @@ use sqlx::sqlite::{
 };
 use sqlx::{Acquire, Row};
 use tributary_core::{
-    Account, AccountId, Definition, DefinitionKind, Micros, NewEvent, NewToken, StoredEvent,
-    StreamInfo, TokenHash, TokenRecord, token::roles_to_text,
+    Account, AccountId, Definition, DefinitionKind, IdentityKey, MergeRecord, Micros, NewEvent,
+    NewToken, PipelineCommit, StoredEvent, StoredProfile, StreamInfo, TokenHash, TokenRecord,
+    token::roles_to_text,
 };
 
 use crate::{
     Backend, Bootstrap, Result, Store, account_from_row, definition_from_row, event_from_row,
-    migrate, stream_deltas, stream_from_row, token_from_row,
+    merge_from_row, migrate, profile_from_row, stream_deltas, stream_from_row, token_from_row,
 };
 
 /// SQLite's default limit on bound parameters is 32766; six per event row.
@@ -308,4 +309,311 @@ impl Store for SqliteStore {
                 .await?;
         Ok(done.rows_affected() > 0)
     }
+
+    async fn account_ids(&self) -> Result<Vec<AccountId>> {
+        let rows = sqlx::query("SELECT aid FROM accounts ORDER BY aid")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get::<i64, _>(0)?)).collect()
+    }
+
+    async fn pipeline_cursor(&self, aid: AccountId) -> Result<i64> {
+        let row = sqlx::query("SELECT position FROM pipeline_cursors WHERE account_id = ?")
+            .bind(aid)
+            .fetch_optional(&self.writer)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get(0)?,
+            None => 0,
+        })
+    }
+
+    async fn events_after(
+        &self,
+        aid: AccountId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, stream, received_at, event_time, payload FROM events
+             WHERE account_id = ? AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(aid)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn lookup_identities(
+        &self,
+        aid: AccountId,
+        keys: &[IdentityKey],
+    ) -> Result<Vec<(IdentityKey, i64)>> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(KEYS_PER_QUERY) {
+            let sql = format!(
+                "SELECT field, value, profile_id FROM identities WHERE account_id = ? AND (field, value) IN (VALUES {})",
+                placeholders(chunk.len(), 2)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
+            for k in chunk {
+                q = q.bind(k.field.as_str()).bind(k.value.as_str());
+            }
+            for r in q.fetch_all(&self.writer).await? {
+                out.push((
+                    IdentityKey::new(r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?),
+                    r.try_get(2)?,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn load_profiles(&self, aid: AccountId, ids: &[i64]) -> Result<Vec<StoredProfile>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(KEYS_PER_QUERY) {
+            let sql = format!(
+                "SELECT account_id, id, state, created_at, modified_at FROM profiles WHERE account_id = ? AND id IN ({})",
+                vec!["?"; chunk.len()].join(",")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for r in q.fetch_all(&self.writer).await? {
+                out.push(profile_from_row(&r)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn commit_pipeline(&self, aid: AccountId, c: &PipelineCommit) -> Result<bool> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let moved = sqlx::query(
+            "INSERT INTO pipeline_cursors (account_id, position) VALUES (?, ?)
+             ON CONFLICT (account_id) DO UPDATE SET position = excluded.position
+             WHERE pipeline_cursors.position = ?",
+        )
+        .bind(aid)
+        .bind(c.new_cursor)
+        .bind(c.expected_cursor)
+        .execute(&mut *tx)
+        .await?;
+        // Another node (or an earlier run) already moved the cursor: apply nothing.
+        if moved.rows_affected() == 0 {
+            return Ok(false);
+        }
+        for (loser, winner) in &c.merged {
+            sqlx::query(
+                "UPDATE identities SET profile_id = ? WHERE account_id = ? AND profile_id = ?",
+            )
+            .bind(winner)
+            .bind(aid)
+            .bind(loser)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM profiles WHERE account_id = ? AND id = ?")
+                .bind(aid)
+                .bind(loser)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE merges SET winner = ? WHERE account_id = ? AND winner = ?")
+                .bind(winner)
+                .bind(aid)
+                .bind(loser)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for chunk in c.profiles.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO profiles (account_id, id, state, created_at, modified_at) VALUES {}
+                 ON CONFLICT (account_id, id) DO UPDATE SET state = excluded.state, modified_at = excluded.modified_at",
+                placeholders(chunk.len(), 5)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for p in chunk {
+                q = q
+                    .bind(aid)
+                    .bind(p.id)
+                    .bind(p.state.as_str())
+                    .bind(p.created_at)
+                    .bind(p.modified_at);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for chunk in c.identities.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO identities (account_id, field, value, profile_id) VALUES {}
+                 ON CONFLICT (account_id, field, value) DO UPDATE SET profile_id = excluded.profile_id",
+                placeholders(chunk.len(), 4)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (k, id) in chunk {
+                q = q
+                    .bind(aid)
+                    .bind(k.field.as_str())
+                    .bind(k.value.as_str())
+                    .bind(*id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        for m in &c.merges {
+            sqlx::query("INSERT INTO merges (account_id, winner, loser, event_id, field, value, at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+                .bind(aid).bind(m.winner).bind(m.loser).bind(m.event_id)
+                .bind(m.key.field.as_str()).bind(m.key.value.as_str()).bind(m.at)
+                .execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn profile_identities(
+        &self,
+        aid: AccountId,
+        profile_id: i64,
+    ) -> Result<Vec<IdentityKey>> {
+        let rows = sqlx::query("SELECT field, value FROM identities WHERE account_id = ? AND profile_id = ? ORDER BY field, value")
+            .bind(aid).bind(profile_id).fetch_all(&self.reader).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(IdentityKey::new(
+                    r.try_get::<String, _>(0)?,
+                    r.try_get::<String, _>(1)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn profile_merges(&self, aid: AccountId, profile_id: i64) -> Result<Vec<MergeRecord>> {
+        let rows = sqlx::query("SELECT winner, loser, event_id, field, value, at FROM merges WHERE account_id = ? AND winner = ? ORDER BY id")
+            .bind(aid).bind(profile_id).fetch_all(&self.reader).await?;
+        rows.iter().map(merge_from_row).collect()
+    }
+
+    async fn reset_profiles(&self, aid: AccountId) -> Result<()> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        for sql in [
+            "DELETE FROM profiles WHERE account_id = ?",
+            "DELETE FROM identities WHERE account_id = ?",
+            "DELETE FROM merges WHERE account_id = ?",
+            "DELETE FROM pipeline_cursors WHERE account_id = ?",
+        ] {
+            sqlx::query(sql).bind(aid).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn erase_profile(
+        &self,
+        aid: AccountId,
+        profile_id: i64,
+        event_ids: &[i64],
+    ) -> Result<()> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        sqlx::query("DELETE FROM profiles WHERE account_id = ? AND id = ?")
+            .bind(aid)
+            .bind(profile_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM identities WHERE account_id = ? AND profile_id = ?")
+            .bind(aid)
+            .bind(profile_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM merges WHERE account_id = ? AND (winner = ? OR loser = ?)")
+            .bind(aid)
+            .bind(profile_id)
+            .bind(profile_id)
+            .execute(&mut *tx)
+            .await?;
+        for chunk in event_ids.chunks(KEYS_PER_QUERY) {
+            let sql = format!(
+                "DELETE FROM events WHERE account_id = ? AND id IN ({})",
+                vec!["?"; chunk.len()].join(",")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "UPDATE streams SET event_count = (SELECT COUNT(*) FROM events e WHERE e.account_id = streams.account_id AND e.stream = streams.name)
+             WHERE account_id = ?",
+        )
+        .bind(aid)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn identity_blocklist(&self, aid: AccountId) -> Result<Vec<String>> {
+        let rows =
+            sqlx::query("SELECT value FROM identity_blocklist WHERE account_id = ? ORDER BY value")
+                .bind(aid)
+                .fetch_all(&self.reader)
+                .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>(0)?))
+            .collect()
+    }
+
+    async fn set_identity_blocklist(&self, aid: AccountId, values: &[String]) -> Result<()> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        sqlx::query("DELETE FROM identity_blocklist WHERE account_id = ?")
+            .bind(aid)
+            .execute(&mut *tx)
+            .await?;
+        for v in values {
+            sqlx::query("INSERT INTO identity_blocklist (account_id, value) VALUES (?, ?) ON CONFLICT DO NOTHING")
+                .bind(aid).bind(v.as_str()).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Micros,
+        until: Micros,
+    ) -> Result<bool> {
+        let row = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE leases.holder = excluded.holder OR leases.expires_at < ?
+             RETURNING holder",
+        )
+        .bind(name).bind(holder).bind(until).bind(now)
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM leases WHERE name = ? AND holder = ?")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
 }
+
+/// `(?,?),(?,?)...`: `rows` groups of `columns` placeholders.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let group = format!("({})", vec!["?"; columns].join(","));
+    vec![group; rows].join(",")
+}
+
+/// Identity keys or ids per `IN (...)` query (two parameters per key, under SQLite's limit).
+const KEYS_PER_QUERY: usize = 2_000;

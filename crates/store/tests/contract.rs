@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use tributary_core::{
-    Definition, DefinitionKind, NewEvent, NewToken, Role, TokenHash, TokenSecret,
+    Definition, DefinitionKind, IdentityKey, MergeRecord, NewEvent, NewToken, PipelineCommit, Role,
+    StoredProfile, TokenHash, TokenSecret,
 };
 use tributary_store::{Bootstrap, EventWriter, Store, WriterConfig};
 
@@ -259,6 +260,208 @@ async fn definitions_upsert_by_name_per_account_and_kind(store: Arc<dyn Store>) 
     );
 }
 
+fn stored_profile(id: i64, state: &str) -> StoredProfile {
+    StoredProfile {
+        account_id: 1,
+        id,
+        state: state.into(),
+        created_at: id * 10,
+        modified_at: id * 10,
+    }
+}
+
+async fn pipeline_commits_are_atomic_and_exactly_once(store: Arc<dyn Store>) {
+    let (_, admin) = token(None, "admin", vec![Role::Admin]);
+    store.bootstrap("Default", &admin, 10).await.unwrap();
+    store
+        .append_events(&(0..5).map(|n| event(1, "s", n)).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    store.append_events(&[event(2, "s", 9)]).await.unwrap();
+    assert_eq!(store.account_ids().await.unwrap(), vec![1]);
+    assert_eq!(store.pipeline_cursor(1).await.unwrap(), 0);
+    let events = store.events_after(1, 0, 3).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| e.payload["n"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    let (first, last) = (events[0].id, events[2].id);
+
+    let email = IdentityKey::new("email", "a@x.io");
+    let uid = IdentityKey::new("_uid", "u1");
+    let commit = PipelineCommit {
+        expected_cursor: 0,
+        new_cursor: last,
+        profiles: vec![
+            stored_profile(first, "{\"a\":1}"),
+            stored_profile(first + 1, "{\"b\":1}"),
+        ],
+        identities: vec![(email.clone(), first), (uid.clone(), first + 1)],
+        merged: vec![],
+        merges: vec![],
+    };
+    assert!(store.commit_pipeline(1, &commit).await.unwrap());
+    // The same batch again (a second node, or a retry) applies nothing.
+    assert!(!store.commit_pipeline(1, &commit).await.unwrap());
+    assert_eq!(store.pipeline_cursor(1).await.unwrap(), last);
+    assert_eq!(store.events_after(1, last, 10).await.unwrap().len(), 2);
+
+    let mut found = store
+        .lookup_identities(
+            1,
+            &[
+                email.clone(),
+                uid.clone(),
+                IdentityKey::new("email", "nobody"),
+            ],
+        )
+        .await
+        .unwrap();
+    found.sort();
+    assert_eq!(
+        found,
+        vec![(uid.clone(), first + 1), (email.clone(), first)]
+    );
+    assert!(
+        store
+            .lookup_identities(2, &[email.clone()])
+            .await
+            .unwrap()
+            .is_empty(),
+        "identities are per account"
+    );
+
+    // A merge: the second profile folds into the first, its identities move, the merge is kept.
+    let merge = PipelineCommit {
+        expected_cursor: last,
+        new_cursor: last + 1,
+        profiles: vec![stored_profile(first, "{\"a\":1,\"b\":1}")],
+        identities: vec![],
+        merged: vec![(first + 1, first)],
+        merges: vec![MergeRecord {
+            winner: first,
+            loser: first + 1,
+            event_id: last + 1,
+            key: uid.clone(),
+            at: 99,
+        }],
+    };
+    assert!(store.commit_pipeline(1, &merge).await.unwrap());
+    assert_eq!(
+        store.profile_identities(1, first).await.unwrap(),
+        vec![uid.clone(), email.clone()]
+    );
+    assert!(
+        store
+            .load_profiles(1, &[first + 1])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let loaded = store.load_profiles(1, &[first, first + 1]).await.unwrap();
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0].state, "{\"a\":1,\"b\":1}");
+    assert_eq!(loaded[0].created_at, first * 10);
+    assert_eq!(store.profile_merges(1, first).await.unwrap().len(), 1);
+
+    // Erasure removes the person and the given raw events, and recounts the streams.
+    store
+        .erase_profile(1, first, &[first, first + 1])
+        .await
+        .unwrap();
+    assert!(
+        store
+            .lookup_identities(1, &[email.clone(), uid])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.load_profiles(1, &[first]).await.unwrap().is_empty());
+    assert!(store.profile_merges(1, first).await.unwrap().is_empty());
+    assert_eq!(store.streams(1).await.unwrap()[0].count, 3);
+
+    store.reset_profiles(1).await.unwrap();
+    assert_eq!(store.pipeline_cursor(1).await.unwrap(), 0);
+}
+
+async fn leases_have_one_holder_until_they_expire(store: Arc<dyn Store>) {
+    assert!(
+        store
+            .try_lease("pipeline:1", "node-a", 100, 200)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .try_lease("pipeline:1", "node-b", 150, 250)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .try_lease("pipeline:1", "node-a", 150, 300)
+            .await
+            .unwrap(),
+        "the holder renews"
+    );
+    assert!(
+        !store
+            .try_lease("pipeline:1", "node-b", 299, 400)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .try_lease("pipeline:1", "node-b", 301, 400)
+            .await
+            .unwrap(),
+        "taken over after expiry"
+    );
+    assert!(
+        !store
+            .try_lease("pipeline:1", "node-a", 350, 450)
+            .await
+            .unwrap()
+    );
+    store.release_lease("pipeline:1", "node-b").await.unwrap();
+    assert!(
+        store
+            .try_lease("pipeline:1", "node-a", 350, 450)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .try_lease("pipeline:2", "node-b", 350, 450)
+            .await
+            .unwrap(),
+        "names are independent"
+    );
+}
+
+async fn identity_blocklist_is_per_account(store: Arc<dyn Store>) {
+    let values = vec![
+        "".to_string(),
+        "null".into(),
+        "test@test.com".into(),
+        "null".into(),
+    ];
+    store.set_identity_blocklist(1, &values).await.unwrap();
+    assert_eq!(
+        store.identity_blocklist(1).await.unwrap(),
+        vec!["", "null", "test@test.com"]
+    );
+    assert!(store.identity_blocklist(2).await.unwrap().is_empty());
+    store
+        .set_identity_blocklist(1, &["0".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(store.identity_blocklist(1).await.unwrap(), vec!["0"]);
+}
+
 macro_rules! contract_suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -291,4 +494,7 @@ contract_suite!(
     events_round_trip_newest_first,
     group_commit_writer_stores_every_acknowledged_event,
     definitions_upsert_by_name_per_account_and_kind,
+    pipeline_commits_are_atomic_and_exactly_once,
+    leases_have_one_holder_until_they_expire,
+    identity_blocklist_is_per_account,
 );

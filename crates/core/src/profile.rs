@@ -1,0 +1,53 @@
+use crate::{AccountId, Micros};
+
+/// One identity value of a profile: `("email", "a@x.io")`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IdentityKey {
+    pub field: String,
+    pub value: String,
+}
+
+impl IdentityKey {
+    pub fn new(field: impl Into<String>, value: impl Into<String>) -> Self {
+        IdentityKey {
+            field: field.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// A profile as stored: its merged state is the engine's JSON, opaque to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredProfile {
+    pub account_id: AccountId,
+    /// The id of the event that created the profile.
+    pub id: i64,
+    pub state: String,
+    pub created_at: Micros,
+    pub modified_at: Micros,
+}
+
+/// One merge: `loser` was folded into `winner` when `event_id` linked them through `key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeRecord {
+    pub winner: i64,
+    pub loser: i64,
+    pub event_id: i64,
+    pub key: IdentityKey,
+    pub at: Micros,
+}
+
+/// Everything one pipeline batch changes, committed in one transaction together with the
+/// account's cursor, so a batch is applied exactly once or not at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PipelineCommit {
+    /// The cursor the batch started from; the commit fails if another node moved it.
+    pub expected_cursor: i64,
+    pub new_cursor: i64,
+    pub profiles: Vec<StoredProfile>,
+    /// Identity rows to create or point at a (new) profile.
+    pub identities: Vec<(IdentityKey, i64)>,
+    /// `(loser, winner)`: every identity of `loser` moves to `winner`, and `loser` is deleted.
+    pub merged: Vec<(i64, i64)>,
+    pub merges: Vec<MergeRecord>,
+}
