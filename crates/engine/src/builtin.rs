@@ -1,0 +1,83 @@
+//! What every account starts with: the built-in LQL for the `braze_users` stream and the
+//! default identity blocklist. Both are ordinary account data afterwards: `GET /api/query`
+//! shows the query, and the account may replace or delete it.
+
+use tributary_core::{AccountId, Definition, DefinitionKind};
+use tributary_store::Store;
+
+pub const BRAZE_USERS_ALIAS: &str = "braze_users";
+
+/// The seed's webhook fields and the Braze CSV export's columns, mapped by header name.
+/// Identity fields: braze_id, external_id, email. Columns no other line names are kept in the
+/// `custom` map (reachable in FilterQL as `custom.<column>`).
+pub const BRAZE_USERS_LQL: &str = r#"
+SELECT
+    oneof(braze_id, appboy_id) AS braze_id SHORTDESC "Braze ID",
+    oneof(external_id, user_id) AS external_id SHORTDESC "Braze external user ID",
+    email(email) AS email SHORTDESC "Email",
+    first_name SHORTDESC "First name",
+    last_name SHORTDESC "Last name",
+    city SHORTDESC "City",
+    country SHORTDESC "Country",
+    gender SHORTDESC "Gender",
+    language SHORTDESC "Language",
+    todate(oneof(date_of_birth, dob)) AS date_of_birth SHORTDESC "Date of birth" KIND date,
+    oneof(phone_number, phone) AS phone_number SHORTDESC "Phone number",
+    oneof(time_zone, timezone) AS time_zone SHORTDESC "Time zone",
+    twitter_handle SHORTDESC "Twitter handle",
+    count() AS braze_event_count SHORTDESC "Events from Braze" KIND int MERGEOP count,
+    now() AS braze_first_seen SHORTDESC "First seen from Braze" KIND date MERGEOP oldest,
+    now() AS braze_last_seen SHORTDESC "Last seen from Braze" KIND date MERGEOP latest,
+    filter(match(""), "braze_id", "appboy_id", "external_id", "user_id", "email", "first_name",
+        "last_name", "city", "country", "gender", "language", "date_of_birth", "dob",
+        "phone_number", "phone", "time_zone", "timezone", "twitter_handle")
+        AS custom SHORTDESC "Other Braze attributes" KIND map[string]value MERGEOP merge
+FROM braze_users INTO user BY braze_id OR external_id OR email
+ALIAS braze_users
+"#;
+
+/// Values that never link profiles. Compared case-insensitively after trimming.
+pub const DEFAULT_BLOCKLIST: &[&str] = &[
+    "", "null", "nil", "none", "undefined", "unknown", "0", "-1", "n/a", "na", "test", "test@test.com",
+    "test@example.com", "noemail@noemail.com", "no@email.com", "example@example.com", "[]", "{}",
+];
+
+/// Gives a new account its built-in query and blocklist.
+pub async fn seed_account(store: &dyn Store, aid: AccountId) -> Result<(), tributary_store::StoreError> {
+    let now = tributary_core::to_micros(time::OffsetDateTime::now_utc());
+    let statement = tributary_query::parse_lql(BRAZE_USERS_LQL)
+        .ok()
+        .and_then(|mut s| s.pop())
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| BRAZE_USERS_LQL.trim().to_string());
+    if store.definition(aid, DefinitionKind::Query, BRAZE_USERS_ALIAS).await?.is_none() {
+        store
+            .put_definition(&Definition {
+                account_id: aid,
+                kind: DefinitionKind::Query,
+                name: BRAZE_USERS_ALIAS.into(),
+                text: statement,
+                created_at: now,
+                updated_at: now,
+            })
+            .await?;
+    }
+    if store.identity_blocklist(aid).await?.is_empty() {
+        let values: Vec<String> = DEFAULT_BLOCKLIST.iter().map(|s| s.to_string()).collect();
+        store.set_identity_blocklist(aid, &values).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_query_parses_and_compiles() {
+        let st = tributary_query::parse_lql(BRAZE_USERS_LQL).unwrap().remove(0);
+        let plan = tributary_query::lql::compile(&st).unwrap();
+        assert_eq!(plan.identity_fields, vec!["braze_id", "external_id", "email"]);
+        assert_eq!(plan.stream, "braze_users");
+    }
+}

@@ -1,0 +1,271 @@
+//! The pipeline: raw events → LQL mapping → identity resolution → merged profiles.
+//!
+//! One [`Engine`] per process. Its worker takes, per account, the lease `pipeline:<aid>` (so
+//! one node at a time works on an account's identity graph, and another takes over when a node
+//! dies), reads the account's events after its cursor in batches, resolves them in memory
+//! ([`resolve::Resolver`]) and commits each batch's profile changes together with the new
+//! cursor. The commit is a compare-and-set on the cursor, so a batch is applied exactly once
+//! even if two nodes race.
+//!
+//! Invariants:
+//! - A batch costs a fixed number of store round trips (cursor, events, queries, blocklist,
+//!   identity lookup, profile load, commit), whatever its size.
+//! - Profiles are a pure function of the raw events and the mappings: any arrival order of the
+//!   same events gives the same fields (`tests/order_independence.rs`).
+
+pub mod builtin;
+pub mod resolve;
+pub mod state;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, Notify};
+use tributary_core::{AccountId, DefinitionKind, IdentityKey, Micros, StoredProfile, to_micros};
+use tributary_store::{Store, StoreError};
+
+pub use resolve::{Plans, Stats};
+pub use state::{FieldSpec, FieldState, ProfileState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("corrupt profile state: {0}")]
+    Corrupt(String),
+    #[error("another node holds the pipeline for account {0}; retry shortly")]
+    Busy(AccountId),
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub batch_size: u32,
+    /// Distinct values of one identity field a profile may hold.
+    pub identity_cap: usize,
+    pub lease_ttl: Duration,
+    /// How often the worker looks for new events when nothing woke it.
+    pub poll_interval: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            batch_size: 5_000,
+            identity_cap: 10,
+            lease_ttl: Duration::from_secs(15),
+            poll_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+pub struct Engine {
+    store: Arc<dyn Store>,
+    config: EngineConfig,
+    /// This process's name in leases.
+    node: String,
+    /// Wakes the worker (after a commit of new events).
+    wake: Notify,
+    /// Serialises pipeline work and erasures inside this process.
+    pipeline: Mutex<()>,
+}
+
+fn now_micros() -> Micros {
+    to_micros(time::OffsetDateTime::now_utc())
+}
+
+fn lease_name(aid: AccountId) -> String {
+    format!("pipeline:{aid}")
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, config: EngineConfig) -> Arc<Engine> {
+        let node = format!("node-{:016x}", rand::random::<u64>());
+        Arc::new(Engine { store, config, node, wake: Notify::new(), pipeline: Mutex::new(()) })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Tells the worker there may be new events.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    async fn lease(&self, aid: AccountId) -> Result<bool, StoreError> {
+        let now = now_micros();
+        let until = now + self.config.lease_ttl.as_micros() as Micros;
+        self.store.try_lease(&lease_name(aid), &self.node, now, until).await
+    }
+
+    /// Runs the worker until `shutdown` resolves.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            if let Err(e) = self.catch_up_all().await {
+                tracing::error!(error = %e, "pipeline pass failed; retrying");
+            }
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+            }
+        }
+        if let Ok(accounts) = self.store.account_ids().await {
+            for aid in accounts {
+                let _ = self.store.release_lease(&lease_name(aid), &self.node).await;
+            }
+        }
+    }
+
+    /// Processes every account this node can lease until each is caught up.
+    pub async fn catch_up_all(&self) -> Result<Stats, EngineError> {
+        let mut total = Stats::default();
+        for aid in self.store.account_ids().await? {
+            let s = self.catch_up(aid).await?;
+            total.events += s.events;
+            total.merges += s.merges;
+            total.profiles_created += s.profiles_created;
+        }
+        Ok(total)
+    }
+
+    /// Processes one account's backlog, if this node holds (or can take) its lease.
+    pub async fn catch_up(&self, aid: AccountId) -> Result<Stats, EngineError> {
+        let _guard = self.pipeline.lock().await;
+        let mut total = Stats::default();
+        loop {
+            if !self.lease(aid).await? {
+                return Ok(total);
+            }
+            match self.process_batch(aid).await? {
+                Some(s) => {
+                    total.events += s.events;
+                    total.merges += s.merges;
+                    total.profiles_created += s.profiles_created;
+                    total.refused_links += s.refused_links;
+                }
+                None => return Ok(total),
+            }
+        }
+    }
+
+    async fn plans(&self, aid: AccountId) -> Result<Plans, StoreError> {
+        Ok(Plans::compile(&self.store.definitions(aid, DefinitionKind::Query).await?))
+    }
+
+    async fn blocklist(&self, aid: AccountId) -> Result<HashSet<String>, StoreError> {
+        Ok(self.store.identity_blocklist(aid).await?.into_iter().map(|v| v.trim().to_lowercase()).collect())
+    }
+
+    /// One batch; `None` when there was nothing to do (or another node got there first).
+    async fn process_batch(&self, aid: AccountId) -> Result<Option<Stats>, EngineError> {
+        let cursor = self.store.pipeline_cursor(aid).await?;
+        let events = self.store.events_after(aid, cursor, self.config.batch_size).await?;
+        let Some(last) = events.last().map(|e| e.id) else { return Ok(None) };
+        let plans = self.plans(aid).await?;
+        let blocklist = self.blocklist(aid).await?;
+        let mapped: Vec<_> = events.iter().filter_map(|e| plans.map(e)).collect();
+        let mut keys: Vec<IdentityKey> = mapped.iter().flat_map(|m| m.keys.iter().cloned()).collect();
+        keys.sort();
+        keys.dedup();
+        let index = self.store.lookup_identities(aid, &keys).await?;
+        let mut ids: Vec<i64> = index.iter().map(|(_, id)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let loaded = self.store.load_profiles(aid, &ids).await?;
+        let now = now_micros();
+        let mut resolver = resolve::Resolver::new(&plans, &blocklist, self.config.identity_cap, index, loaded)
+            .map_err(EngineError::Corrupt)?;
+        for m in mapped {
+            resolver.apply(m, now);
+        }
+        let stats = resolver.stats;
+        let mut commit = resolver.finish(cursor, last, now);
+        for p in &mut commit.profiles {
+            p.account_id = aid;
+        }
+        if !self.store.commit_pipeline(aid, &commit).await? {
+            tracing::info!(aid, "pipeline batch skipped: another node moved the cursor");
+            return Ok(None);
+        }
+        metrics::counter!("tributary_pipeline_events_total").increment(events.len() as u64);
+        metrics::counter!("tributary_profile_merges_total").increment(stats.merges);
+        metrics::counter!("tributary_identity_links_refused_total").increment(stats.refused_links);
+        Ok(Some(Stats { events: events.len() as u64, ..stats }))
+    }
+
+    /// Rebuilds every profile of the account from its raw events (after a mapping change).
+    /// Serving continues; profiles fill back in as the worker catches up.
+    pub async fn rebuild(&self, aid: AccountId) -> Result<(), EngineError> {
+        let _guard = self.pipeline.lock().await;
+        self.take_lease(aid).await?;
+        self.store.reset_profiles(aid).await?;
+        tracing::info!(aid, "profiles reset for rebuild");
+        drop(_guard);
+        self.wake();
+        Ok(())
+    }
+
+    /// Waits (briefly) for this node to hold the account's lease.
+    async fn take_lease(&self, aid: AccountId) -> Result<(), EngineError> {
+        for _ in 0..40 {
+            if self.lease(aid).await? {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Err(EngineError::Busy(aid))
+    }
+
+    /// The profile an identity value belongs to.
+    pub async fn find_profile(&self, aid: AccountId, key: &IdentityKey) -> Result<Option<StoredProfile>, StoreError> {
+        let id = if key.field == "_id" {
+            key.value.parse::<i64>().ok()
+        } else {
+            let mut found = self.store.lookup_identities(aid, std::slice::from_ref(key)).await?;
+            if found.is_empty() && key.value.chars().any(char::is_uppercase) {
+                found = self.store.lookup_identities(aid, &[IdentityKey::new(&key.field, key.value.to_lowercase())]).await?;
+            }
+            found.first().map(|(_, id)| *id)
+        };
+        match id {
+            Some(id) => Ok(self.store.load_profiles(aid, &[id]).await?.pop()),
+            None => Ok(None),
+        }
+    }
+
+    /// Erases a person: the profile, its identities and every raw event that carries one of
+    /// them. A later event with the same identity starts a new profile.
+    pub async fn erase(&self, aid: AccountId, profile: &StoredProfile) -> Result<u64, EngineError> {
+        let _guard = self.pipeline.lock().await;
+        self.take_lease(aid).await?;
+        let state = ProfileState::from_json(&profile.state).map_err(EngineError::Corrupt)?;
+        let mut person: HashSet<IdentityKey> = self.store.profile_identities(aid, profile.id).await?.into_iter().collect();
+        for (field, values) in &state.identities {
+            person.extend(values.iter().map(|v| IdentityKey::new(field, v)));
+        }
+        let plans = self.plans(aid).await?;
+        let mut doomed = Vec::new();
+        let mut after = 0;
+        loop {
+            let events = self.store.events_after(aid, after, 10_000).await?;
+            let Some(last) = events.last().map(|e| e.id) else { break };
+            for e in &events {
+                if plans.map(e).is_some_and(|m| m.keys.iter().any(|k| person.contains(k))) {
+                    doomed.push(e.id);
+                }
+            }
+            after = last;
+        }
+        self.store.erase_profile(aid, profile.id, &doomed).await?;
+        tracing::info!(aid, profile = profile.id, events = doomed.len(), "person erased");
+        Ok(doomed.len() as u64)
+    }
+
+    /// The field specs of the account's current mappings.
+    pub async fn account_plans(&self, aid: AccountId) -> Result<Plans, StoreError> {
+        self.plans(aid).await
+    }
+}

@@ -1,0 +1,286 @@
+//! Identity resolution for one batch of events, in memory. The worker loads what the batch's
+//! identity values point at, runs every event through [`Resolver::apply`] in id order, and
+//! commits [`Resolver::finish`]'s result in one transaction.
+//!
+//! Rules:
+//! - Events that share a value of any identity (BY) field belong to one profile; an event that
+//!   links several profiles merges them into the one first seen earliest (ties: lowest id), so
+//!   the survivor does not depend on arrival order.
+//! - Blocklisted values (junk such as "", "null", "test@test.com") never link anything.
+//! - A profile holds at most `cap` distinct values per identity field; a link that would exceed
+//!   it is refused, logged and counted (the top cause of over-merged profiles).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use tributary_core::{Definition, IdentityKey, MergeRecord, Micros, PipelineCommit, StoredEvent, StoredProfile};
+use tributary_query::lql::{MappingPlan, compile};
+use tributary_query::{Value, parse_lql};
+
+use crate::state::{FieldSpec, FieldState, ProfileState};
+
+/// The account's compiled LQL queries, by stream.
+#[derive(Default)]
+pub struct Plans {
+    by_stream: HashMap<String, Vec<MappingPlan>>,
+    specs: HashMap<String, FieldSpec>,
+}
+
+impl Plans {
+    pub fn compile(queries: &[Definition]) -> Plans {
+        let mut plans = Plans::default();
+        for def in queries {
+            let compiled = parse_lql(&def.text)
+                .map_err(|e| e.to_string())
+                .and_then(|mut sts| compile(&sts.remove(0)).map_err(|e| e.to_string()));
+            match compiled {
+                Ok(plan) => {
+                    for f in &plan.fields {
+                        plans.specs.entry(f.name.clone()).or_insert_with(|| FieldSpec::from(f));
+                    }
+                    plans.by_stream.entry(plan.stream.clone()).or_default().push(plan);
+                }
+                Err(e) => tracing::error!(query = %def.name, error = %e, "stored LQL query does not compile; skipped"),
+            }
+        }
+        plans
+    }
+
+    pub fn spec(&self, field: &str) -> FieldSpec {
+        self.specs.get(field).copied().unwrap_or(FieldSpec {
+            kind: tributary_query::ast::Kind::String,
+            op: tributary_query::ast::MergeOp::Latest,
+        })
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &MappingPlan> {
+        self.by_stream.values().flatten()
+    }
+
+    /// Maps one raw event with every query of its stream; `None` when no query reads it.
+    pub fn map(&self, event: &StoredEvent) -> Option<Mapped> {
+        let plans = self.by_stream.get(&event.stream)?;
+        let serde_json::Value::Object(payload) = &event.payload else { return None };
+        let at = tributary_core::from_micros(event.event_time);
+        let mut mapped = Mapped { event_id: event.id, event_time: event.event_time, keys: Vec::new(), updates: Vec::new() };
+        for plan in plans {
+            let Some(m) = plan.apply(payload, at) else { continue };
+            for (field, value) in m.identities {
+                let key = IdentityKey::new(field, value);
+                if !mapped.keys.contains(&key) {
+                    mapped.keys.push(key);
+                }
+            }
+            for (i, value) in m.updates {
+                let f = &plan.fields[i];
+                mapped.updates.push((f.name.clone(), FieldSpec::from(f), value));
+            }
+        }
+        Some(mapped)
+    }
+}
+
+/// What one event contributes.
+pub struct Mapped {
+    pub event_id: i64,
+    pub event_time: Micros,
+    pub keys: Vec<IdentityKey>,
+    pub updates: Vec<(String, FieldSpec, Value)>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub events: u64,
+    pub unidentified: u64,
+    pub profiles_created: u64,
+    pub merges: u64,
+    pub blocked_values: u64,
+    pub refused_links: u64,
+}
+
+struct Entry {
+    state: ProfileState,
+    created_at: Micros,
+}
+
+pub struct Resolver<'a> {
+    plans: &'a Plans,
+    blocklist: &'a HashSet<String>,
+    cap: usize,
+    index: HashMap<IdentityKey, i64>,
+    profiles: HashMap<i64, Entry>,
+    /// Profiles merged away in this batch → the profile they went into.
+    alias: HashMap<i64, i64>,
+    dirty: BTreeSet<i64>,
+    new_identities: Vec<IdentityKey>,
+    merged: Vec<(i64, i64)>,
+    merges: Vec<MergeRecord>,
+    pub stats: Stats,
+}
+
+pub fn is_blocked(blocklist: &HashSet<String>, value: &str) -> bool {
+    blocklist.contains(&value.trim().to_lowercase())
+}
+
+impl<'a> Resolver<'a> {
+    pub fn new(
+        plans: &'a Plans,
+        blocklist: &'a HashSet<String>,
+        cap: usize,
+        index: Vec<(IdentityKey, i64)>,
+        loaded: Vec<StoredProfile>,
+    ) -> Result<Self, String> {
+        let mut profiles = HashMap::with_capacity(loaded.len());
+        for p in loaded {
+            let state = ProfileState::from_json(&p.state).map_err(|e| format!("profile {}: {e}", p.id))?;
+            profiles.insert(p.id, Entry { state, created_at: p.created_at });
+        }
+        Ok(Resolver {
+            plans,
+            blocklist,
+            cap,
+            index: index.into_iter().collect(),
+            profiles,
+            alias: HashMap::new(),
+            dirty: BTreeSet::new(),
+            new_identities: Vec::new(),
+            merged: Vec::new(),
+            merges: Vec::new(),
+            stats: Stats::default(),
+        })
+    }
+
+    fn resolve(&self, mut id: i64) -> i64 {
+        while let Some(next) = self.alias.get(&id) {
+            id = *next;
+        }
+        id
+    }
+
+    fn rank(&self, id: i64) -> (Micros, i64) {
+        (self.profiles.get(&id).map_or(Micros::MAX, |e| e.state.first_seen), id)
+    }
+
+    /// Whether `a` and `b` together stay within the cap for every identity field.
+    fn within_cap(&self, a: i64, b: i64) -> bool {
+        let (Some(x), Some(y)) = (self.profiles.get(&a), self.profiles.get(&b)) else { return true };
+        y.state.identities.iter().all(|(field, values)| match x.state.identities.get(field) {
+            Some(mine) => mine.union(values).count() <= self.cap,
+            None => values.len() <= self.cap,
+        })
+    }
+
+    pub fn apply(&mut self, m: Mapped, now: Micros) {
+        self.stats.events += 1;
+        let mut keys = Vec::with_capacity(m.keys.len());
+        for k in m.keys {
+            if is_blocked(self.blocklist, &k.value) {
+                self.stats.blocked_values += 1;
+            } else {
+                keys.push(k);
+            }
+        }
+        if keys.is_empty() {
+            self.stats.unidentified += 1;
+            return;
+        }
+        // The profiles this event's identities point at, survivor first.
+        let mut found: Vec<i64> = keys.iter().filter_map(|k| self.index.get(k)).map(|id| self.resolve(*id)).collect();
+        found.sort_by_key(|id| self.rank(*id));
+        found.dedup();
+        let target = match found.first() {
+            Some(t) => *t,
+            None => {
+                self.stats.profiles_created += 1;
+                self.profiles.insert(m.event_id, Entry {
+                    state: ProfileState { first_seen: m.event_time, last_seen: m.event_time, ..ProfileState::default() },
+                    created_at: now,
+                });
+                m.event_id
+            }
+        };
+        for other in found.iter().skip(1).copied() {
+            let via = keys.iter().find(|k| self.index.get(*k).map(|id| self.resolve(*id)) == Some(other)).cloned();
+            if !self.within_cap(target, other) {
+                self.stats.refused_links += 1;
+                tracing::warn!(target, other, event = m.event_id, "merge refused: it would exceed the identity cap");
+                continue;
+            }
+            let Some(loser) = self.profiles.remove(&other) else { continue };
+            let plans = self.plans;
+            if let Some(t) = self.profiles.get_mut(&target) {
+                t.state.absorb(loser.state, &|name| plans.spec(name));
+                t.created_at = t.created_at.min(loser.created_at);
+            }
+            self.alias.insert(other, target);
+            self.dirty.remove(&other);
+            self.merged.push((other, target));
+            self.stats.merges += 1;
+            if let Some(key) = via {
+                self.merges.push(MergeRecord { winner: target, loser: other, event_id: m.event_id, key, at: now });
+            }
+        }
+        let Some(entry) = self.profiles.get_mut(&target) else { return };
+        for k in keys {
+            match self.index.get(&k) {
+                // Already this profile's, or still another's because that merge was refused.
+                Some(_) => continue,
+                None => {}
+            }
+            let values = entry.state.identities.entry(k.field.clone()).or_default();
+            if values.len() >= self.cap && !values.contains(&k.value) {
+                self.stats.refused_links += 1;
+                tracing::warn!(profile = target, field = %k.field, "identity value refused: the profile has reached the cap for this field");
+                continue;
+            }
+            values.insert(k.value.clone());
+            self.index.insert(k.clone(), target);
+            self.new_identities.push(k);
+        }
+        for (name, spec, value) in m.updates {
+            let contribution = FieldState::from_event(spec, value, m.event_time);
+            match entry.state.fields.get_mut(&name) {
+                Some(existing) => existing.combine(contribution, spec),
+                None => {
+                    entry.state.fields.insert(name, contribution);
+                }
+            }
+        }
+        entry.state.first_seen = if entry.state.events == 0 { m.event_time } else { entry.state.first_seen.min(m.event_time) };
+        entry.state.last_seen = entry.state.last_seen.max(m.event_time);
+        entry.state.events += 1;
+        self.dirty.insert(target);
+    }
+
+    pub fn finish(self, expected_cursor: i64, new_cursor: i64, now: Micros) -> PipelineCommit {
+        let resolve = |id: i64| {
+            let mut id = id;
+            while let Some(next) = self.alias.get(&id) {
+                id = *next;
+            }
+            id
+        };
+        let profiles = self
+            .dirty
+            .iter()
+            .filter_map(|id| self.profiles.get(id).map(|e| (id, e)))
+            .map(|(id, e)| StoredProfile {
+                account_id: 0,
+                id: *id,
+                state: e.state.to_json(),
+                created_at: e.created_at,
+                modified_at: now,
+            })
+            .collect();
+        let identities = self
+            .new_identities
+            .iter()
+            .filter_map(|k| self.index.get(k).map(|id| (k.clone(), resolve(*id))))
+            .collect();
+        let merges = self
+            .merges
+            .into_iter()
+            .map(|m| MergeRecord { winner: resolve(m.winner), ..m })
+            .collect();
+        PipelineCommit { expected_cursor, new_cursor, profiles, identities, merged: self.merged, merges }
+    }
+}

@@ -1,0 +1,277 @@
+//! A profile's merged state, and how values combine by MERGEOP.
+//!
+//! Every combination is commutative and associative, with ties broken by the value's text, so
+//! the same events give the same profile in any arrival order, and merging two profiles gives
+//! the same result as having seen all their events in one.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value as Json, json};
+use tributary_core::Micros;
+use tributary_query::ast::{CmpOp, Kind, MergeOp};
+use tributary_query::eval::compare_values;
+use tributary_query::lql::FieldMapping;
+use tributary_query::Value;
+
+/// Elements a `capped` set keeps (the most recent).
+pub const CAPPED_SET_SIZE: usize = 100;
+
+/// How a field combines: from the mapping that writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldSpec {
+    pub kind: Kind,
+    pub op: MergeOp,
+}
+
+impl From<&FieldMapping> for FieldSpec {
+    fn from(f: &FieldMapping) -> Self {
+        FieldSpec { kind: f.kind, op: f.merge_op }
+    }
+}
+
+impl FieldSpec {
+    fn keyed(self) -> bool {
+        let list = matches!(self.kind, Kind::StringList | Kind::TimeList | Kind::TimeOrderedStrings);
+        (list && matches!(self.op, MergeOp::Union | MergeOp::Capped))
+            || (self.kind.is_map()
+                && matches!(self.op, MergeOp::LatestMap | MergeOp::OldestMap | MergeOp::Merge | MergeOp::MapMin | MergeOp::MapMax | MergeOp::Sum))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldState {
+    /// One value and the event time it is from.
+    Scalar { value: Value, at: Micros },
+    /// Set elements or map entries, each with its value and event time.
+    Keyed(BTreeMap<String, (Value, Micros)>),
+}
+
+fn text(v: &Value) -> String {
+    v.to_text()
+}
+
+/// `(at, text)` ordering: deterministic whatever the arrival order.
+fn newer(a: &(Value, Micros), b: &(Value, Micros)) -> bool {
+    (b.1, text(&b.0)) > (a.1, text(&a.0))
+}
+
+fn less(a: &Value, b: &Value) -> bool {
+    match compare_values(a, b, CmpOp::Lt) {
+        Some(r) => r,
+        None => text(a) < text(b),
+    }
+}
+
+fn add(a: &Value, b: &Value) -> Value {
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => Value::Int(x.saturating_add(*y)),
+        _ => Value::Number(a.as_f64().unwrap_or(0.0) + b.as_f64().unwrap_or(0.0)),
+    }
+}
+
+impl FieldState {
+    /// What one event contributes.
+    pub fn from_event(spec: FieldSpec, value: Value, at: Micros) -> FieldState {
+        if !spec.keyed() {
+            return FieldState::Scalar { value, at };
+        }
+        let entries = match value {
+            Value::Array(items) => items.into_iter().map(|v| (text(&v), (v, at))).collect(),
+            Value::Map(m) => m.into_iter().map(|(k, v)| (k, (v, at))).collect(),
+            other => BTreeMap::from([(text(&other), (other, at))]),
+        };
+        FieldState::Keyed(entries)
+    }
+
+    pub fn combine(&mut self, other: FieldState, spec: FieldSpec) {
+        match (self, other) {
+            (FieldState::Scalar { value, at }, FieldState::Scalar { value: v2, at: t2 }) => {
+                let keep_other = match spec.op {
+                    MergeOp::Oldest => (t2, text(&v2)) < (*at, text(value)),
+                    MergeOp::Min => less(&v2, value) || (!less(value, &v2) && t2 < *at),
+                    MergeOp::Max => less(value, &v2) || (!less(&v2, value) && t2 < *at),
+                    MergeOp::Sum | MergeOp::Count => {
+                        *value = add(value, &v2);
+                        *at = (*at).max(t2);
+                        return;
+                    }
+                    _ => (t2, text(&v2)) > (*at, text(value)),
+                };
+                if keep_other {
+                    *value = v2;
+                    *at = t2;
+                }
+            }
+            (FieldState::Keyed(mine), FieldState::Keyed(theirs)) => {
+                for (k, entry) in theirs {
+                    match mine.get_mut(&k) {
+                        None => {
+                            mine.insert(k, entry);
+                        }
+                        Some(current) => match spec.op {
+                            MergeOp::OldestMap => {
+                                if newer(&entry, current) {
+                                    continue;
+                                }
+                                *current = entry;
+                            }
+                            MergeOp::MapMin if !less(&entry.0, &current.0) => {}
+                            MergeOp::MapMax if !less(&current.0, &entry.0) => {}
+                            MergeOp::MapMin | MergeOp::MapMax => *current = entry,
+                            MergeOp::Sum => *current = (add(&current.0, &entry.0), current.1.max(entry.1)),
+                            _ => {
+                                if newer(current, &entry) {
+                                    *current = entry;
+                                }
+                            }
+                        },
+                    }
+                }
+                if spec.op == MergeOp::Capped && mine.len() > CAPPED_SET_SIZE {
+                    let mut by_age: Vec<(Micros, String)> = mine.iter().map(|(k, (_, t))| (*t, k.clone())).collect();
+                    by_age.sort();
+                    for (_, k) in by_age.into_iter().take(mine.len() - CAPPED_SET_SIZE) {
+                        mine.remove(&k);
+                    }
+                }
+            }
+            // The field changed shape (its query changed): the newer shape wins.
+            (me, other) => *me = other,
+        }
+    }
+
+    /// The value a user sees.
+    pub fn value(&self, spec: Option<FieldSpec>) -> Value {
+        match self {
+            FieldState::Scalar { value, .. } => value.clone(),
+            FieldState::Keyed(entries) => {
+                let kind = spec.map(|s| s.kind);
+                // Without a spec (the query is gone), a set is recognised by its keys being
+                // the elements' own text.
+                let is_map = match kind {
+                    Some(k) => k.is_map(),
+                    None => entries.iter().any(|(k, (v, _))| *k != text(v)),
+                };
+                if is_map {
+                    Value::Map(entries.iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect())
+                } else if kind == Some(Kind::TimeOrderedStrings) {
+                    let mut items: Vec<&(Value, Micros)> = entries.values().collect();
+                    items.sort_by(|a, b| (a.1, text(&a.0)).cmp(&(b.1, text(&b.0))));
+                    Value::Array(items.into_iter().map(|(v, _)| v.clone()).collect())
+                } else {
+                    Value::Array(entries.values().map(|(v, _)| v.clone()).collect())
+                }
+            }
+        }
+    }
+}
+
+/// A merged profile.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ProfileState {
+    pub fields: BTreeMap<String, FieldState>,
+    /// Identity field → values linked to this profile.
+    pub identities: BTreeMap<String, BTreeSet<String>>,
+    pub first_seen: Micros,
+    pub last_seen: Micros,
+    pub events: i64,
+}
+
+impl ProfileState {
+    pub fn absorb(&mut self, other: ProfileState, spec_of: &dyn Fn(&str) -> FieldSpec) {
+        for (name, state) in other.fields {
+            match self.fields.get_mut(&name) {
+                Some(mine) => mine.combine(state, spec_of(&name)),
+                None => {
+                    self.fields.insert(name, state);
+                }
+            }
+        }
+        for (field, values) in other.identities {
+            self.identities.entry(field).or_default().extend(values);
+        }
+        self.first_seen = if self.events == 0 { other.first_seen } else { self.first_seen.min(other.first_seen) };
+        self.last_seen = self.last_seen.max(other.last_seen);
+        self.events += other.events;
+    }
+
+    pub fn to_json(&self) -> String {
+        let fields: Map<String, Json> = self
+            .fields
+            .iter()
+            .map(|(k, f)| {
+                let encoded = match f {
+                    FieldState::Scalar { value, at } => json!({ "v": tagged(value), "t": at }),
+                    FieldState::Keyed(entries) => {
+                        let m: Map<String, Json> = entries.iter().map(|(k, (v, t))| (k.clone(), json!([tagged(v), t]))).collect();
+                        json!({ "k": m })
+                    }
+                };
+                (k.clone(), encoded)
+            })
+            .collect();
+        json!({
+            "f": fields,
+            "i": self.identities,
+            "fs": self.first_seen,
+            "ls": self.last_seen,
+            "n": self.events,
+        })
+        .to_string()
+    }
+
+    pub fn from_json(text: &str) -> Result<ProfileState, String> {
+        let v: Json = serde_json::from_str(text).map_err(|e| format!("profile state is not JSON: {e}"))?;
+        let mut state = ProfileState {
+            first_seen: v["fs"].as_i64().unwrap_or(0),
+            last_seen: v["ls"].as_i64().unwrap_or(0),
+            events: v["n"].as_i64().unwrap_or(0),
+            ..ProfileState::default()
+        };
+        if let Some(fields) = v["f"].as_object() {
+            for (name, f) in fields {
+                let decoded = if let Some(entries) = f.get("k").and_then(Json::as_object) {
+                    FieldState::Keyed(
+                        entries
+                            .iter()
+                            .map(|(k, e)| (k.clone(), (untagged(&e[0]), e[1].as_i64().unwrap_or(0))))
+                            .collect(),
+                    )
+                } else {
+                    FieldState::Scalar { value: untagged(&f["v"]), at: f["t"].as_i64().unwrap_or(0) }
+                };
+                state.fields.insert(name.clone(), decoded);
+            }
+        }
+        if let Some(ids) = v["i"].as_object() {
+            for (field, values) in ids {
+                let set = values.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default();
+                state.identities.insert(field.clone(), set);
+            }
+        }
+        Ok(state)
+    }
+}
+
+const TIME_TAG: &str = "$t";
+
+/// JSON that keeps times as times.
+fn tagged(v: &Value) -> Json {
+    match v {
+        Value::Time(t) => json!({ TIME_TAG: tributary_core::to_micros(*t) }),
+        Value::Array(items) => Json::Array(items.iter().map(tagged).collect()),
+        Value::Map(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), tagged(v))).collect()),
+        other => other.to_json(),
+    }
+}
+
+fn untagged(j: &Json) -> Value {
+    match j {
+        Json::Object(o) if o.len() == 1 && o.get(TIME_TAG).is_some_and(Json::is_i64) => {
+            Value::Time(tributary_core::from_micros(o[TIME_TAG].as_i64().unwrap_or(0)))
+        }
+        Json::Array(items) => Value::Array(items.iter().map(untagged).collect()),
+        Json::Object(o) => Value::Map(o.iter().map(|(k, v)| (k.clone(), untagged(v))).collect()),
+        other => Value::from_json(other),
+    }
+}
