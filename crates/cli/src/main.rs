@@ -1,5 +1,6 @@
 //! The `tributary` binary.
 
+mod rebuild;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -33,6 +34,8 @@ enum LogFormat {
 enum Command {
     /// Run the server: collection API, administration API, health and metrics.
     Serve(serve::ServeArgs),
+    /// Rebuild an account's profiles from its raw events (after changing its LQL).
+    Rebuild(rebuild::RebuildArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -55,5 +58,6 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
+        Command::Rebuild(args) => runtime.block_on(rebuild::run(args)),
     }
 }

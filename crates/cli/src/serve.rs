@@ -75,6 +75,7 @@ async fn bootstrap(store: &dyn Store) -> anyhow::Result<()> {
     };
     match store.bootstrap("Default", &admin, now).await? {
         Bootstrap::Created { aid } => {
+            tributary_engine::builtin::seed_account(store, aid).await?;
             tracing::info!(aid, "created account {aid} and the install admin token");
             if !chosen {
                 // Printed once, on stdout (not the log): it is never shown again.

@@ -38,19 +38,42 @@ ALIAS braze_users
 
 /// Values that never link profiles. Compared case-insensitively after trimming.
 pub const DEFAULT_BLOCKLIST: &[&str] = &[
-    "", "null", "nil", "none", "undefined", "unknown", "0", "-1", "n/a", "na", "test", "test@test.com",
-    "test@example.com", "noemail@noemail.com", "no@email.com", "example@example.com", "[]", "{}",
+    "",
+    "null",
+    "nil",
+    "none",
+    "undefined",
+    "unknown",
+    "0",
+    "-1",
+    "n/a",
+    "na",
+    "test",
+    "test@test.com",
+    "test@example.com",
+    "noemail@noemail.com",
+    "no@email.com",
+    "example@example.com",
+    "[]",
+    "{}",
 ];
 
 /// Gives a new account its built-in query and blocklist.
-pub async fn seed_account(store: &dyn Store, aid: AccountId) -> Result<(), tributary_store::StoreError> {
+pub async fn seed_account(
+    store: &dyn Store,
+    aid: AccountId,
+) -> Result<(), tributary_store::StoreError> {
     let now = tributary_core::to_micros(time::OffsetDateTime::now_utc());
     let statement = tributary_query::parse_lql(BRAZE_USERS_LQL)
         .ok()
         .and_then(|mut s| s.pop())
         .map(|s| s.to_string())
         .unwrap_or_else(|| BRAZE_USERS_LQL.trim().to_string());
-    if store.definition(aid, DefinitionKind::Query, BRAZE_USERS_ALIAS).await?.is_none() {
+    if store
+        .definition(aid, DefinitionKind::Query, BRAZE_USERS_ALIAS)
+        .await?
+        .is_none()
+    {
         store
             .put_definition(&Definition {
                 account_id: aid,
@@ -75,9 +98,14 @@ mod tests {
 
     #[test]
     fn builtin_query_parses_and_compiles() {
-        let st = tributary_query::parse_lql(BRAZE_USERS_LQL).unwrap().remove(0);
+        let st = tributary_query::parse_lql(BRAZE_USERS_LQL)
+            .unwrap()
+            .remove(0);
         let plan = tributary_query::lql::compile(&st).unwrap();
-        assert_eq!(plan.identity_fields, vec!["braze_id", "external_id", "email"]);
+        assert_eq!(
+            plan.identity_fields,
+            vec!["braze_id", "external_id", "email"]
+        );
         assert_eq!(plan.stream, "braze_users");
     }
 }

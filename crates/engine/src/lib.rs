@@ -81,7 +81,13 @@ fn lease_name(aid: AccountId) -> String {
 impl Engine {
     pub fn new(store: Arc<dyn Store>, config: EngineConfig) -> Arc<Engine> {
         let node = format!("node-{:016x}", rand::random::<u64>());
-        Arc::new(Engine { store, config, node, wake: Notify::new(), pipeline: Mutex::new(()) })
+        Arc::new(Engine {
+            store,
+            config,
+            node,
+            wake: Notify::new(),
+            pipeline: Mutex::new(()),
+        })
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -96,7 +102,9 @@ impl Engine {
     async fn lease(&self, aid: AccountId) -> Result<bool, StoreError> {
         let now = now_micros();
         let until = now + self.config.lease_ttl.as_micros() as Micros;
-        self.store.try_lease(&lease_name(aid), &self.node, now, until).await
+        self.store
+            .try_lease(&lease_name(aid), &self.node, now, until)
+            .await
     }
 
     /// Runs the worker until `shutdown` resolves.
@@ -152,22 +160,36 @@ impl Engine {
     }
 
     async fn plans(&self, aid: AccountId) -> Result<Plans, StoreError> {
-        Ok(Plans::compile(&self.store.definitions(aid, DefinitionKind::Query).await?))
+        Ok(Plans::compile(
+            &self.store.definitions(aid, DefinitionKind::Query).await?,
+        ))
     }
 
     async fn blocklist(&self, aid: AccountId) -> Result<HashSet<String>, StoreError> {
-        Ok(self.store.identity_blocklist(aid).await?.into_iter().map(|v| v.trim().to_lowercase()).collect())
+        Ok(self
+            .store
+            .identity_blocklist(aid)
+            .await?
+            .into_iter()
+            .map(|v| v.trim().to_lowercase())
+            .collect())
     }
 
     /// One batch; `None` when there was nothing to do (or another node got there first).
     async fn process_batch(&self, aid: AccountId) -> Result<Option<Stats>, EngineError> {
         let cursor = self.store.pipeline_cursor(aid).await?;
-        let events = self.store.events_after(aid, cursor, self.config.batch_size).await?;
-        let Some(last) = events.last().map(|e| e.id) else { return Ok(None) };
+        let events = self
+            .store
+            .events_after(aid, cursor, self.config.batch_size)
+            .await?;
+        let Some(last) = events.last().map(|e| e.id) else {
+            return Ok(None);
+        };
         let plans = self.plans(aid).await?;
         let blocklist = self.blocklist(aid).await?;
         let mapped: Vec<_> = events.iter().filter_map(|e| plans.map(e)).collect();
-        let mut keys: Vec<IdentityKey> = mapped.iter().flat_map(|m| m.keys.iter().cloned()).collect();
+        let mut keys: Vec<IdentityKey> =
+            mapped.iter().flat_map(|m| m.keys.iter().cloned()).collect();
         keys.sort();
         keys.dedup();
         let index = self.store.lookup_identities(aid, &keys).await?;
@@ -176,8 +198,9 @@ impl Engine {
         ids.dedup();
         let loaded = self.store.load_profiles(aid, &ids).await?;
         let now = now_micros();
-        let mut resolver = resolve::Resolver::new(&plans, &blocklist, self.config.identity_cap, index, loaded)
-            .map_err(EngineError::Corrupt)?;
+        let mut resolver =
+            resolve::Resolver::new(&plans, &blocklist, self.config.identity_cap, index, loaded)
+                .map_err(EngineError::Corrupt)?;
         for m in mapped {
             resolver.apply(m, now);
         }
@@ -193,7 +216,10 @@ impl Engine {
         metrics::counter!("tributary_pipeline_events_total").increment(events.len() as u64);
         metrics::counter!("tributary_profile_merges_total").increment(stats.merges);
         metrics::counter!("tributary_identity_links_refused_total").increment(stats.refused_links);
-        Ok(Some(Stats { events: events.len() as u64, ..stats }))
+        Ok(Some(Stats {
+            events: events.len() as u64,
+            ..stats
+        }))
     }
 
     /// Rebuilds every profile of the account from its raw events (after a mapping change).
@@ -220,13 +246,26 @@ impl Engine {
     }
 
     /// The profile an identity value belongs to.
-    pub async fn find_profile(&self, aid: AccountId, key: &IdentityKey) -> Result<Option<StoredProfile>, StoreError> {
+    pub async fn find_profile(
+        &self,
+        aid: AccountId,
+        key: &IdentityKey,
+    ) -> Result<Option<StoredProfile>, StoreError> {
         let id = if key.field == "_id" {
             key.value.parse::<i64>().ok()
         } else {
-            let mut found = self.store.lookup_identities(aid, std::slice::from_ref(key)).await?;
+            let mut found = self
+                .store
+                .lookup_identities(aid, std::slice::from_ref(key))
+                .await?;
             if found.is_empty() && key.value.chars().any(char::is_uppercase) {
-                found = self.store.lookup_identities(aid, &[IdentityKey::new(&key.field, key.value.to_lowercase())]).await?;
+                found = self
+                    .store
+                    .lookup_identities(
+                        aid,
+                        &[IdentityKey::new(&key.field, key.value.to_lowercase())],
+                    )
+                    .await?;
             }
             found.first().map(|(_, id)| *id)
         };
@@ -242,7 +281,12 @@ impl Engine {
         let _guard = self.pipeline.lock().await;
         self.take_lease(aid).await?;
         let state = ProfileState::from_json(&profile.state).map_err(EngineError::Corrupt)?;
-        let mut person: HashSet<IdentityKey> = self.store.profile_identities(aid, profile.id).await?.into_iter().collect();
+        let mut person: HashSet<IdentityKey> = self
+            .store
+            .profile_identities(aid, profile.id)
+            .await?
+            .into_iter()
+            .collect();
         for (field, values) in &state.identities {
             person.extend(values.iter().map(|v| IdentityKey::new(field, v)));
         }
@@ -251,16 +295,26 @@ impl Engine {
         let mut after = 0;
         loop {
             let events = self.store.events_after(aid, after, 10_000).await?;
-            let Some(last) = events.last().map(|e| e.id) else { break };
+            let Some(last) = events.last().map(|e| e.id) else {
+                break;
+            };
             for e in &events {
-                if plans.map(e).is_some_and(|m| m.keys.iter().any(|k| person.contains(k))) {
+                if plans
+                    .map(e)
+                    .is_some_and(|m| m.keys.iter().any(|k| person.contains(k)))
+                {
                     doomed.push(e.id);
                 }
             }
             after = last;
         }
         self.store.erase_profile(aid, profile.id, &doomed).await?;
-        tracing::info!(aid, profile = profile.id, events = doomed.len(), "person erased");
+        tracing::info!(
+            aid,
+            profile = profile.id,
+            events = doomed.len(),
+            "person erased"
+        );
         Ok(doomed.len() as u64)
     }
 

@@ -12,7 +12,9 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use tributary_core::{Definition, IdentityKey, MergeRecord, Micros, PipelineCommit, StoredEvent, StoredProfile};
+use tributary_core::{
+    Definition, IdentityKey, MergeRecord, Micros, PipelineCommit, StoredEvent, StoredProfile,
+};
 use tributary_query::lql::{MappingPlan, compile};
 use tributary_query::{Value, parse_lql};
 
@@ -35,11 +37,20 @@ impl Plans {
             match compiled {
                 Ok(plan) => {
                     for f in &plan.fields {
-                        plans.specs.entry(f.name.clone()).or_insert_with(|| FieldSpec::from(f));
+                        plans
+                            .specs
+                            .entry(f.name.clone())
+                            .or_insert_with(|| FieldSpec::from(f));
                     }
-                    plans.by_stream.entry(plan.stream.clone()).or_default().push(plan);
+                    plans
+                        .by_stream
+                        .entry(plan.stream.clone())
+                        .or_default()
+                        .push(plan);
                 }
-                Err(e) => tracing::error!(query = %def.name, error = %e, "stored LQL query does not compile; skipped"),
+                Err(e) => {
+                    tracing::error!(query = %def.name, error = %e, "stored LQL query does not compile; skipped")
+                }
             }
         }
         plans
@@ -59,11 +70,20 @@ impl Plans {
     /// Maps one raw event with every query of its stream; `None` when no query reads it.
     pub fn map(&self, event: &StoredEvent) -> Option<Mapped> {
         let plans = self.by_stream.get(&event.stream)?;
-        let serde_json::Value::Object(payload) = &event.payload else { return None };
+        let serde_json::Value::Object(payload) = &event.payload else {
+            return None;
+        };
         let at = tributary_core::from_micros(event.event_time);
-        let mut mapped = Mapped { event_id: event.id, event_time: event.event_time, keys: Vec::new(), updates: Vec::new() };
+        let mut mapped = Mapped {
+            event_id: event.id,
+            event_time: event.event_time,
+            keys: Vec::new(),
+            updates: Vec::new(),
+        };
         for plan in plans {
-            let Some(m) = plan.apply(payload, at) else { continue };
+            let Some(m) = plan.apply(payload, at) else {
+                continue;
+            };
             for (field, value) in m.identities {
                 let key = IdentityKey::new(field, value);
                 if !mapped.keys.contains(&key) {
@@ -72,7 +92,9 @@ impl Plans {
             }
             for (i, value) in m.updates {
                 let f = &plan.fields[i];
-                mapped.updates.push((f.name.clone(), FieldSpec::from(f), value));
+                mapped
+                    .updates
+                    .push((f.name.clone(), FieldSpec::from(f), value));
             }
         }
         Some(mapped)
@@ -131,8 +153,15 @@ impl<'a> Resolver<'a> {
     ) -> Result<Self, String> {
         let mut profiles = HashMap::with_capacity(loaded.len());
         for p in loaded {
-            let state = ProfileState::from_json(&p.state).map_err(|e| format!("profile {}: {e}", p.id))?;
-            profiles.insert(p.id, Entry { state, created_at: p.created_at });
+            let state =
+                ProfileState::from_json(&p.state).map_err(|e| format!("profile {}: {e}", p.id))?;
+            profiles.insert(
+                p.id,
+                Entry {
+                    state,
+                    created_at: p.created_at,
+                },
+            );
         }
         Ok(Resolver {
             plans,
@@ -157,16 +186,26 @@ impl<'a> Resolver<'a> {
     }
 
     fn rank(&self, id: i64) -> (Micros, i64) {
-        (self.profiles.get(&id).map_or(Micros::MAX, |e| e.state.first_seen), id)
+        (
+            self.profiles
+                .get(&id)
+                .map_or(Micros::MAX, |e| e.state.first_seen),
+            id,
+        )
     }
 
     /// Whether `a` and `b` together stay within the cap for every identity field.
     fn within_cap(&self, a: i64, b: i64) -> bool {
-        let (Some(x), Some(y)) = (self.profiles.get(&a), self.profiles.get(&b)) else { return true };
-        y.state.identities.iter().all(|(field, values)| match x.state.identities.get(field) {
-            Some(mine) => mine.union(values).count() <= self.cap,
-            None => values.len() <= self.cap,
-        })
+        let (Some(x), Some(y)) = (self.profiles.get(&a), self.profiles.get(&b)) else {
+            return true;
+        };
+        y.state
+            .identities
+            .iter()
+            .all(|(field, values)| match x.state.identities.get(field) {
+                Some(mine) => mine.union(values).count() <= self.cap,
+                None => values.len() <= self.cap,
+            })
     }
 
     pub fn apply(&mut self, m: Mapped, now: Micros) {
@@ -184,28 +223,49 @@ impl<'a> Resolver<'a> {
             return;
         }
         // The profiles this event's identities point at, survivor first.
-        let mut found: Vec<i64> = keys.iter().filter_map(|k| self.index.get(k)).map(|id| self.resolve(*id)).collect();
+        let mut found: Vec<i64> = keys
+            .iter()
+            .filter_map(|k| self.index.get(k))
+            .map(|id| self.resolve(*id))
+            .collect();
         found.sort_by_key(|id| self.rank(*id));
         found.dedup();
         let target = match found.first() {
             Some(t) => *t,
             None => {
                 self.stats.profiles_created += 1;
-                self.profiles.insert(m.event_id, Entry {
-                    state: ProfileState { first_seen: m.event_time, last_seen: m.event_time, ..ProfileState::default() },
-                    created_at: now,
-                });
+                self.profiles.insert(
+                    m.event_id,
+                    Entry {
+                        state: ProfileState {
+                            first_seen: m.event_time,
+                            last_seen: m.event_time,
+                            ..ProfileState::default()
+                        },
+                        created_at: now,
+                    },
+                );
                 m.event_id
             }
         };
         for other in found.iter().skip(1).copied() {
-            let via = keys.iter().find(|k| self.index.get(*k).map(|id| self.resolve(*id)) == Some(other)).cloned();
+            let via = keys
+                .iter()
+                .find(|k| self.index.get(*k).map(|id| self.resolve(*id)) == Some(other))
+                .cloned();
             if !self.within_cap(target, other) {
                 self.stats.refused_links += 1;
-                tracing::warn!(target, other, event = m.event_id, "merge refused: it would exceed the identity cap");
+                tracing::warn!(
+                    target,
+                    other,
+                    event = m.event_id,
+                    "merge refused: it would exceed the identity cap"
+                );
                 continue;
             }
-            let Some(loser) = self.profiles.remove(&other) else { continue };
+            let Some(loser) = self.profiles.remove(&other) else {
+                continue;
+            };
             let plans = self.plans;
             if let Some(t) = self.profiles.get_mut(&target) {
                 t.state.absorb(loser.state, &|name| plans.spec(name));
@@ -216,15 +276,22 @@ impl<'a> Resolver<'a> {
             self.merged.push((other, target));
             self.stats.merges += 1;
             if let Some(key) = via {
-                self.merges.push(MergeRecord { winner: target, loser: other, event_id: m.event_id, key, at: now });
+                self.merges.push(MergeRecord {
+                    winner: target,
+                    loser: other,
+                    event_id: m.event_id,
+                    key,
+                    at: now,
+                });
             }
         }
-        let Some(entry) = self.profiles.get_mut(&target) else { return };
+        let Some(entry) = self.profiles.get_mut(&target) else {
+            return;
+        };
         for k in keys {
-            match self.index.get(&k) {
-                // Already this profile's, or still another's because that merge was refused.
-                Some(_) => continue,
-                None => {}
+            // Already this profile's, or still another's because that merge was refused.
+            if self.index.contains_key(&k) {
+                continue;
             }
             let values = entry.state.identities.entry(k.field.clone()).or_default();
             if values.len() >= self.cap && !values.contains(&k.value) {
@@ -245,7 +312,11 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
-        entry.state.first_seen = if entry.state.events == 0 { m.event_time } else { entry.state.first_seen.min(m.event_time) };
+        entry.state.first_seen = if entry.state.events == 0 {
+            m.event_time
+        } else {
+            entry.state.first_seen.min(m.event_time)
+        };
         entry.state.last_seen = entry.state.last_seen.max(m.event_time);
         entry.state.events += 1;
         self.dirty.insert(target);
@@ -279,8 +350,18 @@ impl<'a> Resolver<'a> {
         let merges = self
             .merges
             .into_iter()
-            .map(|m| MergeRecord { winner: resolve(m.winner), ..m })
+            .map(|m| MergeRecord {
+                winner: resolve(m.winner),
+                ..m
+            })
             .collect();
-        PipelineCommit { expected_cursor, new_cursor, profiles, identities, merged: self.merged, merges }
+        PipelineCommit {
+            expected_cursor,
+            new_cursor,
+            profiles,
+            identities,
+            merged: self.merged,
+            merges,
+        }
     }
 }

@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value as Json, json};
 use tributary_core::Micros;
+use tributary_query::Value;
 use tributary_query::ast::{CmpOp, Kind, MergeOp};
 use tributary_query::eval::compare_values;
 use tributary_query::lql::FieldMapping;
-use tributary_query::Value;
 
 /// Elements a `capped` set keeps (the most recent).
 pub const CAPPED_SET_SIZE: usize = 100;
@@ -25,16 +25,30 @@ pub struct FieldSpec {
 
 impl From<&FieldMapping> for FieldSpec {
     fn from(f: &FieldMapping) -> Self {
-        FieldSpec { kind: f.kind, op: f.merge_op }
+        FieldSpec {
+            kind: f.kind,
+            op: f.merge_op,
+        }
     }
 }
 
 impl FieldSpec {
     fn keyed(self) -> bool {
-        let list = matches!(self.kind, Kind::StringList | Kind::TimeList | Kind::TimeOrderedStrings);
+        let list = matches!(
+            self.kind,
+            Kind::StringList | Kind::TimeList | Kind::TimeOrderedStrings
+        );
         (list && matches!(self.op, MergeOp::Union | MergeOp::Capped))
             || (self.kind.is_map()
-                && matches!(self.op, MergeOp::LatestMap | MergeOp::OldestMap | MergeOp::Merge | MergeOp::MapMin | MergeOp::MapMax | MergeOp::Sum))
+                && matches!(
+                    self.op,
+                    MergeOp::LatestMap
+                        | MergeOp::OldestMap
+                        | MergeOp::Merge
+                        | MergeOp::MapMin
+                        | MergeOp::MapMax
+                        | MergeOp::Sum
+                ))
     }
 }
 
@@ -118,7 +132,9 @@ impl FieldState {
                             MergeOp::MapMin if !less(&entry.0, &current.0) => {}
                             MergeOp::MapMax if !less(&current.0, &entry.0) => {}
                             MergeOp::MapMin | MergeOp::MapMax => *current = entry,
-                            MergeOp::Sum => *current = (add(&current.0, &entry.0), current.1.max(entry.1)),
+                            MergeOp::Sum => {
+                                *current = (add(&current.0, &entry.0), current.1.max(entry.1))
+                            }
                             _ => {
                                 if newer(current, &entry) {
                                     *current = entry;
@@ -128,7 +144,8 @@ impl FieldState {
                     }
                 }
                 if spec.op == MergeOp::Capped && mine.len() > CAPPED_SET_SIZE {
-                    let mut by_age: Vec<(Micros, String)> = mine.iter().map(|(k, (_, t))| (*t, k.clone())).collect();
+                    let mut by_age: Vec<(Micros, String)> =
+                        mine.iter().map(|(k, (_, t))| (*t, k.clone())).collect();
                     by_age.sort();
                     for (_, k) in by_age.into_iter().take(mine.len() - CAPPED_SET_SIZE) {
                         mine.remove(&k);
@@ -153,10 +170,15 @@ impl FieldState {
                     None => entries.iter().any(|(k, (v, _))| *k != text(v)),
                 };
                 if is_map {
-                    Value::Map(entries.iter().map(|(k, (v, _))| (k.clone(), v.clone())).collect())
+                    Value::Map(
+                        entries
+                            .iter()
+                            .map(|(k, (v, _))| (k.clone(), v.clone()))
+                            .collect(),
+                    )
                 } else if kind == Some(Kind::TimeOrderedStrings) {
                     let mut items: Vec<&(Value, Micros)> = entries.values().collect();
-                    items.sort_by(|a, b| (a.1, text(&a.0)).cmp(&(b.1, text(&b.0))));
+                    items.sort_by_key(|a| (a.1, text(&a.0)));
                     Value::Array(items.into_iter().map(|(v, _)| v.clone()).collect())
                 } else {
                     Value::Array(entries.values().map(|(v, _)| v.clone()).collect())
@@ -190,7 +212,11 @@ impl ProfileState {
         for (field, values) in other.identities {
             self.identities.entry(field).or_default().extend(values);
         }
-        self.first_seen = if self.events == 0 { other.first_seen } else { self.first_seen.min(other.first_seen) };
+        self.first_seen = if self.events == 0 {
+            other.first_seen
+        } else {
+            self.first_seen.min(other.first_seen)
+        };
         self.last_seen = self.last_seen.max(other.last_seen);
         self.events += other.events;
     }
@@ -203,7 +229,10 @@ impl ProfileState {
                 let encoded = match f {
                     FieldState::Scalar { value, at } => json!({ "v": tagged(value), "t": at }),
                     FieldState::Keyed(entries) => {
-                        let m: Map<String, Json> = entries.iter().map(|(k, (v, t))| (k.clone(), json!([tagged(v), t]))).collect();
+                        let m: Map<String, Json> = entries
+                            .iter()
+                            .map(|(k, (v, t))| (k.clone(), json!([tagged(v), t])))
+                            .collect();
                         json!({ "k": m })
                     }
                 };
@@ -221,7 +250,8 @@ impl ProfileState {
     }
 
     pub fn from_json(text: &str) -> Result<ProfileState, String> {
-        let v: Json = serde_json::from_str(text).map_err(|e| format!("profile state is not JSON: {e}"))?;
+        let v: Json =
+            serde_json::from_str(text).map_err(|e| format!("profile state is not JSON: {e}"))?;
         let mut state = ProfileState {
             first_seen: v["fs"].as_i64().unwrap_or(0),
             last_seen: v["ls"].as_i64().unwrap_or(0),
@@ -234,18 +264,30 @@ impl ProfileState {
                     FieldState::Keyed(
                         entries
                             .iter()
-                            .map(|(k, e)| (k.clone(), (untagged(&e[0]), e[1].as_i64().unwrap_or(0))))
+                            .map(|(k, e)| {
+                                (k.clone(), (untagged(&e[0]), e[1].as_i64().unwrap_or(0)))
+                            })
                             .collect(),
                     )
                 } else {
-                    FieldState::Scalar { value: untagged(&f["v"]), at: f["t"].as_i64().unwrap_or(0) }
+                    FieldState::Scalar {
+                        value: untagged(&f["v"]),
+                        at: f["t"].as_i64().unwrap_or(0),
+                    }
                 };
                 state.fields.insert(name.clone(), decoded);
             }
         }
         if let Some(ids) = v["i"].as_object() {
             for (field, values) in ids {
-                let set = values.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect()).unwrap_or_default();
+                let set = values
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 state.identities.insert(field.clone(), set);
             }
         }
@@ -268,7 +310,9 @@ fn tagged(v: &Value) -> Json {
 fn untagged(j: &Json) -> Value {
     match j {
         Json::Object(o) if o.len() == 1 && o.get(TIME_TAG).is_some_and(Json::is_i64) => {
-            Value::Time(tributary_core::from_micros(o[TIME_TAG].as_i64().unwrap_or(0)))
+            Value::Time(tributary_core::from_micros(
+                o[TIME_TAG].as_i64().unwrap_or(0),
+            ))
         }
         Json::Array(items) => Value::Array(items.iter().map(untagged).collect()),
         Json::Object(o) => Value::Map(o.iter().map(|(k, v)| (k.clone(), untagged(v))).collect()),

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use serde_json::{Value as Json, json};
-use tributary_core::{Definition, DefinitionKind, IdentityKey, NewEvent, NewToken, Role, TokenSecret};
+use tributary_core::{
+    Definition, DefinitionKind, IdentityKey, NewEvent, NewToken, Role, TokenSecret,
+};
 use tributary_engine::{Engine, EngineConfig, ProfileState, builtin};
 use tributary_query::Value;
 use tributary_store::Store;
@@ -18,28 +20,66 @@ const QUERY: &str = "SELECT _uid, email(email) AS email, name, score KIND int ME
 
 async fn setup(store: &Arc<dyn Store>, cap: usize, batch: u32) -> Arc<Engine> {
     let secret = TokenSecret::generate();
-    let admin = NewToken { account_id: None, name: "a".into(), description: String::new(), roles: vec![Role::Admin], hash: secret.hash(), created_at: 0, expires_at: None };
+    let admin = NewToken {
+        account_id: None,
+        name: "a".into(),
+        description: String::new(),
+        roles: vec![Role::Admin],
+        hash: secret.hash(),
+        created_at: 0,
+        expires_at: None,
+    };
     store.bootstrap("Default", &admin, 0).await.unwrap();
     builtin::seed_account(store.as_ref(), 1).await.unwrap();
-    let text = tributary_query::parse_lql(QUERY).unwrap().remove(0).to_string();
+    let text = tributary_query::parse_lql(QUERY)
+        .unwrap()
+        .remove(0)
+        .to_string();
     store
-        .put_definition(&Definition { account_id: 1, kind: DefinitionKind::Query, name: "web".into(), text, created_at: 0, updated_at: 0 })
+        .put_definition(&Definition {
+            account_id: 1,
+            kind: DefinitionKind::Query,
+            name: "web".into(),
+            text,
+            created_at: 0,
+            updated_at: 0,
+        })
         .await
         .unwrap();
-    Engine::new(store.clone(), EngineConfig { batch_size: batch, identity_cap: cap, ..EngineConfig::default() })
+    Engine::new(
+        store.clone(),
+        EngineConfig {
+            batch_size: batch,
+            identity_cap: cap,
+            ..EngineConfig::default()
+        },
+    )
 }
 
 fn ev(stream: &str, t: i64, payload: Json) -> NewEvent {
-    NewEvent { account_id: 1, stream: stream.into(), received_at: t, event_time: t * 1_000_000, payload: payload.to_string() }
+    NewEvent {
+        account_id: 1,
+        stream: stream.into(),
+        received_at: t,
+        event_time: t * 1_000_000,
+        payload: payload.to_string(),
+    }
 }
 
 async fn profile_of(engine: &Engine, field: &str, value: &str) -> Option<(i64, ProfileState)> {
-    let p = engine.find_profile(1, &IdentityKey::new(field, value)).await.unwrap()?;
+    let p = engine
+        .find_profile(1, &IdentityKey::new(field, value))
+        .await
+        .unwrap()?;
     Some((p.id, ProfileState::from_json(&p.state).unwrap()))
 }
 
 fn field(state: &ProfileState, name: &str) -> Value {
-    state.fields.get(name).map(|f| f.value(None)).unwrap_or(Value::Null)
+    state
+        .fields
+        .get(name)
+        .map(|f| f.value(None))
+        .unwrap_or(Value::Null)
 }
 
 async fn identities_link_and_merge(store: Arc<dyn Store>) {
@@ -62,16 +102,43 @@ async fn identities_link_and_merge(store: Arc<dyn Store>) {
     let (id1, ann) = profile_of(&engine, "_uid", "c1").await.unwrap();
     let (id2, _) = profile_of(&engine, "_uid", "c2").await.unwrap();
     let (id3, _) = profile_of(&engine, "email", "ann@x.io").await.unwrap();
-    assert_eq!((id1, id2), (id3, id3), "every identity reaches the merged profile");
+    assert_eq!(
+        (id1, id2),
+        (id3, id3),
+        "every identity reaches the merged profile"
+    );
     assert_ne!(profile_of(&engine, "_uid", "c3").await.unwrap().0, id1);
-    assert_eq!(field(&ann, "name"), Value::String("Ann".into()), "latest by event time, not arrival");
+    assert_eq!(
+        field(&ann, "name"),
+        Value::String("Ann".into()),
+        "latest by event time, not arrival"
+    );
     assert_eq!(field(&ann, "score"), Value::Int(5));
     assert_eq!(field(&ann, "visits"), Value::Int(3));
     assert_eq!(field(&ann, "events"), Value::Int(4));
-    assert_eq!(field(&ann, "signup"), Value::Time(time::macros::datetime!(2023-05-06 0:00 UTC)), "oldest");
-    assert_eq!(field(&ann, "tags"), Value::Array(vec![Value::String("a".into()), Value::String("b".into())]));
-    let pages = ann.fields["pages"].value(Some(tributary_engine::FieldSpec { kind: tributary_query::ast::Kind::MapInt, op: tributary_query::ast::MergeOp::Sum }));
-    assert_eq!(pages, Value::Map([("/".to_string(), Value::Int(2)), ("/buy".to_string(), Value::Int(1))].into()));
+    assert_eq!(
+        field(&ann, "signup"),
+        Value::Time(time::macros::datetime!(2023-05-06 0:00 UTC)),
+        "oldest"
+    );
+    assert_eq!(
+        field(&ann, "tags"),
+        Value::Array(vec![Value::String("a".into()), Value::String("b".into())])
+    );
+    let pages = ann.fields["pages"].value(Some(tributary_engine::FieldSpec {
+        kind: tributary_query::ast::Kind::MapInt,
+        op: tributary_query::ast::MergeOp::Sum,
+    }));
+    assert_eq!(
+        pages,
+        Value::Map(
+            [
+                ("/".to_string(), Value::Int(2)),
+                ("/buy".to_string(), Value::Int(1))
+            ]
+            .into()
+        )
+    );
     assert_eq!(ann.identities["_uid"].len(), 2);
     let merges = store.profile_merges(1, id1).await.unwrap();
     assert_eq!(merges.len(), 1);
@@ -101,7 +168,11 @@ async fn blocklist_and_cap_prevent_over_merging(store: Arc<dyn Store>) {
     let b = profile_of(&engine, "_uid", "b").await.unwrap().0;
     let c = profile_of(&engine, "_uid", "c").await.unwrap().0;
     assert!(a != b && b != c, "junk emails link nothing");
-    assert!(profile_of(&engine, "email", "test@test.com").await.is_none());
+    assert!(
+        profile_of(&engine, "email", "test@test.com")
+            .await
+            .is_none()
+    );
     assert!(profile_of(&engine, "_uid", "").await.is_none());
     assert!(profile_of(&engine, "email", "real@x.io").await.is_some());
     let (_, many) = profile_of(&engine, "email", "many@x.io").await.unwrap();
@@ -114,7 +185,11 @@ async fn rebuild_after_a_mapping_change_and_erasure(store: Arc<dyn Store>) {
     let engine = setup(&store, 10, 2).await;
     store
         .append_events(&[
-            ev("web", 1, json!({"_uid": "u1", "email": "x@y.io", "name": "X"})),
+            ev(
+                "web",
+                1,
+                json!({"_uid": "u1", "email": "x@y.io", "name": "X"}),
+            ),
             ev("web", 2, json!({"_uid": "u2", "name": "Other"})),
             ev("web", 3, json!({"_uid": "u1", "plan": "pro"})),
         ])
@@ -123,9 +198,19 @@ async fn rebuild_after_a_mapping_change_and_erasure(store: Arc<dyn Store>) {
     engine.catch_up(1).await.unwrap();
     // A mapping change: `plan` becomes `tier`. Rebuild replays the raw events.
     let changed = QUERY.replace("plan,", "plan AS tier,");
-    let text = tributary_query::parse_lql(&changed).unwrap().remove(0).to_string();
+    let text = tributary_query::parse_lql(&changed)
+        .unwrap()
+        .remove(0)
+        .to_string();
     store
-        .put_definition(&Definition { account_id: 1, kind: DefinitionKind::Query, name: "web".into(), text, created_at: 0, updated_at: 1 })
+        .put_definition(&Definition {
+            account_id: 1,
+            kind: DefinitionKind::Query,
+            name: "web".into(),
+            text,
+            created_at: 0,
+            updated_at: 1,
+        })
         .await
         .unwrap();
     engine.rebuild(1).await.unwrap();
@@ -135,18 +220,25 @@ async fn rebuild_after_a_mapping_change_and_erasure(store: Arc<dyn Store>) {
     assert!(!u1.fields.contains_key("plan"));
 
     // Erasure: the profile, its identities and its raw events go; others stay.
-    let p = engine.find_profile(1, &IdentityKey::new("email", "x@y.io")).await.unwrap().unwrap();
+    let p = engine
+        .find_profile(1, &IdentityKey::new("email", "x@y.io"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(engine.erase(1, &p).await.unwrap(), 2);
     assert!(profile_of(&engine, "_uid", "u1").await.is_none());
     assert!(profile_of(&engine, "email", "x@y.io").await.is_none());
     assert!(profile_of(&engine, "_uid", "u2").await.is_some());
     assert_eq!(store.streams(1).await.unwrap()[0].count, 1);
     // A later event with the same identity starts a new profile.
-    store.append_events(&[ev("web", 9, json!({"_uid": "u1", "name": "Again"}))]).await.unwrap();
+    store
+        .append_events(&[ev("web", 9, json!({"_uid": "u1", "name": "Again"}))])
+        .await
+        .unwrap();
     engine.catch_up(1).await.unwrap();
     let (_, again) = profile_of(&engine, "_uid", "u1").await.unwrap();
     assert_eq!(field(&again, "name"), Value::String("Again".into()));
-    assert!(again.fields.get("email").is_none());
+    assert!(!again.fields.contains_key("email"));
 }
 
 async fn builtin_braze_mapping(store: Arc<dyn Store>) {
@@ -166,19 +258,45 @@ async fn builtin_braze_mapping(store: Arc<dyn Store>) {
         .unwrap();
     engine.catch_up(1).await.unwrap();
     let (_, john) = profile_of(&engine, "external_id", "ext-1").await.unwrap();
-    assert_eq!(field(&john, "email"), Value::String("john.smith@email.com".into()));
+    assert_eq!(
+        field(&john, "email"),
+        Value::String("john.smith@email.com".into())
+    );
     assert_eq!(field(&john, "braze_id"), Value::String("xxxxxx".into()));
-    assert_eq!(field(&john, "date_of_birth"), Value::Time(time::macros::datetime!(1982-01-01 0:00 UTC)));
-    assert_eq!(field(&john, "time_zone"), Value::String("Asia/Bangkok".into()));
+    assert_eq!(
+        field(&john, "date_of_birth"),
+        Value::Time(time::macros::datetime!(1982-01-01 0:00 UTC))
+    );
+    assert_eq!(
+        field(&john, "time_zone"),
+        Value::String("Asia/Bangkok".into())
+    );
     assert_eq!(field(&john, "braze_event_count"), Value::Int(2));
     let custom = field(&john, "custom");
-    assert!(matches!(custom, Value::Map(ref m) if m.get("loyalty_tier") == Some(&Value::String("gold".into())) && !m.contains_key("email")), "{custom:?}");
+    assert!(
+        matches!(custom, Value::Map(ref m) if m.get("loyalty_tier") == Some(&Value::String("gold".into())) && !m.contains_key("email")),
+        "{custom:?}"
+    );
 }
 
 async fn two_engines_share_the_work_without_double_applying(store: Arc<dyn Store>) {
     let a = setup(&store, 10, 7).await;
-    let b = Engine::new(store.clone(), EngineConfig { batch_size: 7, ..EngineConfig::default() });
-    let events: Vec<_> = (0..200).map(|i| ev("web", i, json!({"_uid": format!("u{}", i % 20), "visits": 1}))).collect();
+    let b = Engine::new(
+        store.clone(),
+        EngineConfig {
+            batch_size: 7,
+            ..EngineConfig::default()
+        },
+    );
+    let events: Vec<_> = (0..200)
+        .map(|i| {
+            ev(
+                "web",
+                i,
+                json!({"_uid": format!("u{}", i % 20), "visits": 1}),
+            )
+        })
+        .collect();
     store.append_events(&events).await.unwrap();
     let (ra, rb) = tokio::join!(a.catch_up(1), b.catch_up(1));
     let (sa, sb) = (ra.unwrap(), rb.unwrap());
@@ -188,12 +306,18 @@ async fn two_engines_share_the_work_without_double_applying(store: Arc<dyn Store
         let mut sum = 0;
         for i in 0..20 {
             let (_, p) = profile_of(&a, "_uid", &format!("u{i}")).await.unwrap();
-            let Value::Int(v) = field(&p, "visits") else { panic!() };
+            let Value::Int(v) = field(&p, "visits") else {
+                panic!()
+            };
             sum += v;
         }
         sum
     };
-    assert_eq!(total, 200, "every event applied exactly once ({} + {} processed)", sa.events, sb.events);
+    assert_eq!(
+        total, 200,
+        "every event applied exactly once ({} + {} processed)",
+        sa.events, sb.events
+    );
 }
 
 macro_rules! suite {
@@ -231,10 +355,21 @@ suite!(
 async fn snapshot(store: &Arc<dyn Store>, engine: &Engine, uids: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for u in uids {
-        if let Some(p) = engine.find_profile(1, &IdentityKey::new("_uid", u)).await.unwrap() {
+        if let Some(p) = engine
+            .find_profile(1, &IdentityKey::new("_uid", u))
+            .await
+            .unwrap()
+        {
             let s = ProfileState::from_json(&p.state).unwrap();
-            let fields: Vec<String> = s.fields.iter().map(|(k, f)| format!("{k}={}", f.value(None))).collect();
-            out.push(format!("{:?} {:?} first={} last={} n={}", s.identities, fields, s.first_seen, s.last_seen, s.events));
+            let fields: Vec<String> = s
+                .fields
+                .iter()
+                .map(|(k, f)| format!("{k}={}", f.value(None)))
+                .collect();
+            out.push(format!(
+                "{:?} {:?} first={} last={} n={}",
+                s.identities, fields, s.first_seen, s.last_seen, s.events
+            ));
         }
     }
     let _ = store;
@@ -242,7 +377,14 @@ async fn snapshot(store: &Arc<dyn Store>, engine: &Engine, uids: &[String]) -> V
 }
 
 fn event_strategy() -> impl Strategy<Value = Vec<(i64, Json)>> {
-    let one = (1i64..50, 0usize..6, prop::option::of(0usize..4), 0i64..100, prop::option::of("[a-c]"), prop::option::of("[x-z]"))
+    let one = (
+        1i64..50,
+        0usize..6,
+        prop::option::of(0usize..4),
+        0i64..100,
+        prop::option::of("[a-c]"),
+        prop::option::of("[x-z]"),
+    )
         .prop_map(|(t, uid, email, n, name, tag)| {
             let mut o = serde_json::Map::new();
             o.insert("_uid".into(), json!(format!("u{uid}")));

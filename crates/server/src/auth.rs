@@ -55,6 +55,10 @@ policy!(/// Creating, changing and deleting LQL queries (the schema).
     ManageQueries, [DataManager], "change LQL queries");
 policy!(/// Reading audiences and queries, validating and test-evaluating them (no personal data).
     ReadDefinitions, [DataManager, AudienceManager, Observer], "read audiences and queries");
+policy!(/// Reading profiles (observers see personal fields masked).
+    ReadProfiles, [DataManager, AudienceManager, Observer], "read profiles");
+policy!(/// Erasing a person, rebuilding profiles, changing the identity blocklist.
+    ManageProfiles, [DataManager], "erase people or rebuild profiles");
 policy!(/// Creating, listing and deleting access tokens.
     ManageTokens, [], "manage access tokens");
 policy!(/// Creating accounts.

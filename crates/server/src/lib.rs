@@ -28,6 +28,7 @@ pub struct ServerConfig {
     /// Largest body for `/collect/bulk` uploads.
     pub max_bulk_bytes: usize,
     pub writer: WriterConfig,
+    pub engine: tributary_engine::EngineConfig,
 }
 
 impl Default for ServerConfig {
@@ -36,12 +37,14 @@ impl Default for ServerConfig {
             max_body_bytes: 10 * 1024 * 1024,
             max_bulk_bytes: 256 * 1024 * 1024,
             writer: WriterConfig::default(),
+            engine: tributary_engine::EngineConfig::default(),
         }
     }
 }
 
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    pub engine: Arc<tributary_engine::Engine>,
     pub writer: EventWriter,
     pub tokens: auth::TokenCache,
     pub config: ServerConfig,
@@ -83,6 +86,16 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(routes::segments::get).delete(routes::segments::delete),
         )
         .route(
+            "/api/entity/user/{field}/{value}",
+            get(routes::profiles::get).delete(routes::profiles::erase),
+        )
+        .route("/api/schema/user", get(routes::profiles::schema))
+        .route("/api/rebuild", post(routes::profiles::rebuild))
+        .route(
+            "/v2/identity/blocklist",
+            get(routes::profiles::blocklist).put(routes::profiles::set_blocklist),
+        )
+        .route(
             "/api/query",
             post(routes::queries::upsert).get(routes::queries::list),
         )
@@ -97,7 +110,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish,
-/// and flushes the event writer before returning.
+/// flushes the event writer and stops the pipeline worker before returning.
 pub async fn serve(
     listener: TcpListener,
     store: Arc<dyn Store>,
@@ -105,19 +118,33 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (writer, writer_task) = EventWriter::spawn(store.clone(), config.writer);
+    let engine = tributary_engine::Engine::new(store.clone(), config.engine.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let worker = tokio::spawn(engine.clone().run(stopped(stop_rx.clone())));
     let state = Arc::new(AppState {
         store,
+        engine,
         writer,
         tokens: auth::TokenCache::default(),
         config,
     });
     let app = router(state);
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(stopped(stop_rx))
         .await?;
     // The router (and with it every EventWriter handle) is gone: the writer drains and ends.
     if let Err(e) = writer_task.await {
         tracing::error!(error = %e, "event writer task failed");
+    }
+    if let Err(e) = worker.await {
+        tracing::error!(error = %e, "pipeline worker failed");
     }
     Ok(())
 }

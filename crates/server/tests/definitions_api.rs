@@ -234,7 +234,21 @@ async fn lql_queries(app: App) {
         (json!("int"), json!("count"), json!(false))
     );
     let (_, list) = app.get("/api/query", ADMIN).await;
-    assert_eq!(list["data"].as_array().unwrap().len(), 2);
+    let aliases: Vec<_> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["alias"].clone())
+        .collect();
+    assert_eq!(
+        aliases,
+        vec![
+            json!("braze_csv"),
+            json!("braze_users"),
+            json!("braze_webhook")
+        ],
+        "with the built-in query"
+    );
 
     let (s, b) = app
         .post_text(
@@ -331,7 +345,18 @@ async fn roles_and_tenants_for_definitions(app: App) {
         app.get("/api/segment/a", &other).await.0,
         StatusCode::NOT_FOUND
     );
-    assert_eq!(app.get("/api/query", &other).await.1["data"], json!([]));
+    let (_, theirs) = app.get("/api/query", &other).await;
+    let aliases: Vec<_> = theirs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["alias"].clone())
+        .collect();
+    assert_eq!(
+        aliases,
+        vec![json!("braze_users")],
+        "a new account has only the built-in query"
+    );
     assert_eq!(
         app.delete("/api/segment/a", &other).await.0,
         StatusCode::NOT_FOUND

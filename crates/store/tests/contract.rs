@@ -327,7 +327,7 @@ async fn pipeline_commits_are_atomic_and_exactly_once(store: Arc<dyn Store>) {
     );
     assert!(
         store
-            .lookup_identities(2, &[email.clone()])
+            .lookup_identities(2, std::slice::from_ref(&email))
             .await
             .unwrap()
             .is_empty(),

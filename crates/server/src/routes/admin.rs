@@ -53,6 +53,7 @@ pub async fn create_account(
     let body: NewAccountBody = json_body(&body)?;
     check_name(&body.name)?;
     let account = state.store.create_account(body.name.trim(), now()).await?;
+    tributary_engine::builtin::seed_account(state.store.as_ref(), account.aid).await?;
     tracing::info!(aid = account.aid, "account created");
     Ok(ok(
         StatusCode::CREATED,

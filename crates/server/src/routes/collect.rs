@@ -157,6 +157,7 @@ async fn collect(
             WriteError::Store(e) => ApiError::internal("storing events", &e),
         })?;
         metrics::counter!("tributary_events_accepted_total").increment(message_count as u64);
+        state.engine.wake();
     }
     metrics::counter!("tributary_events_rejected_total").increment(rejected_count as u64);
     Ok(response(

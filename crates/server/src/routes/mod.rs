@@ -2,6 +2,7 @@ pub mod admin;
 pub mod collect;
 mod definitions;
 pub mod ops;
+pub mod profiles;
 pub mod queries;
 pub mod segments;
 pub mod streams;

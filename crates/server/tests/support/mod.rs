@@ -20,6 +20,7 @@ pub const BODY_LIMIT: usize = 4_096;
 pub struct App {
     pub router: axum::Router,
     pub store: Arc<dyn Store>,
+    pub engine: Arc<tributary_engine::Engine>,
 }
 
 impl App {
@@ -34,19 +35,26 @@ impl App {
             expires_at: None,
         };
         store.bootstrap("Default", &admin, 0).await.unwrap();
+        tributary_engine::builtin::seed_account(store.as_ref(), 1)
+            .await
+            .unwrap();
         let config = ServerConfig {
             max_body_bytes: BODY_LIMIT,
             max_bulk_bytes: BODY_LIMIT * 4,
             ..ServerConfig::default()
         };
         let (writer, _task) = EventWriter::spawn(store.clone(), config.writer);
+        let engine =
+            tributary_engine::Engine::new(store.clone(), tributary_engine::EngineConfig::default());
         let state = Arc::new(AppState {
+            engine,
             store: store.clone(),
             writer,
             tokens: TokenCache::default(),
             config,
         });
         App {
+            engine: state.engine.clone(),
             router: router(state),
             store,
         }

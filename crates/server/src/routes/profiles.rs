@@ -1,0 +1,255 @@
+//! Profiles: `GET|DELETE /api/entity/user/{field}/{value}`, `GET /api/schema/user`,
+//! `POST /api/rebuild`, and the identity blocklist (`/v2/identity/blocklist`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::{Map, Value as Json, json};
+use tributary_core::{AccountId, IdentityKey, Role, StoredProfile, format_rfc3339, from_micros};
+use tributary_engine::{EngineError, Plans, ProfileState};
+
+use crate::AppState;
+use crate::api::{ApiError, ApiResult, ok};
+use crate::auth::{Authorized, Caller, ManageProfiles, ReadDefinitions, ReadProfiles};
+
+/// Fields an observer sees masked, besides every identity field.
+const PERSONAL_FIELDS: &[&str] = &[
+    "email",
+    "phone",
+    "phone_number",
+    "first_name",
+    "last_name",
+    "name",
+    "date_of_birth",
+    "dob",
+    "twitter_handle",
+    "address",
+    "street",
+    "ip",
+    "postal_code",
+    "zip",
+];
+const MASK: &str = "***";
+
+fn engine_error(e: EngineError) -> ApiError {
+    match e {
+        EngineError::Busy(_) => ApiError::unavailable(e.to_string(), 2),
+        other => ApiError::internal("working on profiles", &other),
+    }
+}
+
+async fn find(
+    state: &AppState,
+    aid: AccountId,
+    field: &str,
+    value: &str,
+) -> Result<StoredProfile, ApiError> {
+    state
+        .engine
+        .find_profile(aid, &IdentityKey::new(field, value))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no profile has {field} = {value:?}")))
+}
+
+fn masks(caller: &Caller) -> bool {
+    !caller
+        .token
+        .roles
+        .iter()
+        .any(|r| matches!(r, Role::Admin | Role::DataManager | Role::AudienceManager))
+}
+
+fn render(
+    profile: &StoredProfile,
+    state: &ProfileState,
+    plans: &Plans,
+    masked: bool,
+    merges: &[tributary_core::MergeRecord],
+) -> Json {
+    let personal = |name: &str| {
+        masked
+            && (PERSONAL_FIELDS.contains(&name)
+                || state.identities.contains_key(name)
+                || plans
+                    .all()
+                    .any(|p| p.identity_fields.iter().any(|f| f == name)))
+    };
+    let mut out = Map::new();
+    for (name, field) in &state.fields {
+        let value = if personal(name) {
+            json!(MASK)
+        } else {
+            field.value(Some(plans.spec(name))).to_json()
+        };
+        out.insert(name.clone(), value);
+    }
+    let identities: BTreeMap<&String, Vec<&str>> = state
+        .identities
+        .iter()
+        .map(|(f, values)| {
+            (
+                f,
+                values
+                    .iter()
+                    .map(|v| if masked { MASK } else { v.as_str() })
+                    .collect(),
+            )
+        })
+        .collect();
+    out.insert("_id".into(), json!(profile.id.to_string()));
+    out.insert(
+        "_created".into(),
+        json!(format_rfc3339(from_micros(profile.created_at))),
+    );
+    out.insert(
+        "_modified".into(),
+        json!(format_rfc3339(from_micros(profile.modified_at))),
+    );
+    out.insert(
+        "_first_seen".into(),
+        json!(format_rfc3339(from_micros(state.first_seen))),
+    );
+    out.insert(
+        "_last_seen".into(),
+        json!(format_rfc3339(from_micros(state.last_seen))),
+    );
+    out.insert("_event_count".into(), json!(state.events));
+    out.insert("_identities".into(), json!(identities));
+    out.insert(
+        "_merges".into(),
+        Json::Array(
+            merges
+                .iter()
+                .map(|m| {
+                    json!({
+                        "merged_profile": m.loser.to_string(),
+                        "event_id": m.event_id,
+                        "field": m.key.field,
+                        "value": if masked { MASK } else { m.key.value.as_str() },
+                        "at": format_rfc3339(from_micros(m.at)),
+                    })
+                })
+                .collect(),
+        ),
+    );
+    Json::Object(out)
+}
+
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ReadProfiles>,
+    Path((field, value)): Path<(String, String)>,
+) -> ApiResult {
+    let aid = auth.caller.account_id;
+    let profile = find(&state, aid, &field, &value).await?;
+    let parsed = ProfileState::from_json(&profile.state)
+        .map_err(|e| ApiError::internal("reading a profile", &e))?;
+    let plans = state.engine.account_plans(aid).await?;
+    let merges = state.store.profile_merges(aid, profile.id).await?;
+    Ok(ok(
+        StatusCode::OK,
+        render(&profile, &parsed, &plans, masks(&auth.caller), &merges),
+    ))
+}
+
+pub async fn erase(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ManageProfiles>,
+    Path((field, value)): Path<(String, String)>,
+) -> ApiResult {
+    let aid = auth.caller.account_id;
+    let profile = find(&state, aid, &field, &value).await?;
+    let events = state
+        .engine
+        .erase(aid, &profile)
+        .await
+        .map_err(engine_error)?;
+    Ok(ok(
+        StatusCode::OK,
+        json!({ "erased_profile": profile.id.to_string(), "erased_events": events }),
+    ))
+}
+
+pub async fn schema(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ReadDefinitions>,
+) -> ApiResult {
+    let plans = state.engine.account_plans(auth.caller.account_id).await?;
+    let mut fields: BTreeMap<String, Json> = BTreeMap::new();
+    for plan in plans.all() {
+        for f in &plan.fields {
+            let entry = fields.entry(f.name.clone()).or_insert_with(|| {
+                json!({
+                    "name": f.name, "kind": f.kind, "merge_op": f.merge_op, "is_identity": false,
+                    "shortdesc": f.short_desc, "longdesc": f.long_desc, "queries": [], "streams": [],
+                })
+            });
+            entry["is_identity"] =
+                json!(entry["is_identity"].as_bool().unwrap_or(false) || f.is_identity);
+            for (key, item) in [("queries", &plan.alias), ("streams", &plan.stream)] {
+                if let Some(list) = entry[key].as_array_mut()
+                    && !list.iter().any(|x| x == item)
+                {
+                    list.push(json!(item));
+                }
+            }
+        }
+    }
+    Ok(ok(
+        StatusCode::OK,
+        json!({ "table": "user", "fields": fields.into_values().collect::<Vec<_>>() }),
+    ))
+}
+
+pub async fn rebuild(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ManageProfiles>,
+) -> ApiResult {
+    state
+        .engine
+        .rebuild(auth.caller.account_id)
+        .await
+        .map_err(engine_error)?;
+    Ok(ok(StatusCode::ACCEPTED, json!({ "rebuilding": true })))
+}
+
+pub async fn blocklist(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ReadDefinitions>,
+) -> ApiResult {
+    Ok(ok(
+        StatusCode::OK,
+        state
+            .store
+            .identity_blocklist(auth.caller.account_id)
+            .await?,
+    ))
+}
+
+pub async fn set_blocklist(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ManageProfiles>,
+    body: bytes::Bytes,
+) -> ApiResult {
+    let values: Vec<String> = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("send a JSON array of strings: {e}")))?;
+    if values.len() > 10_000 || values.iter().any(|v| v.len() > 500) {
+        return Err(ApiError::bad_request(
+            "at most 10,000 values of at most 500 characters",
+        ));
+    }
+    let values: Vec<String> = values.iter().map(|v| v.trim().to_lowercase()).collect();
+    state
+        .store
+        .set_identity_blocklist(auth.caller.account_id, &values)
+        .await?;
+    Ok(ok(
+        StatusCode::OK,
+        state
+            .store
+            .identity_blocklist(auth.caller.account_id)
+            .await?,
+    ))
+}
