@@ -22,6 +22,10 @@ pub struct ServeArgs {
     /// Largest body accepted by the JSON collection endpoints, in bytes.
     #[arg(long, env = "TRIBUTARY_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
     max_body_bytes: usize,
+    /// How long a node's hold on an account's pipeline lasts without renewal: after a node
+    /// dies, another takes its accounts over after this long.
+    #[arg(long, env = "TRIBUTARY_PIPELINE_LEASE_SECS", default_value_t = 15)]
+    pipeline_lease_secs: u64,
     /// Largest body accepted by `/collect/bulk`, in bytes.
     #[arg(long, env = "TRIBUTARY_MAX_BULK_BYTES", default_value_t = 256 * 1024 * 1024)]
     max_bulk_bytes: usize,
@@ -46,6 +50,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = ServerConfig {
         max_body_bytes: args.max_body_bytes,
         max_bulk_bytes: args.max_bulk_bytes,
+        engine: tributary_engine::EngineConfig {
+            lease_ttl: std::time::Duration::from_secs(args.pipeline_lease_secs.max(1)),
+            ..tributary_engine::EngineConfig::default()
+        },
         ..ServerConfig::default()
     };
     tributary_server::serve(listener, store, config, shutdown_signal()).await?;

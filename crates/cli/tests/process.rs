@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{ADMIN, Serve, assert_no_secrets, client, create_token, stream_events};
+use support::{ADMIN, Serve, assert_no_secrets, client, create_token, stream_events, wait_for_ok};
 
 /// Load for the crash test is bounded in events and in time.
 const CRASH_SENDERS: usize = 16;
@@ -234,6 +234,58 @@ async fn two_processes_share_one_postgres_database() {
     for node in [&a, &b] {
         assert_no_secrets(&node.log_text(), &[ADMIN, &token]);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_work_moves_to_a_surviving_node() {
+    let Some(cluster) = tributary_store::testing::pg_cluster() else {
+        return;
+    };
+    let url = cluster.fresh_database().await;
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let a = Serve::start(dir_a.path(), Some(&url), "a");
+    let b = Serve::start(dir_b.path(), Some(&url), "b");
+    let http = client();
+    // A webhook through node A becomes a profile readable on node B, whoever processed it.
+    let r = http
+        .post(a.url("/c/1/braze_users"))
+        .bearer_auth(ADMIN)
+        .body(r#"{"braze_id": "b-1", "email": "One@X.io", "city": "AnyTown"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let profile = wait_for_ok(
+        &b.url("/api/entity/user/email/one@x.io"),
+        ADMIN,
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(profile["data"]["city"], "AnyTown");
+    // Kill one node hard; the other carries on with every account once the lease lapses.
+    let mut a = a;
+    a.signal(libc::SIGKILL);
+    let _ = a.wait(Duration::from_secs(5));
+    for (i, node) in [&b].iter().enumerate() {
+        let r = http
+            .post(node.url("/c/1/braze_users"))
+            .bearer_auth(ADMIN)
+            .body(format!(
+                r#"{{"braze_id": "b-2", "email": "two{i}@x.io", "city": "Newtown"}}"#
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let profile = wait_for_ok(
+        &b.url("/api/entity/user/braze_id/b-2"),
+        ADMIN,
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(profile["data"]["city"], "Newtown");
 }
 
 fn tributary_server_cache_ttl() -> Duration {

@@ -27,6 +27,7 @@ impl Serve {
             .args(["--listen", "127.0.0.1:0"])
             .env("TRIBUTARY_ADMIN_TOKEN", ADMIN)
             .env("TRIBUTARY_LOG", "debug")
+            .env("TRIBUTARY_PIPELINE_LEASE_SECS", "2")
             .env_remove("TRIBUTARY_DATABASE_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -134,5 +135,21 @@ pub fn assert_no_secrets(log: &str, secrets: &[&str]) {
     assert!(!log.is_empty(), "the log is empty; logging is not wired");
     for s in secrets {
         assert!(!log.contains(s), "a secret appears in the log");
+    }
+}
+
+/// Polls `GET path` until it answers 200 (bounded), returning the body.
+pub async fn wait_for_ok(url: &str, token: &str, within: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let r = client().get(url).bearer_auth(token).send().await.unwrap();
+        if r.status() == 200 {
+            return r.json().await.unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} did not answer 200 within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
