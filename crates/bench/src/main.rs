@@ -4,6 +4,7 @@
 
 mod ingest;
 mod load;
+mod pipeline;
 mod query;
 mod report;
 
@@ -22,11 +23,14 @@ enum Scenario {
     Ingest(ingest::Args),
     /// FilterQL evaluation and LQL mapping vs hand-written checks and a JSON parse.
     Query(query::Args),
+    /// Raw events to committed profiles (with merges), and a full rebuild.
+    Pipeline(pipeline::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
         Scenario::Ingest(args) => ingest::run(args),
         Scenario::Query(args) => query::run(args),
+        Scenario::Pipeline(args) => pipeline::run(args),
     }
 }

@@ -177,6 +177,7 @@ impl Engine {
 
     /// One batch; `None` when there was nothing to do (or another node got there first).
     async fn process_batch(&self, aid: AccountId) -> Result<Option<Stats>, EngineError> {
+        let t = std::time::Instant::now();
         let cursor = self.store.pipeline_cursor(aid).await?;
         let events = self
             .store
@@ -185,9 +186,11 @@ impl Engine {
         let Some(last) = events.last().map(|e| e.id) else {
             return Ok(None);
         };
+        let t_fetch = t.elapsed();
         let plans = self.plans(aid).await?;
         let blocklist = self.blocklist(aid).await?;
         let mapped: Vec<_> = events.iter().filter_map(|e| plans.map(e)).collect();
+        let t_map = t.elapsed();
         let mut keys: Vec<IdentityKey> =
             mapped.iter().flat_map(|m| m.keys.iter().cloned()).collect();
         keys.sort();
@@ -197,6 +200,7 @@ impl Engine {
         ids.sort_unstable();
         ids.dedup();
         let loaded = self.store.load_profiles(aid, &ids).await?;
+        let t_load = t.elapsed();
         let now = now_micros();
         let mut resolver =
             resolve::Resolver::new(&plans, &blocklist, self.config.identity_cap, index, loaded)
@@ -209,7 +213,19 @@ impl Engine {
         for p in &mut commit.profiles {
             p.account_id = aid;
         }
-        if !self.store.commit_pipeline(aid, &commit).await? {
+        let t_resolve = t.elapsed();
+        let committed = self.store.commit_pipeline(aid, &commit).await?;
+        tracing::debug!(
+            aid,
+            events = events.len(),
+            fetch_ms = t_fetch.as_secs_f64() * 1e3,
+            map_ms = (t_map - t_fetch).as_secs_f64() * 1e3,
+            load_ms = (t_load - t_map).as_secs_f64() * 1e3,
+            resolve_ms = (t_resolve - t_load).as_secs_f64() * 1e3,
+            commit_ms = (t.elapsed() - t_resolve).as_secs_f64() * 1e3,
+            "pipeline batch"
+        );
+        if !committed {
             tracing::info!(aid, "pipeline batch skipped: another node moved the cursor");
             return Ok(None);
         }

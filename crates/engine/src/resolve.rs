@@ -70,9 +70,14 @@ impl Plans {
     /// Maps one raw event with every query of its stream; `None` when no query reads it.
     pub fn map(&self, event: &StoredEvent) -> Option<Mapped> {
         let plans = self.by_stream.get(&event.stream)?;
-        let serde_json::Value::Object(payload) = &event.payload else {
+        let serde_json::Value::Object(object) = &event.payload else {
             return None;
         };
+        // Converted once, so every column reads borrowed values.
+        let payload: tributary_query::eval::Profile = object
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from_json(v)))
+            .collect();
         let at = tributary_core::from_micros(event.event_time);
         let mut mapped = Mapped {
             event_id: event.id,
@@ -81,7 +86,7 @@ impl Plans {
             updates: Vec::new(),
         };
         for plan in plans {
-            let Some(m) = plan.apply(payload, at) else {
+            let Some(m) = plan.apply(&payload, at) else {
                 continue;
             };
             for (field, value) in m.identities {
@@ -355,12 +360,19 @@ impl<'a> Resolver<'a> {
                 ..m
             })
             .collect();
+        // Chains (a into b, then b into c) collapse to their end, so the store can move every
+        // loser's rows in one statement.
+        let merged = self
+            .merged
+            .iter()
+            .map(|(loser, _)| (*loser, resolve(*loser)))
+            .collect();
         PipelineCommit {
             expected_cursor,
             new_cursor,
             profiles,
             identities,
-            merged: self.merged,
+            merged,
             merges,
         }
     }

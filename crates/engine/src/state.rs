@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::{Map, Value as Json, json};
+use serde_json::Value as Json;
 use tributary_core::Micros;
 use tributary_query::Value;
 use tributary_query::ast::{CmpOp, Kind, MergeOp};
@@ -64,9 +64,19 @@ fn text(v: &Value) -> String {
     v.to_text()
 }
 
-/// `(at, text)` ordering: deterministic whatever the arrival order.
+/// Whether `(t2, v2)` is later than `(t1, v1)`: by event time, ties by the value's text, so
+/// the order is total and the same whatever the arrival order.
+fn later(t1: Micros, v1: &Value, t2: Micros, v2: &Value) -> bool {
+    match t2.cmp(&t1) {
+        std::cmp::Ordering::Equal => {
+            tributary_query::eval::text_of(v2) > tributary_query::eval::text_of(v1)
+        }
+        other => other == std::cmp::Ordering::Greater,
+    }
+}
+
 fn newer(a: &(Value, Micros), b: &(Value, Micros)) -> bool {
-    (b.1, text(&b.0)) > (a.1, text(&a.0))
+    later(a.1, &a.0, b.1, &b.0)
 }
 
 fn less(a: &Value, b: &Value) -> bool {
@@ -101,7 +111,7 @@ impl FieldState {
         match (self, other) {
             (FieldState::Scalar { value, at }, FieldState::Scalar { value: v2, at: t2 }) => {
                 let keep_other = match spec.op {
-                    MergeOp::Oldest => (t2, text(&v2)) < (*at, text(value)),
+                    MergeOp::Oldest => later(t2, &v2, *at, value),
                     MergeOp::Min => less(&v2, value) || (!less(value, &v2) && t2 < *at),
                     MergeOp::Max => less(value, &v2) || (!less(&v2, value) && t2 < *at),
                     MergeOp::Sum | MergeOp::Count => {
@@ -109,7 +119,7 @@ impl FieldState {
                         *at = (*at).max(t2);
                         return;
                     }
-                    _ => (t2, text(&v2)) > (*at, text(value)),
+                    _ => later(*at, value, t2, &v2),
                 };
                 if keep_other {
                     *value = v2;
@@ -221,32 +231,61 @@ impl ProfileState {
         self.events += other.events;
     }
 
+    /// The stored form, written directly (no intermediate JSON tree: this runs for every
+    /// profile a batch touches).
     pub fn to_json(&self) -> String {
-        let fields: Map<String, Json> = self
-            .fields
-            .iter()
-            .map(|(k, f)| {
-                let encoded = match f {
-                    FieldState::Scalar { value, at } => json!({ "v": tagged(value), "t": at }),
-                    FieldState::Keyed(entries) => {
-                        let m: Map<String, Json> = entries
-                            .iter()
-                            .map(|(k, (v, t))| (k.clone(), json!([tagged(v), t])))
-                            .collect();
-                        json!({ "k": m })
+        let mut out = String::with_capacity(256 + self.fields.len() * 48);
+        out.push_str("{\"f\":{");
+        for (i, (name, f)) in self.fields.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_str(&mut out, name);
+            match f {
+                FieldState::Scalar { value, at } => {
+                    out.push_str(":{\"v\":");
+                    write_tagged(&mut out, value);
+                    out.push_str(",\"t\":");
+                    out.push_str(&at.to_string());
+                    out.push('}');
+                }
+                FieldState::Keyed(entries) => {
+                    out.push_str(":{\"k\":{");
+                    for (j, (k, (v, t))) in entries.iter().enumerate() {
+                        if j > 0 {
+                            out.push(',');
+                        }
+                        write_str(&mut out, k);
+                        out.push_str(":[");
+                        write_tagged(&mut out, v);
+                        out.push(',');
+                        out.push_str(&t.to_string());
+                        out.push(']');
                     }
-                };
-                (k.clone(), encoded)
-            })
-            .collect();
-        json!({
-            "f": fields,
-            "i": self.identities,
-            "fs": self.first_seen,
-            "ls": self.last_seen,
-            "n": self.events,
-        })
-        .to_string()
+                    out.push_str("}}");
+                }
+            }
+        }
+        out.push_str("},\"i\":{");
+        for (i, (field, values)) in self.identities.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_str(&mut out, field);
+            out.push_str(":[");
+            for (j, v) in values.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                write_str(&mut out, v);
+            }
+            out.push(']');
+        }
+        out.push_str(&format!(
+            "}},\"fs\":{},\"ls\":{},\"n\":{}}}",
+            self.first_seen, self.last_seen, self.events
+        ));
+        out
     }
 
     pub fn from_json(text: &str) -> Result<ProfileState, String> {
@@ -297,13 +336,57 @@ impl ProfileState {
 
 const TIME_TAG: &str = "$t";
 
-/// JSON that keeps times as times.
-fn tagged(v: &Value) -> Json {
+fn write_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// JSON that keeps times as times (`{"$t": micros}`).
+fn write_tagged(out: &mut String, v: &Value) {
     match v {
-        Value::Time(t) => json!({ TIME_TAG: tributary_core::to_micros(*t) }),
-        Value::Array(items) => Json::Array(items.iter().map(tagged).collect()),
-        Value::Map(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), tagged(v))).collect()),
-        other => other.to_json(),
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(i) => out.push_str(&i.to_string()),
+        Value::Number(n) if n.is_finite() => out.push_str(&format!("{n:?}")),
+        Value::Number(_) => out.push_str("null"),
+        Value::String(s) => write_str(out, s),
+        Value::Time(t) => out.push_str(&format!(
+            "{{\"{TIME_TAG}\":{}}}",
+            tributary_core::to_micros(*t)
+        )),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_tagged(out, item);
+            }
+            out.push(']');
+        }
+        Value::Map(m) => {
+            out.push('{');
+            for (i, (k, item)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_str(out, k);
+                out.push(':');
+                write_tagged(out, item);
+            }
+            out.push('}');
+        }
     }
 }
 

@@ -452,11 +452,23 @@ impl Store for PgStore {
             )
             .bind(aid).bind(&fields).bind(&values).bind(&ids).execute(&mut *tx).await?;
         }
-        for m in &c.merges {
-            sqlx::query("INSERT INTO merges (account_id, winner, loser, event_id, field, value, at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-                .bind(aid).bind(m.winner).bind(m.loser).bind(m.event_id)
-                .bind(m.key.field.as_str()).bind(m.key.value.as_str()).bind(m.at)
-                .execute(&mut *tx).await?;
+        if !c.merges.is_empty() {
+            let col = |f: fn(&MergeRecord) -> i64| c.merges.iter().map(f).collect::<Vec<i64>>();
+            let fields: Vec<&str> = c.merges.iter().map(|m| m.key.field.as_str()).collect();
+            let values: Vec<&str> = c.merges.iter().map(|m| m.key.value.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO merges (account_id, winner, loser, event_id, field, value, at)
+                 SELECT $1, * FROM UNNEST($2::bigint[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bigint[])",
+            )
+            .bind(aid)
+            .bind(col(|m| m.winner))
+            .bind(col(|m| m.loser))
+            .bind(col(|m| m.event_id))
+            .bind(&fields)
+            .bind(&values)
+            .bind(col(|m| m.at))
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(true)

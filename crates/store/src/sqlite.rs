@@ -406,26 +406,31 @@ impl Store for SqliteStore {
         if moved.rows_affected() == 0 {
             return Ok(false);
         }
-        for (loser, winner) in &c.merged {
-            sqlx::query(
-                "UPDATE identities SET profile_id = ? WHERE account_id = ? AND profile_id = ?",
-            )
-            .bind(winner)
-            .bind(aid)
-            .bind(loser)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM profiles WHERE account_id = ? AND id = ?")
-                .bind(aid)
-                .bind(loser)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE merges SET winner = ? WHERE account_id = ? AND winner = ?")
-                .bind(winner)
-                .bind(aid)
-                .bind(loser)
-                .execute(&mut *tx)
-                .await?;
+        // `CASE` maps each loser to its winner; `IN` lets the index find the rows.
+        for chunk in c.merged.chunks(ROWS_PER_INSERT) {
+            let cases = vec!["WHEN ? THEN ?"; chunk.len()].join(" ");
+            let losers = vec!["?"; chunk.len()].join(",");
+            for (table, column) in [("identities", "profile_id"), ("merges", "winner")] {
+                let sql = format!(
+                    "UPDATE {table} SET {column} = CASE {column} {cases} END
+                     WHERE account_id = ? AND {column} IN ({losers})"
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for (loser, winner) in chunk {
+                    q = q.bind(*loser).bind(*winner);
+                }
+                q = q.bind(aid);
+                for (loser, _) in chunk {
+                    q = q.bind(*loser);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            let sql = format!("DELETE FROM profiles WHERE account_id = ? AND id IN ({losers})");
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
+            for (loser, _) in chunk {
+                q = q.bind(*loser);
+            }
+            q.execute(&mut *tx).await?;
         }
         for chunk in c.profiles.chunks(ROWS_PER_INSERT) {
             let sql = format!(
@@ -460,11 +465,23 @@ impl Store for SqliteStore {
             }
             q.execute(&mut *tx).await?;
         }
-        for m in &c.merges {
-            sqlx::query("INSERT INTO merges (account_id, winner, loser, event_id, field, value, at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-                .bind(aid).bind(m.winner).bind(m.loser).bind(m.event_id)
-                .bind(m.key.field.as_str()).bind(m.key.value.as_str()).bind(m.at)
-                .execute(&mut *tx).await?;
+        for chunk in c.merges.chunks(ROWS_PER_INSERT) {
+            let sql = format!(
+                "INSERT INTO merges (account_id, winner, loser, event_id, field, value, at) VALUES {}",
+                placeholders(chunk.len(), 7)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for m in chunk {
+                q = q
+                    .bind(aid)
+                    .bind(m.winner)
+                    .bind(m.loser)
+                    .bind(m.event_id)
+                    .bind(m.key.field.as_str())
+                    .bind(m.key.value.as_str())
+                    .bind(m.at);
+            }
+            q.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(true)

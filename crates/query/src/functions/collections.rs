@@ -241,8 +241,13 @@ pub fn mapinvert(a: Args, _: &FnCtx) -> Option<Value> {
 }
 
 fn filter_items(a: Args, keep_matching: bool) -> Option<Value> {
-    let patterns: Vec<String> = a[1..].iter().filter_map(text).collect();
-    let matches = |s: &str| patterns.iter().any(|p| glob_match(p, s));
+    // Plain names (the common case) are looked up exactly; only real patterns are globbed.
+    let (exact, globs): (Vec<String>, Vec<String>) = a[1..]
+        .iter()
+        .filter_map(text)
+        .partition(|p| !p.contains(['*', '?']));
+    let exact: std::collections::HashSet<String> = exact.into_iter().collect();
+    let matches = |s: &str| exact.contains(s) || globs.iter().any(|p| glob_match(p, s));
     match a.first()? {
         Value::Array(items) => Some(Value::Array(
             items
