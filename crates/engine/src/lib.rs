@@ -178,6 +178,11 @@ impl Engine {
     /// One batch; `None` when there was nothing to do (or another node got there first).
     async fn process_batch(&self, aid: AccountId) -> Result<Option<Stats>, EngineError> {
         let t = std::time::Instant::now();
+        let plans = self.plans(aid).await?;
+        if plans.is_empty() {
+            // Nothing maps any stream: leave the events for when a query exists.
+            return Ok(None);
+        }
         let cursor = self.store.pipeline_cursor(aid).await?;
         let events = self
             .store
@@ -187,9 +192,8 @@ impl Engine {
             return Ok(None);
         };
         let t_fetch = t.elapsed();
-        let plans = self.plans(aid).await?;
         let blocklist = self.blocklist(aid).await?;
-        let mapped: Vec<_> = events.iter().filter_map(|e| plans.map(e)).collect();
+        let mapped = map_in_parallel(&plans, &events);
         let t_map = t.elapsed();
         let mut keys: Vec<IdentityKey> =
             mapped.iter().flat_map(|m| m.keys.iter().cloned()).collect();
@@ -338,4 +342,31 @@ impl Engine {
     pub async fn account_plans(&self, aid: AccountId) -> Result<Plans, StoreError> {
         self.plans(aid).await
     }
+}
+
+/// Mapping is pure CPU work per event: split it over the machine's cores, keeping event order.
+fn map_in_parallel(plans: &Plans, events: &[tributary_core::StoredEvent]) -> Vec<resolve::Mapped> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if threads < 2 || events.len() < 512 {
+        return events.iter().filter_map(|e| plans.map(e)).collect();
+    }
+    let chunk = events.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = events
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || part.iter().filter_map(|e| plans.map(e)).collect::<Vec<_>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| match h.join() {
+                Ok(part) => part,
+                // Never skip events silently: a panic here is a bug and must surface.
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }

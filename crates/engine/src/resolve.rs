@@ -63,6 +63,10 @@ impl Plans {
         })
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.by_stream.is_empty()
+    }
+
     pub fn all(&self) -> impl Iterator<Item = &MappingPlan> {
         self.by_stream.values().flatten()
     }
