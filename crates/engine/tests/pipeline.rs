@@ -320,30 +320,7 @@ async fn two_engines_share_the_work_without_double_applying(store: Arc<dyn Store
     );
 }
 
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (store, _dir) = tributary_store::testing::sqlite_store().await;
-                    super::$name(store).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(store) = tributary_store::testing::pg_store().await else { return };
-                    super::$name(store).await;
-                }
-            )*
-        }
-    };
-}
-
-suite!(
+tributary_store::backend_tests!(
     identities_link_and_merge,
     blocklist_and_cap_prevent_over_merging,
     rebuild_after_a_mapping_change_and_erasure,

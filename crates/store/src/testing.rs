@@ -235,3 +235,38 @@ fn spawn_watchdog(bin: &Path, dir: &Path) -> Result<(), String> {
         .map(|_| ())
         .map_err(|e| format!("starting the cluster watchdog: {e}"))
 }
+
+/// Runs each named `async fn(store)` test once on SQLite and once on PostgreSQL, as
+/// `sqlite::name` and `postgres::name`. With `wrap = path;` each test gets `path(store).await`
+/// instead of the store (a harness built on it).
+#[macro_export]
+macro_rules! backend_tests {
+    (wrap = $wrap:path; $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (store, _dir) = $crate::testing::sqlite_store().await;
+                    super::$name($wrap(store).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(store) = $crate::testing::pg_store().await else { return };
+                    super::$name($wrap(store).await).await;
+                }
+            )*
+        }
+    };
+    ($($name:ident),* $(,)?) => {
+        $crate::backend_tests!(wrap = $crate::testing::as_is; $($name),*);
+    };
+}
+
+/// The identity harness for `backend_tests!`.
+pub async fn as_is(store: Arc<dyn Store>) -> Arc<dyn Store> {
+    store
+}

@@ -462,30 +462,7 @@ async fn identity_blocklist_is_per_account(store: Arc<dyn Store>) {
     assert_eq!(store.identity_blocklist(1).await.unwrap(), vec!["0"]);
 }
 
-macro_rules! contract_suite {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (store, _dir) = tributary_store::testing::sqlite_store().await;
-                    super::$name(store).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(store) = tributary_store::testing::pg_store().await else { return };
-                    super::$name(store).await;
-                }
-            )*
-        }
-    };
-}
-
-contract_suite!(
+tributary_store::backend_tests!(
     bootstrap_creates_account_one_once,
     concurrent_bootstrap_creates_one_account,
     accounts_get_increasing_numbers,

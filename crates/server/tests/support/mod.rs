@@ -144,26 +144,10 @@ impl App {
     }
 }
 
+/// Runs each `async fn(App)` test on SQLite and PostgreSQL.
 #[macro_export]
 macro_rules! http_suite {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (store, _dir) = tributary_store::testing::sqlite_store().await;
-                    super::$name($crate::support::App::new(store).await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(store) = tributary_store::testing::pg_store().await else { return };
-                    super::$name($crate::support::App::new(store).await).await;
-                }
-            )*
-        }
+        tributary_store::backend_tests!(wrap = $crate::support::App::new; $($name),*);
     };
 }
