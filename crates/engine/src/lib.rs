@@ -51,7 +51,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            batch_size: 5_000,
+            batch_size: 2_500,
             identity_cap: 10,
             lease_ttl: Duration::from_secs(15),
             poll_interval: Duration::from_millis(250),
@@ -68,6 +68,13 @@ pub struct Engine {
     wake: Notify,
     /// Serialises pipeline work and erasures inside this process.
     pipeline: Mutex<()>,
+}
+
+/// A batch read ahead: its events after `after`, already mapped.
+struct Fetched {
+    after: i64,
+    events: Vec<tributary_core::StoredEvent>,
+    mapped: Vec<resolve::Mapped>,
 }
 
 fn now_micros() -> Micros {
@@ -143,12 +150,14 @@ impl Engine {
     pub async fn catch_up(&self, aid: AccountId) -> Result<Stats, EngineError> {
         let _guard = self.pipeline.lock().await;
         let mut total = Stats::default();
+        let mut prefetched = None;
         loop {
             if !self.lease(aid).await? {
                 return Ok(total);
             }
-            match self.process_batch(aid).await? {
-                Some(s) => {
+            match self.process_batch(aid, prefetched.take()).await? {
+                Some((s, next)) => {
+                    prefetched = next;
                     total.events += s.events;
                     total.merges += s.merges;
                     total.profiles_created += s.profiles_created;
@@ -176,25 +185,54 @@ impl Engine {
     }
 
     /// One batch; `None` when there was nothing to do (or another node got there first).
-    async fn process_batch(&self, aid: AccountId) -> Result<Option<Stats>, EngineError> {
+    /// Reads the events after `after` and maps them (on the blocking pool, so a commit running
+    /// at the same time keeps going).
+    async fn fetch(
+        &self,
+        aid: AccountId,
+        plans: Arc<Plans>,
+        after: i64,
+    ) -> Result<Fetched, EngineError> {
+        let events = self
+            .store
+            .events_after(aid, after, self.config.batch_size)
+            .await?;
+        let (events, mapped) = tokio::task::spawn_blocking(move || {
+            let mapped = map_in_parallel(&plans, &events);
+            (events, mapped)
+        })
+        .await
+        .map_err(|e| EngineError::Corrupt(format!("event mapping failed: {e}")))?;
+        Ok(Fetched {
+            after,
+            events,
+            mapped,
+        })
+    }
+
+    /// One batch; `None` when there was nothing to do (or another node got there first).
+    /// While a batch commits, the next one is fetched and mapped, and handed back.
+    async fn process_batch(
+        &self,
+        aid: AccountId,
+        prefetched: Option<Fetched>,
+    ) -> Result<Option<(Stats, Option<Fetched>)>, EngineError> {
         let t = std::time::Instant::now();
-        let plans = self.plans(aid).await?;
+        let plans = Arc::new(self.plans(aid).await?);
         if plans.is_empty() {
             // Nothing maps any stream: leave the events for when a query exists.
             return Ok(None);
         }
         let cursor = self.store.pipeline_cursor(aid).await?;
-        let events = self
-            .store
-            .events_after(aid, cursor, self.config.batch_size)
-            .await?;
+        let Fetched { events, mapped, .. } = match prefetched {
+            Some(f) if f.after == cursor => f,
+            _ => self.fetch(aid, plans.clone(), cursor).await?,
+        };
         let Some(last) = events.last().map(|e| e.id) else {
             return Ok(None);
         };
         let t_fetch = t.elapsed();
         let blocklist = self.blocklist(aid).await?;
-        let mapped = map_in_parallel(&plans, &events);
-        let t_map = t.elapsed();
         let mut keys: Vec<IdentityKey> =
             mapped.iter().flat_map(|m| m.keys.iter().cloned()).collect();
         keys.sort();
@@ -218,13 +256,16 @@ impl Engine {
             p.account_id = aid;
         }
         let t_resolve = t.elapsed();
-        let committed = self.store.commit_pipeline(aid, &commit).await?;
+        let (committed, next) = tokio::join!(
+            self.store.commit_pipeline(aid, &commit),
+            self.fetch(aid, plans.clone(), last)
+        );
+        let committed = committed?;
         tracing::debug!(
             aid,
             events = events.len(),
             fetch_ms = t_fetch.as_secs_f64() * 1e3,
-            map_ms = (t_map - t_fetch).as_secs_f64() * 1e3,
-            load_ms = (t_load - t_map).as_secs_f64() * 1e3,
+            load_ms = (t_load - t_fetch).as_secs_f64() * 1e3,
             resolve_ms = (t_resolve - t_load).as_secs_f64() * 1e3,
             commit_ms = (t.elapsed() - t_resolve).as_secs_f64() * 1e3,
             "pipeline batch"
@@ -236,10 +277,11 @@ impl Engine {
         metrics::counter!("tributary_pipeline_events_total").increment(events.len() as u64);
         metrics::counter!("tributary_profile_merges_total").increment(stats.merges);
         metrics::counter!("tributary_identity_links_refused_total").increment(stats.refused_links);
-        Ok(Some(Stats {
+        let stats = Stats {
             events: events.len() as u64,
             ..stats
-        }))
+        };
+        Ok(Some((stats, next.ok())))
     }
 
     /// Rebuilds every profile of the account from its raw events (after a mapping change).

@@ -341,7 +341,8 @@ impl Store for SqliteStore {
         .bind(aid)
         .bind(after)
         .bind(i64::from(limit))
-        .fetch_all(&self.writer)
+        // The reader pool: the pipeline reads ahead while its previous batch commits.
+        .fetch_all(&self.reader)
         .await?;
         rows.iter().map(event_from_row).collect()
     }
