@@ -173,6 +173,7 @@ Command: `cargo run --release -p tributary-bench -- ingest --seconds {secs} --ru
 | single-event requests, {c} connections | **{single_rps:.0} requests/s**, p50 {single_p50:.1} ms, p99 {single_p99:.1} ms | empty axum handler: {empty_rps:.0} requests/s, p99 {empty_p99:.1} ms | {single_ratio:.2} × empty handler | ≥ 10,000/s, p99 < 50 ms |
 
 Failed requests during the measured phases: {failures}. Every acknowledged event was checked to be in the store after each run.
+The account has no LQL query here, so the profile pipeline stays idle: this is ingestion alone (see the pipeline section for profiles).
 The raw insert writes the same rows with prepared 500-row `INSERT` statements, 1,000 rows per transaction, with the same schema, WAL and `synchronous=FULL` as the store: the storage ceiling without HTTP, JSON parsing or auth.
 ",
         secs = args.seconds,
