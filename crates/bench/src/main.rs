@@ -10,6 +10,10 @@ mod report;
 
 use clap::{Parser, Subcommand};
 
+/// The same allocator as the `tributary` binary, so the harness measures what ships.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "tributary-bench")]
 struct Cli {
@@ -28,6 +32,13 @@ enum Scenario {
 }
 
 fn main() -> anyhow::Result<()> {
+    // `TRIBUTARY_LOG=tributary_engine=debug` shows, for example, the pipeline's per-batch phases.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("TRIBUTARY_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     match Cli::parse().scenario {
         Scenario::Ingest(args) => ingest::run(args),
         Scenario::Query(args) => query::run(args),

@@ -5,6 +5,11 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc: the pipeline and the collection path allocate many small, short-lived values
+/// across threads, where it is markedly faster than the system allocator (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tributary",

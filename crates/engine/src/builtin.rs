@@ -8,8 +8,8 @@ use tributary_store::Store;
 pub const BRAZE_USERS_ALIAS: &str = "braze_users";
 
 /// The seed's webhook fields and the Braze CSV export's columns, mapped by header name.
-/// Identity fields: braze_id, external_id, email. Columns no other line names are kept in the
-/// `custom` map (reachable in FilterQL as `custom.<column>`).
+/// Identity fields: braze_id, external_id, email. Columns no other line reads are kept in the
+/// `custom` map by `unmapped()` (reachable in FilterQL as `custom.<column>`).
 pub const BRAZE_USERS_LQL: &str = r#"
 SELECT
     oneof(braze_id, appboy_id) AS braze_id SHORTDESC "Braze ID",
@@ -28,9 +28,7 @@ SELECT
     count() AS braze_event_count SHORTDESC "Events from Braze" KIND int MERGEOP count,
     now() AS braze_first_seen SHORTDESC "First seen from Braze" KIND date MERGEOP oldest,
     now() AS braze_last_seen SHORTDESC "Last seen from Braze" KIND date MERGEOP latest,
-    filter(match(""), "braze_id", "appboy_id", "external_id", "user_id", "email", "first_name",
-        "last_name", "city", "country", "gender", "language", "date_of_birth", "dob",
-        "phone_number", "phone", "time_zone", "timezone", "twitter_handle")
+    unmapped()
         AS custom SHORTDESC "Other Braze attributes" KIND map[string]value MERGEOP merge
 FROM braze_users INTO user BY braze_id OR external_id OR email
 ALIAS braze_users

@@ -12,6 +12,8 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use rustc_hash::FxHashMap;
+
 use tributary_core::{
     Definition, IdentityKey, MergeRecord, Micros, PipelineCommit, StoredEvent, StoredProfile,
 };
@@ -137,10 +139,10 @@ pub struct Resolver<'a> {
     plans: &'a Plans,
     blocklist: &'a HashSet<String>,
     cap: usize,
-    index: HashMap<IdentityKey, i64>,
-    profiles: HashMap<i64, Entry>,
+    index: FxHashMap<IdentityKey, i64>,
+    profiles: FxHashMap<i64, Entry>,
     /// Profiles merged away in this batch → the profile they went into.
-    alias: HashMap<i64, i64>,
+    alias: FxHashMap<i64, i64>,
     dirty: BTreeSet<i64>,
     new_identities: Vec<IdentityKey>,
     merged: Vec<(i64, i64)>,
@@ -160,7 +162,8 @@ impl<'a> Resolver<'a> {
         index: Vec<(IdentityKey, i64)>,
         loaded: Vec<StoredProfile>,
     ) -> Result<Self, String> {
-        let mut profiles = HashMap::with_capacity(loaded.len());
+        let mut profiles = FxHashMap::default();
+        profiles.reserve(loaded.len());
         for p in loaded {
             let state =
                 ProfileState::from_json(&p.state).map_err(|e| format!("profile {}: {e}", p.id))?;
@@ -178,7 +181,7 @@ impl<'a> Resolver<'a> {
             cap,
             index: index.into_iter().collect(),
             profiles,
-            alias: HashMap::new(),
+            alias: FxHashMap::default(),
             dirty: BTreeSet::new(),
             new_identities: Vec::new(),
             merged: Vec::new(),

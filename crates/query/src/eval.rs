@@ -101,6 +101,8 @@ impl Includer for HashMap<String, FilterStatement> {
 pub struct EvalContext<'a> {
     pub now: OffsetDateTime,
     pub includes: Option<&'a dyn Includer>,
+    /// In an LQL mapping: the source fields its columns read (for `unmapped()`).
+    pub mapped_fields: Option<&'a std::collections::HashSet<String>>,
 }
 
 impl<'a> EvalContext<'a> {
@@ -108,6 +110,14 @@ impl<'a> EvalContext<'a> {
         EvalContext {
             now,
             includes: None,
+            mapped_fields: None,
+        }
+    }
+
+    pub fn with_includes(now: OffsetDateTime, includes: &'a dyn Includer) -> Self {
+        EvalContext {
+            includes: Some(includes),
+            ..EvalContext::at(now)
         }
     }
 }
@@ -340,6 +350,7 @@ impl<'a> Eval<'a, '_> {
                 let ctx = FnCtx {
                     now: self.ctx.now,
                     fields: Some(self.fields),
+                    mapped_fields: self.ctx.mapped_fields,
                 };
                 match functions::call(name, &values, &ctx) {
                     Some(Value::Null) | None => Val::Missing,

@@ -41,6 +41,9 @@ fn opt_as_text<S: serde::Serializer>(e: &Option<Expr>, s: S) -> Result<S::Ok, S:
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MappingPlan {
+    /// Top-level event fields the columns, guards and WHERE read (what `unmapped()` leaves out).
+    #[serde(skip)]
+    pub source_fields: std::collections::HashSet<String>,
     pub alias: String,
     pub stream: String,
     pub table: String,
@@ -183,7 +186,18 @@ pub fn compile(st: &LqlStatement) -> Result<MappingPlan, PlanError> {
             )));
         }
     }
+    let mut source_fields = std::collections::HashSet::new();
+    for c in &st.columns {
+        collect_fields(&c.expr, &mut source_fields);
+        if let Some(g) = &c.guard {
+            collect_fields(g, &mut source_fields);
+        }
+    }
+    if let Some(w) = &st.filter {
+        collect_fields(w, &mut source_fields);
+    }
     Ok(MappingPlan {
+        source_fields,
         alias: st.alias.clone(),
         stream: st.from.clone(),
         table: "user".into(),
@@ -196,7 +210,10 @@ pub fn compile(st: &LqlStatement) -> Result<MappingPlan, PlanError> {
 impl MappingPlan {
     /// Maps one event; `None` when WHERE drops it. `now()` and date math use the event time.
     pub fn apply(&self, event: &dyn Fields, event_time: OffsetDateTime) -> Option<MappedEvent> {
-        let ctx = EvalContext::at(event_time);
+        let ctx = EvalContext {
+            mapped_fields: Some(&self.source_fields),
+            ..EvalContext::at(event_time)
+        };
         if let Some(f) = &self.filter
             && !matches(f, event, &ctx)
         {
@@ -284,5 +301,41 @@ pub fn coerce(v: Value, kind: Kind) -> Option<Value> {
                     .collect(),
             ))
         }
+    }
+}
+
+/// The top-level event fields an expression reads.
+fn collect_fields(e: &Expr, out: &mut std::collections::HashSet<String>) {
+    use crate::ast::ListSource;
+    let mut add = |path: &[String]| {
+        if let Some(first) = path.first() {
+            out.insert(first.clone());
+            out.insert(path.join("."));
+        }
+    };
+    match e {
+        Expr::Field(p) | Expr::Exists(p) => add(p),
+        Expr::In(a, ListSource::Field(p)) | Expr::Intersects(a, ListSource::Field(p)) => {
+            add(p);
+            collect_fields(a, out);
+        }
+        Expr::In(a, ListSource::Items(items)) | Expr::Intersects(a, ListSource::Items(items)) => {
+            collect_fields(a, out);
+            items.iter().for_each(|i| collect_fields(i, out));
+        }
+        Expr::And(items) | Expr::Or(items) | Expr::Call(_, items) => {
+            items.iter().for_each(|i| collect_fields(i, out))
+        }
+        Expr::Not(x) => collect_fields(x, out),
+        Expr::Compare(_, a, b) | Expr::Arith(_, a, b) | Expr::Contains(a, b) | Expr::Like(a, b) => {
+            collect_fields(a, out);
+            collect_fields(b, out);
+        }
+        Expr::Between(a, b, c) => {
+            collect_fields(a, out);
+            collect_fields(b, out);
+            collect_fields(c, out);
+        }
+        Expr::Literal(_) | Expr::Include(_) | Expr::MatchAll => {}
     }
 }

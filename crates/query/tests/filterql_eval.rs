@@ -44,9 +44,9 @@ fn eval_with(
     includes: Option<&HashMap<String, FilterStatement>>,
 ) -> Result<bool, NotOk> {
     let st = parse_filter(filter).unwrap_or_else(|e| panic!("{filter}: {e}"));
-    let ctx = EvalContext {
-        now: NOW,
-        includes: includes.map(|i| i as &dyn tributary_query::Includer),
+    let ctx = match includes {
+        Some(i) => EvalContext::with_includes(NOW, i),
+        None => EvalContext::at(NOW),
     };
     evaluate_bool(&st.filter, &profile(), &ctx)
 }

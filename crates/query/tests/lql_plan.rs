@@ -211,3 +211,38 @@ fn if_else_columns_are_values_not_guards() {
         ]
     );
 }
+
+#[test]
+fn unmapped_keeps_the_columns_no_other_column_reads() {
+    let p = plan(
+        "SELECT oneof(id, user_id) AS id, email IF exists(consent) AS email, unmapped() AS custom KIND map[string]value MERGEOP merge
+         FROM csv INTO user BY id WHERE region != \"test\" ALIAS csv",
+    );
+    let at = datetime!(2024-05-01 10:00 UTC);
+    let m = p
+        .apply(&event(json!({"user_id": "u1", "email": "a@x.io", "consent": "y", "region": "eu", "tier": "gold", "score": 7})), at)
+        .unwrap();
+    let custom = m
+        .updates
+        .iter()
+        .find(|(i, _)| p.fields[*i].name == "custom")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert_eq!(
+        custom,
+        Value::Map(
+            [
+                ("score".to_string(), Value::Int(7)),
+                ("tier".to_string(), Value::String("gold".into()))
+            ]
+            .into()
+        )
+    );
+    // Outside a mapping there is nothing to compare against: no value.
+    let e = tributary_query::parse_expr("unmapped()").unwrap();
+    let fields = std::collections::HashMap::from([("a".to_string(), Value::Int(1))]);
+    assert_eq!(
+        tributary_query::eval::evaluate_value(&e, &fields, &tributary_query::EvalContext::at(at)),
+        None
+    );
+}

@@ -215,6 +215,19 @@ pub fn match_prefix(a: Args, ctx: &FnCtx) -> Option<Value> {
     (!out.is_empty()).then_some(Value::Map(out))
 }
 
+/// `unmapped()` (a Tributary extension): the event's fields that no column of the LQL query
+/// reads, as a map, so unknown columns of a file are kept instead of dropped.
+pub fn unmapped(_: Args, ctx: &FnCtx) -> Option<Value> {
+    let (fields, known) = (ctx.fields?, ctx.mapped_fields?);
+    let mut out = BTreeMap::new();
+    fields.for_each(&mut |name, value| {
+        if !known.contains(name) && !value.is_null() {
+            out.insert(name.to_string(), value.clone());
+        }
+    });
+    (!out.is_empty()).then_some(Value::Map(out))
+}
+
 pub fn mapkeys(a: Args, _: &FnCtx) -> Option<Value> {
     match a.first()? {
         Value::Map(m) => Some(Value::Array(m.keys().cloned().map(Value::String).collect())),

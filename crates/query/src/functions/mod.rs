@@ -19,6 +19,8 @@ pub struct FnCtx<'a> {
     pub now: OffsetDateTime,
     /// All fields of the event or profile, for `match("prefix.")`.
     pub fields: Option<&'a dyn crate::eval::Fields>,
+    /// The source fields an LQL mapping reads, for `unmapped()`.
+    pub mapped_fields: Option<&'a std::collections::HashSet<String>>,
 }
 
 type Impl = fn(&[Value], &FnCtx<'_>) -> Option<Value>;
@@ -133,6 +135,7 @@ catalogue! {
     "daysago" => (1, up_to(1), false, dates::daysago),
     // maps and arrays
     "match" => (1, N, false, collections::match_prefix),
+    "unmapped" => (0, up_to(0), false, collections::unmapped),
     "mapkeys" => (1, up_to(1), false, collections::mapkeys),
     "mapvalues" => (1, up_to(1), false, collections::mapvalues),
     "mapinvert" => (1, up_to(1), false, collections::mapinvert),

@@ -265,10 +265,7 @@ pub async fn evaluate(
         .iter()
         .map(|(k, v)| (k.clone(), Value::from_json_with_dates(v)))
         .collect();
-    let ctx = EvalContext {
-        now,
-        includes: Some(&includes),
-    };
+    let ctx = EvalContext::with_includes(now, &includes);
     let result = evaluate_bool(&st.filter, &entity, &ctx);
     Ok(ok(
         StatusCode::OK,
