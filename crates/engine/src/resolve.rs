@@ -25,7 +25,9 @@ use crate::state::{FieldSpec, FieldState, ProfileState};
 /// The account's compiled LQL queries, by stream.
 #[derive(Default)]
 pub struct Plans {
-    by_stream: HashMap<String, Vec<MappingPlan>>,
+    plans: Vec<MappingPlan>,
+    /// Indexes into `plans`.
+    by_stream: HashMap<String, Vec<usize>>,
     specs: HashMap<String, FieldSpec>,
 }
 
@@ -48,7 +50,8 @@ impl Plans {
                         .by_stream
                         .entry(plan.stream.clone())
                         .or_default()
-                        .push(plan);
+                        .push(plans.plans.len());
+                    plans.plans.push(plan);
                 }
                 Err(e) => {
                     tracing::error!(query = %def.name, error = %e, "stored LQL query does not compile; skipped")
@@ -70,12 +73,12 @@ impl Plans {
     }
 
     pub fn all(&self) -> impl Iterator<Item = &MappingPlan> {
-        self.by_stream.values().flatten()
+        self.plans.iter()
     }
 
     /// Maps one raw event with every query of its stream; `None` when no query reads it.
     pub fn map(&self, event: &StoredEvent) -> Option<Mapped> {
-        let plans = self.by_stream.get(&event.stream)?;
+        let indexes = self.by_stream.get(&event.stream)?;
         let serde_json::Value::Object(object) = &event.payload else {
             return None;
         };
@@ -91,7 +94,8 @@ impl Plans {
             keys: Vec::new(),
             updates: Vec::new(),
         };
-        for plan in plans {
+        for &p in indexes {
+            let plan = &self.plans[p];
             let Some(m) = plan.apply(&payload, at) else {
                 continue;
             };
@@ -101,11 +105,8 @@ impl Plans {
                     mapped.keys.push(key);
                 }
             }
-            for (i, value) in m.updates {
-                let f = &plan.fields[i];
-                mapped
-                    .updates
-                    .push((f.name.clone(), FieldSpec::from(f), value));
+            for (f, value) in m.updates {
+                mapped.updates.push((p, f, value));
             }
         }
         Some(mapped)
@@ -117,7 +118,8 @@ pub struct Mapped {
     pub event_id: i64,
     pub event_time: Micros,
     pub keys: Vec<IdentityKey>,
-    pub updates: Vec<(String, FieldSpec, Value)>,
+    /// `(plan, field of that plan, value)`: indexes into [`Plans`], so no name is copied.
+    pub updates: Vec<(usize, usize, Value)>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -315,12 +317,17 @@ impl<'a> Resolver<'a> {
             self.index.insert(k.clone(), target);
             self.new_identities.push(k);
         }
-        for (name, spec, value) in m.updates {
+        for (p, f, value) in m.updates {
+            let mapping = &self.plans.plans[p].fields[f];
+            let spec = FieldSpec::from(mapping);
             let contribution = FieldState::from_event(spec, value, m.event_time);
-            match entry.state.fields.get_mut(&name) {
+            match entry.state.fields.get_mut(mapping.name.as_str()) {
                 Some(existing) => existing.combine(contribution, spec),
                 None => {
-                    entry.state.fields.insert(name, contribution);
+                    entry
+                        .state
+                        .fields
+                        .insert(mapping.name.clone(), contribution);
                 }
             }
         }

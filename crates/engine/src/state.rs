@@ -246,7 +246,7 @@ impl ProfileState {
                     out.push_str(":{\"v\":");
                     write_tagged(&mut out, value);
                     out.push_str(",\"t\":");
-                    out.push_str(&at.to_string());
+                    push_int(&mut out, *at);
                     out.push('}');
                 }
                 FieldState::Keyed(entries) => {
@@ -259,7 +259,7 @@ impl ProfileState {
                         out.push_str(":[");
                         write_tagged(&mut out, v);
                         out.push(',');
-                        out.push_str(&t.to_string());
+                        push_int(&mut out, *t);
                         out.push(']');
                     }
                     out.push_str("}}");
@@ -336,6 +336,11 @@ impl ProfileState {
 
 const TIME_TAG: &str = "$t";
 
+fn push_int(out: &mut String, i: i64) {
+    use std::fmt::Write;
+    let _ = write!(out, "{i}");
+}
+
 fn write_str(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
@@ -357,7 +362,7 @@ fn write_tagged(out: &mut String, v: &Value) {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Int(i) => out.push_str(&i.to_string()),
+        Value::Int(i) => push_int(out, *i),
         Value::Number(n) if n.is_finite() => out.push_str(&format!("{n:?}")),
         Value::Number(_) => out.push_str("null"),
         Value::String(s) => write_str(out, s),
