@@ -70,6 +70,12 @@ pub struct Engine {
     pipeline: Mutex<()>,
 }
 
+async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let started = std::time::Instant::now();
+    let out = f.await;
+    (out, started.elapsed())
+}
+
 /// A batch read ahead: its events after `after`, already mapped.
 struct Fetched {
     after: i64,
@@ -256,9 +262,9 @@ impl Engine {
             p.account_id = aid;
         }
         let t_resolve = t.elapsed();
-        let (committed, next) = tokio::join!(
-            self.store.commit_pipeline(aid, &commit),
-            self.fetch(aid, plans.clone(), last)
+        let ((committed, commit_only), (next, prefetch)) = tokio::join!(
+            timed(self.store.commit_pipeline(aid, &commit)),
+            timed(self.fetch(aid, plans.clone(), last))
         );
         let committed = committed?;
         tracing::debug!(
@@ -267,7 +273,8 @@ impl Engine {
             fetch_ms = t_fetch.as_secs_f64() * 1e3,
             load_ms = (t_load - t_fetch).as_secs_f64() * 1e3,
             resolve_ms = (t_resolve - t_load).as_secs_f64() * 1e3,
-            commit_ms = (t.elapsed() - t_resolve).as_secs_f64() * 1e3,
+            commit_ms = commit_only.as_secs_f64() * 1e3,
+            prefetch_ms = prefetch.as_secs_f64() * 1e3,
             "pipeline batch"
         );
         if !committed {
