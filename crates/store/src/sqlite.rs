@@ -392,100 +392,23 @@ impl Store for SqliteStore {
 
     async fn commit_pipeline(&self, aid: AccountId, c: &PipelineCommit) -> Result<bool> {
         let mut conn = self.writer.acquire().await?;
-        let mut tx = conn.begin().await?;
-        let moved = sqlx::query(
-            "INSERT INTO pipeline_cursors (account_id, position) VALUES (?, ?)
-             ON CONFLICT (account_id) DO UPDATE SET position = excluded.position
-             WHERE pipeline_cursors.position = ?",
-        )
-        .bind(aid)
-        .bind(c.new_cursor)
-        .bind(c.expected_cursor)
-        .execute(&mut *tx)
-        .await?;
-        // Another node (or an earlier run) already moved the cursor: apply nothing.
-        if moved.rows_affected() == 0 {
-            return Ok(false);
+        // Profiles are derived data: a batch lost to a power cut (never to a process crash) is
+        // recomputed from the raw events, whose commits stay fully synchronous, and the cursor
+        // is lost with it. So the pipeline's commits skip the fsync; the next event append's
+        // fsync makes them durable too.
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *conn)
+            .await?;
+        let result = commit_pipeline_on(&mut conn, aid, c).await;
+        if let Err(e) = sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut *conn)
+            .await
+        {
+            // Never hand a connection with relaxed durability back to the event writer.
+            conn.close_on_drop();
+            return Err(e.into());
         }
-        // `CASE` maps each loser to its winner; `IN` lets the index find the rows.
-        for chunk in c.merged.chunks(ROWS_PER_INSERT) {
-            let cases = vec!["WHEN ? THEN ?"; chunk.len()].join(" ");
-            let losers = vec!["?"; chunk.len()].join(",");
-            for (table, column) in [("identities", "profile_id"), ("merges", "winner")] {
-                let sql = format!(
-                    "UPDATE {table} SET {column} = CASE {column} {cases} END
-                     WHERE account_id = ? AND {column} IN ({losers})"
-                );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for (loser, winner) in chunk {
-                    q = q.bind(*loser).bind(*winner);
-                }
-                q = q.bind(aid);
-                for (loser, _) in chunk {
-                    q = q.bind(*loser);
-                }
-                q.execute(&mut *tx).await?;
-            }
-            let sql = format!("DELETE FROM profiles WHERE account_id = ? AND id IN ({losers})");
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
-            for (loser, _) in chunk {
-                q = q.bind(*loser);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        for chunk in c.profiles.chunks(ROWS_PER_INSERT) {
-            let sql = format!(
-                "INSERT INTO profiles (account_id, id, state, created_at, modified_at) VALUES {}
-                 ON CONFLICT (account_id, id) DO UPDATE SET state = excluded.state, modified_at = excluded.modified_at",
-                placeholders(chunk.len(), 5)
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for p in chunk {
-                q = q
-                    .bind(aid)
-                    .bind(p.id)
-                    .bind(p.state.as_str())
-                    .bind(p.created_at)
-                    .bind(p.modified_at);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        for chunk in c.identities.chunks(ROWS_PER_INSERT) {
-            let sql = format!(
-                "INSERT INTO identities (account_id, field, value, profile_id) VALUES {}
-                 ON CONFLICT (account_id, field, value) DO UPDATE SET profile_id = excluded.profile_id",
-                placeholders(chunk.len(), 4)
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (k, id) in chunk {
-                q = q
-                    .bind(aid)
-                    .bind(k.field.as_str())
-                    .bind(k.value.as_str())
-                    .bind(*id);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        for chunk in c.merges.chunks(ROWS_PER_INSERT) {
-            let sql = format!(
-                "INSERT INTO merges (account_id, winner, loser, event_id, field, value, at) VALUES {}",
-                placeholders(chunk.len(), 7)
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for m in chunk {
-                q = q
-                    .bind(aid)
-                    .bind(m.winner)
-                    .bind(m.loser)
-                    .bind(m.event_id)
-                    .bind(m.key.field.as_str())
-                    .bind(m.key.value.as_str())
-                    .bind(m.at);
-            }
-            q.execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        result
     }
 
     async fn profile_identities(
@@ -635,3 +558,105 @@ fn placeholders(rows: usize, columns: usize) -> String {
 
 /// Identity keys or ids per `IN (...)` query (two parameters per key, under SQLite's limit).
 const KEYS_PER_QUERY: usize = 2_000;
+
+/// The body of `commit_pipeline`, on the writer connection.
+async fn commit_pipeline_on(
+    conn: &mut sqlx::SqliteConnection,
+    aid: AccountId,
+    c: &PipelineCommit,
+) -> Result<bool> {
+    let mut tx = conn.begin().await?;
+    let moved = sqlx::query(
+        "INSERT INTO pipeline_cursors (account_id, position) VALUES (?, ?)
+             ON CONFLICT (account_id) DO UPDATE SET position = excluded.position
+             WHERE pipeline_cursors.position = ?",
+    )
+    .bind(aid)
+    .bind(c.new_cursor)
+    .bind(c.expected_cursor)
+    .execute(&mut *tx)
+    .await?;
+    // Another node (or an earlier run) already moved the cursor: apply nothing.
+    if moved.rows_affected() == 0 {
+        return Ok(false);
+    }
+    // `CASE` maps each loser to its winner; `IN` lets the index find the rows.
+    for chunk in c.merged.chunks(ROWS_PER_INSERT) {
+        let cases = vec!["WHEN ? THEN ?"; chunk.len()].join(" ");
+        let losers = vec!["?"; chunk.len()].join(",");
+        for (table, column) in [("identities", "profile_id"), ("merges", "winner")] {
+            let sql = format!(
+                "UPDATE {table} SET {column} = CASE {column} {cases} END
+                     WHERE account_id = ? AND {column} IN ({losers})"
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (loser, winner) in chunk {
+                q = q.bind(*loser).bind(*winner);
+            }
+            q = q.bind(aid);
+            for (loser, _) in chunk {
+                q = q.bind(*loser);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let sql = format!("DELETE FROM profiles WHERE account_id = ? AND id IN ({losers})");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
+        for (loser, _) in chunk {
+            q = q.bind(*loser);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for chunk in c.profiles.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+                "INSERT INTO profiles (account_id, id, state, created_at, modified_at) VALUES {}
+                 ON CONFLICT (account_id, id) DO UPDATE SET state = excluded.state, modified_at = excluded.modified_at",
+                placeholders(chunk.len(), 5)
+            );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for p in chunk {
+            q = q
+                .bind(aid)
+                .bind(p.id)
+                .bind(p.state.as_str())
+                .bind(p.created_at)
+                .bind(p.modified_at);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for chunk in c.identities.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+                "INSERT INTO identities (account_id, field, value, profile_id) VALUES {}
+                 ON CONFLICT (account_id, field, value) DO UPDATE SET profile_id = excluded.profile_id",
+                placeholders(chunk.len(), 4)
+            );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (k, id) in chunk {
+            q = q
+                .bind(aid)
+                .bind(k.field.as_str())
+                .bind(k.value.as_str())
+                .bind(*id);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    for chunk in c.merges.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO merges (account_id, winner, loser, event_id, field, value, at) VALUES {}",
+            placeholders(chunk.len(), 7)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for m in chunk {
+            q = q
+                .bind(aid)
+                .bind(m.winner)
+                .bind(m.loser)
+                .bind(m.event_id)
+                .bind(m.key.field.as_str())
+                .bind(m.key.value.as_str())
+                .bind(m.at);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
