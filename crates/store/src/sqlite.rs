@@ -42,7 +42,10 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
             .pragma("temp_store", "memory")
-            .pragma("cache_size", "-65536");
+            .pragma("cache_size", "-131072")
+            // Reads through the mapping instead of a syscall per page: identity lookups and
+            // profile loads are random reads over large tables.
+            .pragma("mmap_size", "268435456");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
