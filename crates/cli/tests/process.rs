@@ -221,7 +221,7 @@ async fn two_processes_share_one_postgres_database() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    tokio::time::sleep(tributary_server_cache_ttl() + Duration::from_millis(500)).await;
+    tokio::time::sleep(tributary_server::auth::TOKEN_CACHE_TTL + Duration::from_millis(500)).await;
     let r = http
         .post(b.url("/collect/json/shared"))
         .bearer_auth(&token)
@@ -286,8 +286,4 @@ async fn pipeline_work_moves_to_a_surviving_node() {
     )
     .await;
     assert_eq!(profile["data"]["city"], "Newtown");
-}
-
-fn tributary_server_cache_ttl() -> Duration {
-    Duration::from_secs(2)
 }

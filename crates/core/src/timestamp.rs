@@ -225,11 +225,6 @@ pub fn parse_json_timestamp(value: &serde_json::Value) -> Option<OffsetDateTime>
     }
 }
 
-/// The same as [`parse_date`], under the name collection code uses.
-pub fn parse_timestamp(text: &str) -> Option<OffsetDateTime> {
-    parse_date(text)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,7 +247,7 @@ mod tests {
             ),
         ];
         for (text, want) in cases {
-            assert_eq!(parse_timestamp(text), Some(want), "{text}");
+            assert_eq!(parse_date(text), Some(want), "{text}");
         }
         assert_eq!(
             parse_json_timestamp(&serde_json::json!(1709296200)),
@@ -263,7 +258,7 @@ mod tests {
     #[test]
     fn rejected_forms() {
         for text in ["", "yesterday", "2024-13-01", "12", "-5", "2024-02-30"] {
-            assert_eq!(parse_timestamp(text), None, "{text}");
+            assert_eq!(parse_date(text), None, "{text}");
         }
         assert_eq!(parse_json_timestamp(&serde_json::json!(true)), None);
     }

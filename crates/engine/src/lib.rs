@@ -103,10 +103,6 @@ impl Engine {
         })
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
-    }
-
     /// Tells the worker there may be new events.
     pub fn wake(&self) {
         self.wake.notify_one();

@@ -1,7 +1,7 @@
 //! Dates: date math (`"now-30d"`), and the date parsers of `tributary_core::timestamp`
 //! re-exported (one parser for collection and the query languages).
 
-use time::{Date, Duration, Month, OffsetDateTime, Time};
+use time::{Date, Duration, Month, OffsetDateTime};
 
 pub use tributary_core::timestamp::{parse_date, parse_iso8601};
 
@@ -178,11 +178,6 @@ fn add_months(t: OffsetDateTime, n: i64) -> OffsetDateTime {
         Ok(d) => t.replace_date(d),
         Err(_) => t,
     }
-}
-
-/// Midnight UTC of a date, for functions that work on days.
-pub fn start_of_day(t: OffsetDateTime) -> OffsetDateTime {
-    t.replace_time(Time::MIDNIGHT)
 }
 
 #[cfg(test)]

@@ -85,7 +85,7 @@ impl Value {
             Value::Time(t) => Some(*t),
             Value::String(s) => crate::dates::parse_date(s),
             Value::Int(_) | Value::Number(_) => {
-                tributary_core::timestamp::parse_timestamp(&self.to_text())
+                tributary_core::timestamp::parse_date(&self.to_text())
             }
             _ => None,
         }

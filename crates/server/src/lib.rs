@@ -61,11 +61,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/collect/json/{stream}",
-            post(routes::collect::collect_json),
+            post(routes::collect::collect_by_token::<false>),
         )
         .route(
             "/collect/bulk/{stream}",
-            post(routes::collect::collect_bulk),
+            post(routes::collect::collect_by_token::<true>),
         )
         .route("/v2/stream", get(routes::streams::list))
         .route("/v2/stream/{name}/events", get(routes::streams::events))

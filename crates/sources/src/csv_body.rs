@@ -157,14 +157,12 @@ fn row_to_record(
             .filter(|v| !v.is_empty())
         {
             None => None,
-            Some(v) => Some(
-                tributary_core::timestamp::parse_timestamp(v).ok_or_else(|| {
-                    format!(
-                        "timestamp column {:?} has a value that is not a date or time: {v:?}",
-                        headers[c]
-                    )
-                })?,
-            ),
+            Some(v) => Some(tributary_core::timestamp::parse_date(v).ok_or_else(|| {
+                format!(
+                    "timestamp column {:?} has a value that is not a date or time: {v:?}",
+                    headers[c]
+                )
+            })?),
         },
         None => None,
     };

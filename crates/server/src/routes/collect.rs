@@ -47,7 +47,8 @@ pub async fn collect_in_account(
     collect(&state, &caller, &stream, &uri, &headers, body, Format::Json).await
 }
 
-pub async fn collect_json(
+/// `/collect/json/{stream}` (`BULK = false`) and `/collect/bulk/{stream}` (`BULK = true`).
+pub async fn collect_by_token<const BULK: bool>(
     State(state): State<Arc<AppState>>,
     auth: Authorized<Collect>,
     Path(stream): Path<String>,
@@ -55,36 +56,8 @@ pub async fn collect_json(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    collect(
-        &state,
-        &auth.caller,
-        &stream,
-        &uri,
-        &headers,
-        body,
-        Format::Json,
-    )
-    .await
-}
-
-pub async fn collect_bulk(
-    State(state): State<Arc<AppState>>,
-    auth: Authorized<Collect>,
-    Path(stream): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult {
-    collect(
-        &state,
-        &auth.caller,
-        &stream,
-        &uri,
-        &headers,
-        body,
-        Format::Bulk,
-    )
-    .await
+    let format = if BULK { Format::Bulk } else { Format::Json };
+    collect(&state, &auth.caller, &stream, &uri, &headers, body, format).await
 }
 
 async fn collect(
