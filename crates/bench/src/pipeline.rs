@@ -21,7 +21,7 @@ pub struct Args {
     /// Events on PostgreSQL (0 skips it).
     #[arg(long, default_value_t = 200_000)]
     pg_events: usize,
-    #[arg(long, default_value_t = 2_500)]
+    #[arg(long, default_value_t = tributary_engine::EngineConfig::default().batch_size)]
     batch: u32,
     #[arg(long)]
     write: Option<PathBuf>,

@@ -51,7 +51,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            batch_size: 2_500,
+            batch_size: 5_000,
             identity_cap: 10,
             lease_ttl: Duration::from_secs(15),
             poll_interval: Duration::from_millis(250),

@@ -27,12 +27,14 @@ pub(crate) const SQLITE: &[Migration] = migrations!("sqlite":
     1 "foundation" "0001_foundation.sql",
     2 "definitions" "0002_definitions.sql",
     3 "profiles" "0003_profiles.sql",
+    4 "compact_profiles" "0004_compact_profiles.sql",
 );
 
 pub(crate) const POSTGRES: &[Migration] = migrations!("postgres":
     1 "foundation" "0001_foundation.sql",
     2 "definitions" "0002_definitions.sql",
     3 "profiles" "0003_profiles.sql",
+    4 "compact_profiles" "0004_compact_profiles.sql",
 );
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

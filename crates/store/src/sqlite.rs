@@ -612,7 +612,7 @@ async fn commit_pipeline_on(
     for chunk in c.profiles.chunks(ROWS_PER_INSERT) {
         let sql = format!(
                 "INSERT INTO profiles (account_id, id, state, created_at, modified_at) VALUES {}
-                 ON CONFLICT (account_id, id) DO UPDATE SET state = excluded.state, modified_at = excluded.modified_at",
+                 ON CONFLICT (id) DO UPDATE SET state = excluded.state, modified_at = excluded.modified_at",
                 placeholders(chunk.len(), 5)
             );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
