@@ -4,6 +4,7 @@
 pub mod account;
 pub mod definition;
 pub mod event;
+pub mod membership;
 pub mod profile;
 pub mod timestamp;
 pub mod token;
@@ -11,6 +12,7 @@ pub mod token;
 pub use account::{Account, AccountId};
 pub use definition::{Definition, DefinitionKind};
 pub use event::{NewEvent, StoredEvent, StreamInfo, validate_stream_name};
+pub use membership::{AudienceVersion, LogEntry, MembershipChange};
 pub use profile::{IdentityKey, MergeRecord, PipelineCommit, StoredProfile};
 pub use token::{Expiry, NewToken, Role, TokenHash, TokenRecord, TokenSecret};
 

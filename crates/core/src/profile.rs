@@ -25,6 +25,8 @@ pub struct StoredProfile {
     pub state: String,
     pub created_at: Micros,
     pub modified_at: Micros,
+    /// When a date-relative audience may next change its mind about this profile.
+    pub next_check: Option<Micros>,
 }
 
 /// One merge: `loser` was folded into `winner` when `event_id` linked them through `key`.
@@ -50,4 +52,9 @@ pub struct PipelineCommit {
     /// `(loser, winner)`: every identity of `loser` moves to `winner`, and `loser` is deleted.
     pub merged: Vec<(i64, i64)>,
     pub merges: Vec<MergeRecord>,
+    /// Audience entries and exits of the batch's profiles, in the order they happened. The
+    /// exits of merged-away profiles are the store's to record (it knows their membership).
+    pub changes: Vec<crate::MembershipChange>,
+    /// The time the log records for this commit's changes.
+    pub at: Micros,
 }

@@ -34,6 +34,27 @@ FROM braze_users INTO user BY braze_id OR external_id OR email
 ALIAS braze_users
 "#;
 
+/// Audiences every account has: `(slug, FilterQL)`. `_first_seen` is a meta field every
+/// profile has (see `audiences::META_FIELDS`).
+pub const BUILTIN_AUDIENCES: &[(&str, &str)] = &[
+    (
+        "lytics_all",
+        "-- Every profile\nFILTER * FROM user ALIAS lytics_all",
+    ),
+    (
+        "lytics_known",
+        "-- Profiles with an email or an external id\nFILTER OR (EXISTS email, EXISTS external_id) FROM user ALIAS lytics_known",
+    ),
+    (
+        "lytics_anonymous",
+        "-- Profiles with neither an email nor an external id\nFILTER AND (NOT EXISTS email, NOT EXISTS external_id) FROM user ALIAS lytics_anonymous",
+    ),
+    (
+        "lytics_new",
+        "-- Profiles first seen within the last 7 days\nFILTER _first_seen > \"now-7d\" FROM user ALIAS lytics_new",
+    ),
+];
+
 /// Values that never link profiles. Compared case-insensitively after trimming.
 pub const DEFAULT_BLOCKLIST: &[&str] = &[
     "",
@@ -56,7 +77,7 @@ pub const DEFAULT_BLOCKLIST: &[&str] = &[
     "{}",
 ];
 
-/// Gives a new account its built-in query and blocklist.
+/// Gives a new account its built-in query, audiences and blocklist.
 pub async fn seed_account(
     store: &dyn Store,
     aid: AccountId,
@@ -78,6 +99,28 @@ pub async fn seed_account(
                 kind: DefinitionKind::Query,
                 name: BRAZE_USERS_ALIAS.into(),
                 text: statement,
+                created_at: now,
+                updated_at: now,
+            })
+            .await?;
+    }
+    for (slug, text) in BUILTIN_AUDIENCES {
+        if store
+            .definition(aid, DefinitionKind::Segment, slug)
+            .await?
+            .is_some()
+        {
+            continue;
+        }
+        let text = tributary_query::parse_filter(text)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|_| text.to_string());
+        store
+            .put_definition(&Definition {
+                account_id: aid,
+                kind: DefinitionKind::Segment,
+                name: slug.to_string(),
+                text,
                 created_at: now,
                 updated_at: now,
             })
@@ -105,5 +148,13 @@ mod tests {
             vec!["braze_id", "external_id", "email"]
         );
         assert_eq!(plan.stream, "braze_users");
+    }
+
+    #[test]
+    fn builtin_audiences_parse_under_their_slugs() {
+        for (slug, text) in BUILTIN_AUDIENCES {
+            let st = tributary_query::parse_filter(text).unwrap();
+            assert_eq!(st.alias.as_deref(), Some(*slug));
+        }
     }
 }

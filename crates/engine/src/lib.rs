@@ -13,7 +13,9 @@
 //! - Profiles are a pure function of the raw events and the mappings: any arrival order of the
 //!   same events gives the same fields (`tests/order_independence.rs`).
 
+pub mod audiences;
 pub mod builtin;
+pub mod membership;
 pub mod resolve;
 pub mod state;
 
@@ -25,6 +27,7 @@ use tokio::sync::{Mutex, Notify};
 use tributary_core::{AccountId, DefinitionKind, IdentityKey, Micros, StoredProfile, to_micros};
 use tributary_store::{Store, StoreError};
 
+pub use audiences::{Audiences, ProfileView, Scope};
 pub use resolve::{Plans, Stats};
 pub use state::{FieldSpec, FieldState, ProfileState};
 
@@ -136,7 +139,8 @@ impl Engine {
         }
     }
 
-    /// Processes every account this node can lease until each is caught up.
+    /// Processes every account this node can lease until each is caught up, then brings
+    /// audience membership in step with changed definitions and with time.
     pub async fn catch_up_all(&self) -> Result<Stats, EngineError> {
         let mut total = Stats::default();
         for aid in self.store.account_ids().await? {
@@ -144,6 +148,8 @@ impl Engine {
             total.events += s.events;
             total.merges += s.merges;
             total.profiles_created += s.profiles_created;
+            self.sync_audiences(aid).await?;
+            while self.check_due(aid).await? >= membership::DUE_BATCH as usize {}
         }
         Ok(total)
     }
@@ -176,6 +182,12 @@ impl Engine {
         ))
     }
 
+    async fn audiences(&self, aid: AccountId) -> Result<Audiences, StoreError> {
+        Ok(Audiences::compile(
+            &self.store.definitions(aid, DefinitionKind::Segment).await?,
+        ))
+    }
+
     async fn blocklist(&self, aid: AccountId) -> Result<HashSet<String>, StoreError> {
         Ok(self
             .store
@@ -200,7 +212,7 @@ impl Engine {
             .events_after(aid, after, self.config.batch_size)
             .await?;
         let (events, mapped) = tokio::task::spawn_blocking(move || {
-            let mapped = map_in_parallel(&plans, &events);
+            let mapped = in_parallel(&events, |e| plans.map(e));
             (events, mapped)
         })
         .await
@@ -246,9 +258,16 @@ impl Engine {
         let loaded = self.store.load_profiles(aid, &ids).await?;
         let t_load = t.elapsed();
         let now = now_micros();
-        let mut resolver =
-            resolve::Resolver::new(&plans, &blocklist, self.config.identity_cap, index, loaded)
-                .map_err(EngineError::Corrupt)?;
+        let audiences = self.audiences(aid).await?;
+        let mut resolver = resolve::Resolver::new(
+            &plans,
+            &audiences,
+            &blocklist,
+            self.config.identity_cap,
+            index,
+            loaded,
+        )
+        .map_err(EngineError::Corrupt)?;
         for m in mapped {
             resolver.apply(m, now);
         }
@@ -373,7 +392,9 @@ impl Engine {
             }
             after = last;
         }
-        self.store.erase_profile(aid, profile.id, &doomed).await?;
+        self.store
+            .erase_profile(aid, profile.id, &doomed, now_micros())
+            .await?;
         tracing::info!(
             aid,
             profile = profile.id,
@@ -389,27 +410,27 @@ impl Engine {
     }
 }
 
-/// Mapping is pure CPU work per event: split it over the machine's cores, keeping event order.
-fn map_in_parallel(plans: &Plans, events: &[tributary_core::StoredEvent]) -> Vec<resolve::Mapped> {
+/// Pure CPU work per item (mapping events, evaluating audiences): split over the machine's
+/// cores, keeping the order.
+fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Option<R> + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
-    if threads < 2 || events.len() < 512 {
-        return events.iter().filter_map(|e| plans.map(e)).collect();
+    if threads < 2 || items.len() < 512 {
+        return items.iter().filter_map(&f).collect();
     }
-    let chunk = events.len().div_ceil(threads);
+    let chunk = items.len().div_ceil(threads);
+    let f = &f;
     std::thread::scope(|scope| {
-        let handles: Vec<_> = events
+        let handles: Vec<_> = items
             .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || part.iter().filter_map(|e| plans.map(e)).collect::<Vec<_>>())
-            })
+            .map(|part| scope.spawn(move || part.iter().filter_map(f).collect::<Vec<_>>()))
             .collect();
         handles
             .into_iter()
             .flat_map(|h| match h.join() {
                 Ok(part) => part,
-                // Never skip events silently: a panic here is a bug and must surface.
+                // Never skip work silently: a panic here is a bug and must surface.
                 Err(panic) => std::panic::resume_unwind(panic),
             })
             .collect()

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use tributary_core::{
     Definition, IdentityKey, MergeRecord, Micros, PipelineCommit, StoredEvent, StoredProfile,
@@ -20,7 +20,9 @@ use tributary_core::{
 use tributary_query::lql::{MappingPlan, compile};
 use tributary_query::{Value, parse_lql};
 
+use crate::audiences::{Audiences, EVENT_META_FIELDS, ProfileView, Scope};
 use crate::state::{FieldSpec, FieldState, ProfileState};
+use tributary_core::MembershipChange;
 
 /// The account's compiled LQL queries, by stream.
 #[derive(Default)]
@@ -132,13 +134,35 @@ pub struct Stats {
     pub refused_links: u64,
 }
 
-struct Entry {
-    state: ProfileState,
-    created_at: Micros,
+/// A profile as the resolver holds it: parsed, with its creation time.
+pub(crate) struct Entry {
+    pub state: ProfileState,
+    pub created_at: Micros,
+}
+
+impl Entry {
+    pub fn parse(p: &StoredProfile) -> Result<Entry, String> {
+        Ok(Entry {
+            state: ProfileState::from_json(&p.state)
+                .map_err(|e| format!("profile {}: {e}", p.id))?,
+            created_at: p.created_at,
+        })
+    }
+}
+
+/// What a batch changed in a profile, for choosing the audiences to evaluate again.
+enum Touched<'a> {
+    /// New, or it absorbed another profile: every audience.
+    All,
+    Fields(FxHashSet<&'a str>),
 }
 
 pub struct Resolver<'a> {
     plans: &'a Plans,
+    audiences: &'a Audiences,
+    touched: FxHashMap<i64, Touched<'a>>,
+    /// Exits of profiles merged away, in merge order.
+    exits: Vec<MembershipChange>,
     blocklist: &'a HashSet<String>,
     cap: usize,
     index: FxHashMap<IdentityKey, i64>,
@@ -159,6 +183,7 @@ pub fn is_blocked(blocklist: &HashSet<String>, value: &str) -> bool {
 impl<'a> Resolver<'a> {
     pub fn new(
         plans: &'a Plans,
+        audiences: &'a Audiences,
         blocklist: &'a HashSet<String>,
         cap: usize,
         index: Vec<(IdentityKey, i64)>,
@@ -167,18 +192,13 @@ impl<'a> Resolver<'a> {
         let mut profiles = FxHashMap::default();
         profiles.reserve(loaded.len());
         for p in loaded {
-            let state =
-                ProfileState::from_json(&p.state).map_err(|e| format!("profile {}: {e}", p.id))?;
-            profiles.insert(
-                p.id,
-                Entry {
-                    state,
-                    created_at: p.created_at,
-                },
-            );
+            profiles.insert(p.id, Entry::parse(&p)?);
         }
         Ok(Resolver {
             plans,
+            audiences,
+            touched: FxHashMap::default(),
+            exits: Vec::new(),
             blocklist,
             cap,
             index: index.into_iter().collect(),
@@ -259,6 +279,7 @@ impl<'a> Resolver<'a> {
                         created_at: now,
                     },
                 );
+                self.touched.insert(m.event_id, Touched::All);
                 m.event_id
             }
         };
@@ -280,6 +301,13 @@ impl<'a> Resolver<'a> {
             let Some(loser) = self.profiles.remove(&other) else {
                 continue;
             };
+            self.exits.extend(
+                loser
+                    .state
+                    .segments
+                    .iter()
+                    .map(|slug| MembershipChange::exit(slug.as_str(), other)),
+            );
             let plans = self.plans;
             if let Some(t) = self.profiles.get_mut(&target) {
                 t.state.absorb(loser.state, &|name| plans.spec(name));
@@ -287,6 +315,8 @@ impl<'a> Resolver<'a> {
             }
             self.alias.insert(other, target);
             self.dirty.remove(&other);
+            self.touched.remove(&other);
+            self.touched.insert(target, Touched::All);
             self.merged.push((other, target));
             self.stats.merges += 1;
             if let Some(key) = via {
@@ -317,8 +347,21 @@ impl<'a> Resolver<'a> {
             self.index.insert(k.clone(), target);
             self.new_identities.push(k);
         }
+        let touched = match self
+            .touched
+            .entry(target)
+            .or_insert_with(|| Touched::Fields(EVENT_META_FIELDS.iter().copied().collect()))
+        {
+            Touched::All => None,
+            Touched::Fields(set) => Some(set),
+        };
+        let plans = self.plans;
+        let mut touched = touched;
         for (p, f, value) in m.updates {
-            let mapping = &self.plans.plans[p].fields[f];
+            let mapping = &plans.plans[p].fields[f];
+            if let Some(set) = touched.as_mut() {
+                set.insert(mapping.name.as_str());
+            }
             let spec = FieldSpec::from(mapping);
             let contribution = FieldState::from_event(spec, value, m.event_time);
             match entry.state.fields.get_mut(mapping.name.as_str()) {
@@ -341,7 +384,38 @@ impl<'a> Resolver<'a> {
         self.dirty.insert(target);
     }
 
-    pub fn finish(self, expected_cursor: i64, new_cursor: i64, now: Micros) -> PipelineCommit {
+    /// The batch's commit: changed profiles with their audiences evaluated again, and the
+    /// membership changes that follow.
+    pub fn finish(mut self, expected_cursor: i64, new_cursor: i64, now: Micros) -> PipelineCommit {
+        let at = tributary_core::from_micros(now);
+        let mut changes = std::mem::take(&mut self.exits);
+        let mut profiles = Vec::with_capacity(self.dirty.len());
+        for id in &self.dirty {
+            let Some(e) = self.profiles.get_mut(id) else {
+                continue;
+            };
+            let scope = match self.touched.get(id) {
+                Some(Touched::Fields(set)) => Scope::Fields(set),
+                _ => Scope::All,
+            };
+            let view = ProfileView {
+                id: *id,
+                created_at: e.created_at,
+                state: &e.state,
+                plans: self.plans,
+            };
+            let (segments, next_check) = self.audiences.evaluate(&view, &scope, at);
+            membership_diff(*id, &e.state.segments, &segments, &mut changes);
+            e.state.segments = segments;
+            profiles.push(StoredProfile {
+                account_id: 0,
+                id: *id,
+                state: e.state.to_json(),
+                created_at: e.created_at,
+                modified_at: now,
+                next_check,
+            });
+        }
         let resolve = |id: i64| {
             let mut id = id;
             while let Some(next) = self.alias.get(&id) {
@@ -349,18 +423,6 @@ impl<'a> Resolver<'a> {
             }
             id
         };
-        let profiles = self
-            .dirty
-            .iter()
-            .filter_map(|id| self.profiles.get(id).map(|e| (id, e)))
-            .map(|(id, e)| StoredProfile {
-                account_id: 0,
-                id: *id,
-                state: e.state.to_json(),
-                created_at: e.created_at,
-                modified_at: now,
-            })
-            .collect();
         let identities = self
             .new_identities
             .iter()
@@ -388,6 +450,27 @@ impl<'a> Resolver<'a> {
             identities,
             merged,
             merges,
+            changes,
+            at: now,
         }
     }
+}
+
+/// Appends the entries and exits that take a profile from `before` to `after`.
+pub fn membership_diff(
+    profile_id: i64,
+    before: &BTreeSet<String>,
+    after: &BTreeSet<String>,
+    out: &mut Vec<MembershipChange>,
+) {
+    out.extend(
+        before
+            .difference(after)
+            .map(|s| MembershipChange::exit(s.as_str(), profile_id)),
+    );
+    out.extend(
+        after
+            .difference(before)
+            .map(|s| MembershipChange::enter(s.as_str(), profile_id)),
+    );
 }

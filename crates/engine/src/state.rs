@@ -207,6 +207,8 @@ pub struct ProfileState {
     pub first_seen: Micros,
     pub last_seen: Micros,
     pub events: i64,
+    /// The audiences the profile was in when last evaluated (slugs).
+    pub segments: BTreeSet<String>,
 }
 
 impl ProfileState {
@@ -281,8 +283,15 @@ impl ProfileState {
             }
             out.push(']');
         }
+        out.push_str("},\"s\":[");
+        for (i, slug) in self.segments.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_str(&mut out, slug);
+        }
         out.push_str(&format!(
-            "}},\"fs\":{},\"ls\":{},\"n\":{}}}",
+            "],\"fs\":{},\"ls\":{},\"n\":{}}}",
             self.first_seen, self.last_seen, self.events
         ));
         out
@@ -316,6 +325,12 @@ impl ProfileState {
                 };
                 state.fields.insert(name.clone(), decoded);
             }
+        }
+        if let Some(slugs) = v["s"].as_array() {
+            state.segments = slugs
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect();
         }
         if let Some(ids) = v["i"].as_object() {
             for (field, values) in ids {

@@ -110,44 +110,80 @@ pub enum Expr {
 }
 
 impl Expr {
-    /// The audiences this expression INCLUDEs, in order of appearance, without repeats.
-    pub fn includes(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        self.collect_includes(&mut out);
-        out
-    }
-
-    fn collect_includes(&self, out: &mut Vec<String>) {
+    /// Calls `f` on this expression and every expression inside it, parents first.
+    pub fn walk(&self, f: &mut dyn FnMut(&Expr)) {
+        f(self);
         match self {
-            Expr::Include(name) => {
-                if !out.contains(name) {
-                    out.push(name.clone());
-                }
-            }
             Expr::And(items) | Expr::Or(items) | Expr::Call(_, items) => {
-                items.iter().for_each(|i| i.collect_includes(out))
+                items.iter().for_each(|i| i.walk(f))
             }
-            Expr::Not(e) => e.collect_includes(out),
+            Expr::Not(e) => e.walk(f),
             Expr::Compare(_, a, b)
             | Expr::Arith(_, a, b)
             | Expr::Contains(a, b)
             | Expr::Like(a, b) => {
-                a.collect_includes(out);
-                b.collect_includes(out);
+                a.walk(f);
+                b.walk(f);
             }
             Expr::Between(a, b, c) => {
-                a.collect_includes(out);
-                b.collect_includes(out);
-                c.collect_includes(out);
+                a.walk(f);
+                b.walk(f);
+                c.walk(f);
             }
             Expr::In(a, list) | Expr::Intersects(a, list) => {
-                a.collect_includes(out);
+                a.walk(f);
                 if let ListSource::Items(items) = list {
-                    items.iter().for_each(|i| i.collect_includes(out));
+                    items.iter().for_each(|i| i.walk(f));
                 }
             }
             Expr::Literal(_) | Expr::Field(_) | Expr::Exists(_) | Expr::MatchAll => {}
+            Expr::Include(_) => {}
         }
+    }
+
+    /// The audiences this expression INCLUDEs, in order of appearance, without repeats.
+    pub fn includes(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        self.walk(&mut |e| {
+            if let Expr::Include(name) = e
+                && !out.contains(name)
+            {
+                out.push(name.clone());
+            }
+        });
+        out
+    }
+
+    /// The top-level fields this expression reads (without following INCLUDE), or `None`
+    /// when it may read any field (`match("prefix.")`).
+    pub fn fields(&self) -> Option<std::collections::BTreeSet<String>> {
+        let mut out = std::collections::BTreeSet::new();
+        let mut any = false;
+        self.walk(&mut |e| match e {
+            Expr::Field(path) | Expr::Exists(path) => {
+                out.extend(path.first().cloned());
+            }
+            Expr::In(_, ListSource::Field(path)) | Expr::Intersects(_, ListSource::Field(path)) => {
+                out.extend(path.first().cloned());
+            }
+            Expr::Call(name, _) if name == "match" => any = true,
+            _ => {}
+        });
+        (!any).then_some(out)
+    }
+
+    /// Whether the result can change with the passing of time alone (date math such as
+    /// `"now-30d"`, or `now()`), without following INCLUDE.
+    pub fn is_time_relative(&self) -> bool {
+        let mut relative = false;
+        self.walk(&mut |e| {
+            if matches!(e, Expr::Literal(Literal::DateMath(_)))
+                || matches!(e, Expr::Call(name, _) if name == "now")
+            {
+                relative = true;
+            }
+        });
+        relative
     }
 }
 

@@ -27,8 +27,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tributary_core::{
-    Account, AccountId, Definition, DefinitionKind, IdentityKey, MergeRecord, Micros, NewEvent,
-    NewToken, PipelineCommit, StoredEvent, StoredProfile, StreamInfo, TokenHash, TokenRecord,
+    Account, AccountId, AudienceVersion, Definition, DefinitionKind, IdentityKey, LogEntry,
+    MembershipChange, MergeRecord, Micros, NewEvent, NewToken, PipelineCommit, StoredEvent,
+    StoredProfile, StreamInfo, TokenHash, TokenRecord,
 };
 
 pub use postgres::PgStore;
@@ -150,12 +151,72 @@ pub trait Store: Send + Sync + 'static {
     -> Result<Vec<IdentityKey>>;
     async fn profile_merges(&self, aid: AccountId, profile_id: i64) -> Result<Vec<MergeRecord>>;
     /// Deletes every profile, identity and merge of the account and resets its cursor, so the
-    /// pipeline rebuilds from the raw events.
+    /// pipeline rebuilds from the raw events. Memberships stay (a rebuild must not make every
+    /// member leave and come back); the audiences' versions are forgotten, so every audience
+    /// is recomputed once the rebuild has caught up.
     async fn reset_profiles(&self, aid: AccountId) -> Result<()>;
-    /// Erases a person: the profile, its identities and merges, and the given raw events.
-    async fn erase_profile(&self, aid: AccountId, profile_id: i64, event_ids: &[i64])
-    -> Result<()>;
+    /// Erases a person: the profile, its identities, merges and memberships (logging the
+    /// exits at `at`), and the given raw events.
+    async fn erase_profile(
+        &self,
+        aid: AccountId,
+        profile_id: i64,
+        event_ids: &[i64],
+        at: Micros,
+    ) -> Result<()>;
     async fn identity_blocklist(&self, aid: AccountId) -> Result<Vec<String>>;
+
+    // ---- audiences and the membership log ----
+
+    /// The account's profiles with ids after `after`, in id order.
+    async fn scan_profiles(
+        &self,
+        aid: AccountId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredProfile>>;
+    /// Profiles whose `next_check` is at or before `now`, soonest first.
+    async fn due_profiles(
+        &self,
+        aid: AccountId,
+        now: Micros,
+        limit: u32,
+    ) -> Result<Vec<StoredProfile>>;
+    /// `(segment, profile_id)` of the members of `segments` whose profile id is in
+    /// `(after, upto]` (no upper bound when `upto` is `None`).
+    async fn members_between(
+        &self,
+        aid: AccountId,
+        segments: &[String],
+        after: i64,
+        upto: Option<i64>,
+    ) -> Result<Vec<(String, i64)>>;
+    async fn audience_versions(&self, aid: AccountId) -> Result<Vec<AudienceVersion>>;
+    async fn set_audience_version(&self, aid: AccountId, version: &AudienceVersion) -> Result<()>;
+    /// Removes an audience's members, logging each exit, and forgets its version. Returns how
+    /// many members left.
+    async fn drop_audience(&self, aid: AccountId, segment: &str, at: Micros) -> Result<u64>;
+    async fn audience_size(&self, aid: AccountId, segment: &str) -> Result<u64>;
+    /// Member profile ids after `after`, ascending (keyset pagination: stable while members
+    /// come and go).
+    async fn audience_members(
+        &self,
+        aid: AccountId,
+        segment: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<i64>>;
+    /// The membership log after `after`, for one audience or all.
+    async fn membership_log(
+        &self,
+        aid: AccountId,
+        segment: Option<&str>,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<LogEntry>>;
+    /// The last log position a consumer committed (0 before its first).
+    async fn log_position(&self, aid: AccountId, consumer: &str) -> Result<i64>;
+    async fn set_log_position(&self, aid: AccountId, consumer: &str, position: i64) -> Result<()>;
     async fn set_identity_blocklist(&self, aid: AccountId, values: &[String]) -> Result<()>;
 
     // ---- leases: one holder at a time per name, across processes ----
@@ -166,6 +227,25 @@ pub trait Store: Send + Sync + 'static {
     -> Result<bool>;
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
 }
+
+/// The changes of a commit that took effect (`effective` holds `(segment, profile, entered)`
+/// of the rows the membership table actually gained or lost), in the commit's order.
+fn effective_changes<'c>(
+    changes: &'c [MembershipChange],
+    effective: &std::collections::HashSet<(String, i64, bool)>,
+) -> Vec<&'c MembershipChange> {
+    let mut seen = std::collections::HashSet::new();
+    changes
+        .iter()
+        .filter(|c| {
+            let key = (c.segment.clone(), c.profile_id, c.entered);
+            effective.contains(&key) && seen.insert(key)
+        })
+        .collect()
+}
+
+/// SQL that reads a profile row, for every query that returns [`StoredProfile`]s.
+const PROFILE_COLUMNS: &str = "account_id, id, state, created_at, modified_at, next_check";
 
 /// Opens the store a `serve` process was configured with: PostgreSQL when `database_url` is a
 /// `postgres://` URL, otherwise `tributary.db` in `data_dir`. Runs pending migrations.
@@ -290,6 +370,7 @@ fn profile_from_row<R>(row: &R) -> Result<StoredProfile>
 where
     R: sqlx::Row,
     i64: Decodes<R>,
+    Option<i64>: Decodes<R>,
     String: Decodes<R>,
     for<'a> &'a str: sqlx::ColumnIndex<R>,
 {
@@ -299,6 +380,24 @@ where
         state: row.try_get("state")?,
         created_at: row.try_get("created_at")?,
         modified_at: row.try_get("modified_at")?,
+        next_check: row.try_get("next_check")?,
+    })
+}
+
+fn log_entry_from_row<R>(row: &R) -> Result<LogEntry>
+where
+    R: sqlx::Row,
+    i64: Decodes<R>,
+    bool: Decodes<R>,
+    String: Decodes<R>,
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+{
+    Ok(LogEntry {
+        seq: row.try_get("seq")?,
+        segment: row.try_get("segment")?,
+        profile_id: row.try_get("profile_id")?,
+        entered: row.try_get("entered")?,
+        at: row.try_get("at")?,
     })
 }
 

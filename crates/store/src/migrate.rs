@@ -28,6 +28,7 @@ pub(crate) const SQLITE: &[Migration] = migrations!("sqlite":
     2 "definitions" "0002_definitions.sql",
     3 "profiles" "0003_profiles.sql",
     4 "compact_profiles" "0004_compact_profiles.sql",
+    5 "audiences" "0005_audiences.sql",
 );
 
 pub(crate) const POSTGRES: &[Migration] = migrations!("postgres":
@@ -35,6 +36,7 @@ pub(crate) const POSTGRES: &[Migration] = migrations!("postgres":
     2 "definitions" "0002_definitions.sql",
     3 "profiles" "0003_profiles.sql",
     4 "compact_profiles" "0004_compact_profiles.sql",
+    5 "audiences" "0005_audiences.sql",
 );
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

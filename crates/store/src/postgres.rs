@@ -14,15 +14,15 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Acquire, Row};
 use tributary_core::{
-    Account, AccountId, Definition, DefinitionKind, IdentityKey, MergeRecord, Micros, NewEvent,
-    NewToken, PipelineCommit, StoredEvent, StoredProfile, StreamInfo, TokenHash, TokenRecord,
-    token::roles_to_text,
+    Account, AccountId, AudienceVersion, Definition, DefinitionKind, IdentityKey, LogEntry,
+    MembershipChange, MergeRecord, Micros, NewEvent, NewToken, PipelineCommit, StoredEvent,
+    StoredProfile, StreamInfo, TokenHash, TokenRecord, token::roles_to_text,
 };
 
 use crate::{
-    Backend, Bootstrap, Result, Store, account_from_row, definition_from_row, event_from_row,
-    merge_from_row, migrate, profile_from_row, redact_url, stream_deltas, stream_from_row,
-    token_from_row,
+    Backend, Bootstrap, PROFILE_COLUMNS, Result, Store, account_from_row, definition_from_row,
+    effective_changes, event_from_row, log_entry_from_row, merge_from_row, migrate,
+    profile_from_row, redact_url, stream_deltas, stream_from_row, token_from_row,
 };
 
 const LOCK_MIGRATE: i64 = 0x7472_6962_0001;
@@ -383,13 +383,14 @@ impl Store for PgStore {
     }
 
     async fn load_profiles(&self, aid: AccountId, ids: &[i64]) -> Result<Vec<StoredProfile>> {
-        let rows = sqlx::query(
-            "SELECT account_id, id, state, created_at, modified_at FROM profiles WHERE account_id = $1 AND id = ANY($2)",
-        )
-        .bind(aid)
-        .bind(ids)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = format!(
+            "SELECT {PROFILE_COLUMNS} FROM profiles WHERE account_id = $1 AND id = ANY($2)"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(aid)
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(profile_from_row).collect()
     }
 
@@ -434,12 +435,15 @@ impl Store for PgStore {
             let states: Vec<&str> = c.profiles.iter().map(|p| p.state.as_str()).collect();
             let created: Vec<i64> = c.profiles.iter().map(|p| p.created_at).collect();
             let modified: Vec<i64> = c.profiles.iter().map(|p| p.modified_at).collect();
+            let checks: Vec<Option<i64>> = c.profiles.iter().map(|p| p.next_check).collect();
             sqlx::query(
-                "INSERT INTO profiles (account_id, id, state, created_at, modified_at)
-                 SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::bigint[])
-                 ON CONFLICT (account_id, id) DO UPDATE SET state = excluded.state, modified_at = excluded.modified_at",
+                "INSERT INTO profiles (account_id, id, state, created_at, modified_at, next_check)
+                 SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[])
+                 ON CONFLICT (account_id, id) DO UPDATE SET state = excluded.state,
+                   modified_at = excluded.modified_at, next_check = excluded.next_check",
             )
-            .bind(aid).bind(&ids).bind(&states).bind(&created).bind(&modified).execute(&mut *tx).await?;
+            .bind(aid).bind(&ids).bind(&states).bind(&created).bind(&modified).bind(&checks)
+            .execute(&mut *tx).await?;
         }
         if !c.identities.is_empty() {
             let fields: Vec<&str> = c.identities.iter().map(|(k, _)| k.field.as_str()).collect();
@@ -470,6 +474,7 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await?;
         }
+        apply_changes(&mut tx, aid, &c.changes, c.at).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -505,6 +510,7 @@ impl Store for PgStore {
             "DELETE FROM identities WHERE account_id = $1",
             "DELETE FROM merges WHERE account_id = $1",
             "DELETE FROM pipeline_cursors WHERE account_id = $1",
+            "DELETE FROM audience_versions WHERE account_id = $1",
         ] {
             sqlx::query(sql).bind(aid).execute(&mut *tx).await?;
         }
@@ -517,9 +523,26 @@ impl Store for PgStore {
         aid: AccountId,
         profile_id: i64,
         event_ids: &[i64],
+        at: Micros,
     ) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin().await?;
+        let left: Vec<MembershipChange> = sqlx::query(
+            "DELETE FROM memberships WHERE account_id = $1 AND profile_id = $2 RETURNING segment",
+        )
+        .bind(aid)
+        .bind(profile_id)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(MembershipChange::exit(
+                r.try_get::<String, _>(0)?,
+                profile_id,
+            ))
+        })
+        .collect::<Result<_>>()?;
+        append_log(&mut tx, aid, &left.iter().collect::<Vec<_>>(), at).await?;
         sqlx::query("DELETE FROM profiles WHERE account_id = $1 AND id = $2")
             .bind(aid)
             .bind(profile_id)
@@ -576,6 +599,194 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn scan_profiles(
+        &self,
+        aid: AccountId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredProfile>> {
+        let sql = format!(
+            "SELECT {PROFILE_COLUMNS} FROM profiles WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(aid)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(profile_from_row).collect()
+    }
+
+    async fn due_profiles(
+        &self,
+        aid: AccountId,
+        now: Micros,
+        limit: u32,
+    ) -> Result<Vec<StoredProfile>> {
+        let sql = format!(
+            "SELECT {PROFILE_COLUMNS} FROM profiles
+             WHERE account_id = $1 AND next_check IS NOT NULL AND next_check <= $2
+             ORDER BY next_check LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(aid)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(profile_from_row).collect()
+    }
+
+    async fn members_between(
+        &self,
+        aid: AccountId,
+        segments: &[String],
+        after: i64,
+        upto: Option<i64>,
+    ) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT segment, profile_id FROM memberships
+             WHERE account_id = $1 AND segment = ANY($2) AND profile_id > $3 AND profile_id <= $4",
+        )
+        .bind(aid)
+        .bind(segments)
+        .bind(after)
+        .bind(upto.unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    async fn audience_versions(&self, aid: AccountId) -> Result<Vec<AudienceVersion>> {
+        let rows = sqlx::query(
+            "SELECT segment, version FROM audience_versions WHERE account_id = $1 ORDER BY segment",
+        )
+        .bind(aid)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AudienceVersion {
+                    segment: r.try_get(0)?,
+                    version: r.try_get(1)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn set_audience_version(&self, aid: AccountId, v: &AudienceVersion) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audience_versions (account_id, segment, version) VALUES ($1, $2, $3)
+             ON CONFLICT (account_id, segment) DO UPDATE SET version = excluded.version",
+        )
+        .bind(aid)
+        .bind(v.segment.as_str())
+        .bind(v.version)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn drop_audience(&self, aid: AccountId, segment: &str, at: Micros) -> Result<u64> {
+        let mut conn = self.pool.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let left: Vec<MembershipChange> = sqlx::query(
+            "DELETE FROM memberships WHERE account_id = $1 AND segment = $2 RETURNING profile_id",
+        )
+        .bind(aid)
+        .bind(segment)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| Ok(MembershipChange::exit(segment, r.try_get::<i64, _>(0)?)))
+        .collect::<Result<_>>()?;
+        append_log(&mut tx, aid, &left.iter().collect::<Vec<_>>(), at).await?;
+        sqlx::query("DELETE FROM audience_versions WHERE account_id = $1 AND segment = $2")
+            .bind(aid)
+            .bind(segment)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(left.len() as u64)
+    }
+
+    async fn audience_size(&self, aid: AccountId, segment: &str) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM memberships WHERE account_id = $1 AND segment = $2",
+        )
+        .bind(aid)
+        .bind(segment)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as u64)
+    }
+
+    async fn audience_members(
+        &self,
+        aid: AccountId,
+        segment: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT profile_id FROM memberships WHERE account_id = $1 AND segment = $2 AND profile_id > $3
+             ORDER BY profile_id LIMIT $4",
+        )
+        .bind(aid)
+        .bind(segment)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn membership_log(
+        &self,
+        aid: AccountId,
+        segment: Option<&str>,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<LogEntry>> {
+        let rows = sqlx::query(
+            "SELECT seq, segment, profile_id, entered, at FROM membership_log
+             WHERE account_id = $1 AND ($2::text IS NULL OR segment = $2) AND seq > $3
+             ORDER BY seq LIMIT $4",
+        )
+        .bind(aid)
+        .bind(segment)
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(log_entry_from_row).collect()
+    }
+
+    async fn log_position(&self, aid: AccountId, consumer: &str) -> Result<i64> {
+        let pos: Option<i64> = sqlx::query_scalar(
+            "SELECT position FROM log_positions WHERE account_id = $1 AND consumer = $2",
+        )
+        .bind(aid)
+        .bind(consumer)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(pos.unwrap_or(0))
+    }
+
+    async fn set_log_position(&self, aid: AccountId, consumer: &str, position: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO log_positions (account_id, consumer, position) VALUES ($1, $2, $3)
+             ON CONFLICT (account_id, consumer) DO UPDATE SET position = excluded.position",
+        )
+        .bind(aid)
+        .bind(consumer)
+        .bind(position)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     async fn try_lease(
         &self,
         name: &str,
@@ -603,4 +814,103 @@ impl Store for PgStore {
             .await?;
         Ok(())
     }
+}
+
+type Tx<'c> = sqlx::Transaction<'c, sqlx::Postgres>;
+
+/// Applies membership changes to the membership table and logs the ones that changed it.
+async fn apply_changes(
+    tx: &mut Tx<'_>,
+    aid: AccountId,
+    changes: &[MembershipChange],
+    at: Micros,
+) -> Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut effective = std::collections::HashSet::new();
+    let (enters, exits): (Vec<&MembershipChange>, Vec<&MembershipChange>) =
+        changes.iter().partition(|c| c.entered);
+    let columns = |part: &[&MembershipChange]| {
+        (
+            part.iter()
+                .map(|c| c.segment.clone())
+                .collect::<Vec<String>>(),
+            part.iter().map(|c| c.profile_id).collect::<Vec<i64>>(),
+        )
+    };
+    if !enters.is_empty() {
+        let (segments, ids) = columns(&enters);
+        let rows = sqlx::query(
+            "INSERT INTO memberships (account_id, segment, profile_id, since)
+             SELECT $1, s, p, $4 FROM UNNEST($2::text[], $3::bigint[]) AS x(s, p)
+             ON CONFLICT DO NOTHING RETURNING segment, profile_id",
+        )
+        .bind(aid)
+        .bind(&segments)
+        .bind(&ids)
+        .bind(at)
+        .fetch_all(&mut **tx)
+        .await?;
+        for r in rows {
+            effective.insert((r.try_get(0)?, r.try_get(1)?, true));
+        }
+    }
+    if !exits.is_empty() {
+        let (segments, ids) = columns(&exits);
+        let rows = sqlx::query(
+            "DELETE FROM memberships m USING UNNEST($2::text[], $3::bigint[]) AS x(s, p)
+             WHERE m.account_id = $1 AND m.segment = x.s AND m.profile_id = x.p
+             RETURNING m.segment, m.profile_id",
+        )
+        .bind(aid)
+        .bind(&segments)
+        .bind(&ids)
+        .fetch_all(&mut **tx)
+        .await?;
+        for r in rows {
+            effective.insert((r.try_get(0)?, r.try_get(1)?, false));
+        }
+    }
+    append_log(tx, aid, &effective_changes(changes, &effective), at).await
+}
+
+/// Appends changes to the account's log under the next sequence numbers. The counter row's
+/// lock orders concurrent writers of one account.
+async fn append_log(
+    tx: &mut Tx<'_>,
+    aid: AccountId,
+    changes: &[&MembershipChange],
+    at: Micros,
+) -> Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let n = changes.len() as i64;
+    let last: i64 = sqlx::query_scalar(
+        "INSERT INTO membership_seq (account_id, last) VALUES ($1, $2)
+         ON CONFLICT (account_id) DO UPDATE SET last = membership_seq.last + excluded.last
+         RETURNING last",
+    )
+    .bind(aid)
+    .bind(n)
+    .fetch_one(&mut **tx)
+    .await?;
+    let seqs: Vec<i64> = (last - n + 1..=last).collect();
+    let segments: Vec<&str> = changes.iter().map(|c| c.segment.as_str()).collect();
+    let ids: Vec<i64> = changes.iter().map(|c| c.profile_id).collect();
+    let entered: Vec<bool> = changes.iter().map(|c| c.entered).collect();
+    sqlx::query(
+        "INSERT INTO membership_log (account_id, seq, segment, profile_id, entered, at)
+         SELECT $1, q, s, p, e, $6 FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::bool[]) AS x(q, s, p, e)",
+    )
+    .bind(aid)
+    .bind(&seqs)
+    .bind(&segments)
+    .bind(&ids)
+    .bind(&entered)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

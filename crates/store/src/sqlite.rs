@@ -14,14 +14,15 @@ use sqlx::sqlite::{
 };
 use sqlx::{Acquire, Row};
 use tributary_core::{
-    Account, AccountId, Definition, DefinitionKind, IdentityKey, MergeRecord, Micros, NewEvent,
-    NewToken, PipelineCommit, StoredEvent, StoredProfile, StreamInfo, TokenHash, TokenRecord,
-    token::roles_to_text,
+    Account, AccountId, AudienceVersion, Definition, DefinitionKind, IdentityKey, LogEntry,
+    MembershipChange, MergeRecord, Micros, NewEvent, NewToken, PipelineCommit, StoredEvent,
+    StoredProfile, StreamInfo, TokenHash, TokenRecord, token::roles_to_text,
 };
 
 use crate::{
-    Backend, Bootstrap, Result, Store, account_from_row, definition_from_row, event_from_row,
-    merge_from_row, migrate, profile_from_row, stream_deltas, stream_from_row, token_from_row,
+    Backend, Bootstrap, PROFILE_COLUMNS, Result, Store, account_from_row, definition_from_row,
+    effective_changes, event_from_row, log_entry_from_row, merge_from_row, migrate,
+    profile_from_row, stream_deltas, stream_from_row, token_from_row,
 };
 
 /// SQLite's default limit on bound parameters is 32766; six per event row.
@@ -379,7 +380,7 @@ impl Store for SqliteStore {
         let mut out = Vec::new();
         for chunk in ids.chunks(KEYS_PER_QUERY) {
             let sql = format!(
-                "SELECT account_id, id, state, created_at, modified_at FROM profiles WHERE account_id = ? AND id IN ({})",
+                "SELECT {PROFILE_COLUMNS} FROM profiles WHERE account_id = ? AND id IN ({})",
                 vec!["?"; chunk.len()].join(",")
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
@@ -445,6 +446,7 @@ impl Store for SqliteStore {
             "DELETE FROM identities WHERE account_id = ?",
             "DELETE FROM merges WHERE account_id = ?",
             "DELETE FROM pipeline_cursors WHERE account_id = ?",
+            "DELETE FROM audience_versions WHERE account_id = ?",
         ] {
             sqlx::query(sql).bind(aid).execute(&mut *tx).await?;
         }
@@ -457,9 +459,26 @@ impl Store for SqliteStore {
         aid: AccountId,
         profile_id: i64,
         event_ids: &[i64],
+        at: Micros,
     ) -> Result<()> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
+        let left: Vec<MembershipChange> = sqlx::query(
+            "DELETE FROM memberships WHERE account_id = ? AND profile_id = ? RETURNING segment",
+        )
+        .bind(aid)
+        .bind(profile_id)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(MembershipChange::exit(
+                r.try_get::<String, _>(0)?,
+                profile_id,
+            ))
+        })
+        .collect::<Result<_>>()?;
+        append_log(&mut tx, aid, &left.iter().collect::<Vec<_>>(), at).await?;
         sqlx::query("DELETE FROM profiles WHERE account_id = ? AND id = ?")
             .bind(aid)
             .bind(profile_id)
@@ -521,6 +540,198 @@ impl Store for SqliteStore {
                 .bind(aid).bind(v.as_str()).execute(&mut *tx).await?;
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    async fn scan_profiles(
+        &self,
+        aid: AccountId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredProfile>> {
+        let sql = format!(
+            "SELECT {PROFILE_COLUMNS} FROM profiles WHERE account_id = ? AND id > ? ORDER BY id LIMIT ?"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(aid)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter().map(profile_from_row).collect()
+    }
+
+    async fn due_profiles(
+        &self,
+        aid: AccountId,
+        now: Micros,
+        limit: u32,
+    ) -> Result<Vec<StoredProfile>> {
+        let sql = format!(
+            "SELECT {PROFILE_COLUMNS} FROM profiles
+             WHERE account_id = ? AND next_check IS NOT NULL AND next_check <= ?
+             ORDER BY next_check LIMIT ?"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(aid)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.writer)
+            .await?;
+        rows.iter().map(profile_from_row).collect()
+    }
+
+    async fn members_between(
+        &self,
+        aid: AccountId,
+        segments: &[String],
+        after: i64,
+        upto: Option<i64>,
+    ) -> Result<Vec<(String, i64)>> {
+        let mut out = Vec::new();
+        for segment in segments {
+            let rows = sqlx::query(
+                "SELECT profile_id FROM memberships
+                 WHERE account_id = ? AND segment = ? AND profile_id > ? AND profile_id <= ?",
+            )
+            .bind(aid)
+            .bind(segment.as_str())
+            .bind(after)
+            .bind(upto.unwrap_or(i64::MAX))
+            .fetch_all(&self.writer)
+            .await?;
+            for r in rows {
+                out.push((segment.clone(), r.try_get(0)?));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn audience_versions(&self, aid: AccountId) -> Result<Vec<AudienceVersion>> {
+        let rows = sqlx::query(
+            "SELECT segment, version FROM audience_versions WHERE account_id = ? ORDER BY segment",
+        )
+        .bind(aid)
+        .fetch_all(&self.writer)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AudienceVersion {
+                    segment: r.try_get(0)?,
+                    version: r.try_get(1)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn set_audience_version(&self, aid: AccountId, v: &AudienceVersion) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audience_versions (account_id, segment, version) VALUES (?, ?, ?)
+             ON CONFLICT (account_id, segment) DO UPDATE SET version = excluded.version",
+        )
+        .bind(aid)
+        .bind(v.segment.as_str())
+        .bind(v.version)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn drop_audience(&self, aid: AccountId, segment: &str, at: Micros) -> Result<u64> {
+        let mut conn = self.writer.acquire().await?;
+        let mut tx = conn.begin().await?;
+        let left: Vec<MembershipChange> = sqlx::query(
+            "DELETE FROM memberships WHERE account_id = ? AND segment = ? RETURNING profile_id",
+        )
+        .bind(aid)
+        .bind(segment)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| Ok(MembershipChange::exit(segment, r.try_get::<i64, _>(0)?)))
+        .collect::<Result<_>>()?;
+        append_log(&mut tx, aid, &left.iter().collect::<Vec<_>>(), at).await?;
+        sqlx::query("DELETE FROM audience_versions WHERE account_id = ? AND segment = ?")
+            .bind(aid)
+            .bind(segment)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(left.len() as u64)
+    }
+
+    async fn audience_size(&self, aid: AccountId, segment: &str) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM memberships WHERE account_id = ? AND segment = ?",
+        )
+        .bind(aid)
+        .bind(segment)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(n as u64)
+    }
+
+    async fn audience_members(
+        &self,
+        aid: AccountId,
+        segment: &str,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT profile_id FROM memberships WHERE account_id = ? AND segment = ? AND profile_id > ?
+             ORDER BY profile_id LIMIT ?",
+        )
+        .bind(aid)
+        .bind(segment)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn membership_log(
+        &self,
+        aid: AccountId,
+        segment: Option<&str>,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<LogEntry>> {
+        let rows = sqlx::query(
+            "SELECT seq, segment, profile_id, entered, at FROM membership_log
+             WHERE account_id = ? AND (? IS NULL OR segment = ?) AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(aid)
+        .bind(segment)
+        .bind(segment)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(log_entry_from_row).collect()
+    }
+
+    async fn log_position(&self, aid: AccountId, consumer: &str) -> Result<i64> {
+        let pos: Option<i64> = sqlx::query_scalar(
+            "SELECT position FROM log_positions WHERE account_id = ? AND consumer = ?",
+        )
+        .bind(aid)
+        .bind(consumer)
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(pos.unwrap_or(0))
+    }
+
+    async fn set_log_position(&self, aid: AccountId, consumer: &str, position: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO log_positions (account_id, consumer, position) VALUES (?, ?, ?)
+             ON CONFLICT (account_id, consumer) DO UPDATE SET position = excluded.position",
+        )
+        .bind(aid)
+        .bind(consumer)
+        .bind(position)
+        .execute(&self.writer)
+        .await?;
         Ok(())
     }
 
@@ -611,9 +822,10 @@ async fn commit_pipeline_on(
     }
     for chunk in c.profiles.chunks(ROWS_PER_INSERT) {
         let sql = format!(
-                "INSERT INTO profiles (account_id, id, state, created_at, modified_at) VALUES {}
-                 ON CONFLICT (id) DO UPDATE SET state = excluded.state, modified_at = excluded.modified_at",
-                placeholders(chunk.len(), 5)
+                "INSERT INTO profiles (account_id, id, state, created_at, modified_at, next_check) VALUES {}
+                 ON CONFLICT (id) DO UPDATE SET state = excluded.state, modified_at = excluded.modified_at,
+                   next_check = excluded.next_check",
+                placeholders(chunk.len(), 6)
             );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for p in chunk {
@@ -622,7 +834,8 @@ async fn commit_pipeline_on(
                 .bind(p.id)
                 .bind(p.state.as_str())
                 .bind(p.created_at)
-                .bind(p.modified_at);
+                .bind(p.modified_at)
+                .bind(p.next_check);
         }
         q.execute(&mut *tx).await?;
     }
@@ -660,6 +873,99 @@ async fn commit_pipeline_on(
         }
         q.execute(&mut *tx).await?;
     }
+    apply_changes(&mut tx, aid, &c.changes, c.at).await?;
     tx.commit().await?;
     Ok(true)
+}
+
+type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
+
+/// Applies membership changes to the membership table and logs the ones that changed it.
+async fn apply_changes(
+    tx: &mut Tx<'_>,
+    aid: AccountId,
+    changes: &[MembershipChange],
+    at: Micros,
+) -> Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut effective = std::collections::HashSet::new();
+    let (enters, exits): (Vec<&MembershipChange>, Vec<&MembershipChange>) =
+        changes.iter().partition(|c| c.entered);
+    for chunk in enters.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO memberships (account_id, segment, profile_id, since) VALUES {}
+             ON CONFLICT DO NOTHING RETURNING segment, profile_id",
+            placeholders(chunk.len(), 4)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for c in chunk {
+            q = q
+                .bind(aid)
+                .bind(c.segment.as_str())
+                .bind(c.profile_id)
+                .bind(at);
+        }
+        for r in q.fetch_all(&mut **tx).await? {
+            effective.insert((r.try_get(0)?, r.try_get(1)?, true));
+        }
+    }
+    for chunk in exits.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "DELETE FROM memberships WHERE account_id = ? AND (segment, profile_id) IN (VALUES {})
+             RETURNING segment, profile_id",
+            placeholders(chunk.len(), 2)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
+        for c in chunk {
+            q = q.bind(c.segment.as_str()).bind(c.profile_id);
+        }
+        for r in q.fetch_all(&mut **tx).await? {
+            effective.insert((r.try_get(0)?, r.try_get(1)?, false));
+        }
+    }
+    append_log(tx, aid, &effective_changes(changes, &effective), at).await
+}
+
+/// Appends changes to the account's log under the next sequence numbers.
+async fn append_log(
+    tx: &mut Tx<'_>,
+    aid: AccountId,
+    changes: &[&MembershipChange],
+    at: Micros,
+) -> Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let n = changes.len() as i64;
+    let last: i64 = sqlx::query_scalar(
+        "INSERT INTO membership_seq (account_id, last) VALUES (?, ?)
+         ON CONFLICT (account_id) DO UPDATE SET last = membership_seq.last + excluded.last
+         RETURNING last",
+    )
+    .bind(aid)
+    .bind(n)
+    .fetch_one(&mut **tx)
+    .await?;
+    let mut seq = last - n;
+    for chunk in changes.chunks(ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO membership_log (account_id, seq, segment, profile_id, entered, at) VALUES {}",
+            placeholders(chunk.len(), 6)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for c in chunk {
+            seq += 1;
+            q = q
+                .bind(aid)
+                .bind(seq)
+                .bind(c.segment.as_str())
+                .bind(c.profile_id)
+                .bind(c.entered)
+                .bind(at);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
 }

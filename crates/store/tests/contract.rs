@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use tributary_core::{
-    Definition, DefinitionKind, IdentityKey, MergeRecord, NewEvent, NewToken, PipelineCommit, Role,
-    StoredProfile, TokenHash, TokenSecret,
+    AudienceVersion, Definition, DefinitionKind, IdentityKey, LogEntry, MembershipChange,
+    MergeRecord, NewEvent, NewToken, PipelineCommit, Role, StoredProfile, TokenHash, TokenSecret,
 };
 use tributary_store::{Bootstrap, EventWriter, Store, WriterConfig};
 
@@ -267,6 +267,7 @@ fn stored_profile(id: i64, state: &str) -> StoredProfile {
         state: state.into(),
         created_at: id * 10,
         modified_at: id * 10,
+        next_check: None,
     }
 }
 
@@ -302,6 +303,7 @@ async fn pipeline_commits_are_atomic_and_exactly_once(store: Arc<dyn Store>) {
         identities: vec![(email.clone(), first), (uid.clone(), first + 1)],
         merged: vec![],
         merges: vec![],
+        ..PipelineCommit::default()
     };
     assert!(store.commit_pipeline(1, &commit).await.unwrap());
     // The same batch again (a second node, or a retry) applies nothing.
@@ -348,6 +350,7 @@ async fn pipeline_commits_are_atomic_and_exactly_once(store: Arc<dyn Store>) {
             key: uid.clone(),
             at: 99,
         }],
+        ..PipelineCommit::default()
     };
     assert!(store.commit_pipeline(1, &merge).await.unwrap());
     assert_eq!(
@@ -369,7 +372,7 @@ async fn pipeline_commits_are_atomic_and_exactly_once(store: Arc<dyn Store>) {
 
     // Erasure removes the person and the given raw events, and recounts the streams.
     store
-        .erase_profile(1, first, &[first, first + 1])
+        .erase_profile(1, first, &[first, first + 1], 100)
         .await
         .unwrap();
     assert!(
@@ -462,7 +465,158 @@ async fn identity_blocklist_is_per_account(store: Arc<dyn Store>) {
     assert_eq!(store.identity_blocklist(1).await.unwrap(), vec!["0"]);
 }
 
+/// A commit that only changes membership (the cursor stays where it is).
+fn membership_commit(cursor: i64, changes: Vec<MembershipChange>, at: i64) -> PipelineCommit {
+    PipelineCommit {
+        expected_cursor: cursor,
+        new_cursor: cursor,
+        changes,
+        at,
+        ..PipelineCommit::default()
+    }
+}
+
+fn log_lines(entries: &[LogEntry]) -> Vec<(i64, &str, i64, bool)> {
+    entries
+        .iter()
+        .map(|e| (e.seq, e.segment.as_str(), e.profile_id, e.entered))
+        .collect()
+}
+
+async fn membership_changes_are_logged_once_in_order(store: Arc<dyn Store>) {
+    let (_, admin) = token(None, "admin", vec![Role::Admin]);
+    store.bootstrap("Default", &admin, 10).await.unwrap();
+    let enter = MembershipChange::enter;
+    let exit = MembershipChange::exit;
+    let first = membership_commit(
+        0,
+        vec![enter("vip", 7), enter("vip", 3), enter("all", 7)],
+        100,
+    );
+    assert!(store.commit_pipeline(1, &first).await.unwrap());
+    assert_eq!(store.audience_size(1, "vip").await.unwrap(), 2);
+    assert_eq!(
+        store.audience_members(1, "vip", 0, 10).await.unwrap(),
+        vec![3, 7]
+    );
+    assert_eq!(
+        store.audience_members(1, "vip", 3, 10).await.unwrap(),
+        vec![7]
+    );
+    // Changes that are already true (enter of a member, exit of a non-member) are not logged.
+    let second = membership_commit(
+        0,
+        vec![enter("vip", 7), exit("vip", 3), exit("vip", 99)],
+        200,
+    );
+    assert!(store.commit_pipeline(1, &second).await.unwrap());
+    let log = store.membership_log(1, None, 0, 100).await.unwrap();
+    assert_eq!(
+        log_lines(&log),
+        vec![
+            (1, "vip", 7, true),
+            (2, "vip", 3, true),
+            (3, "all", 7, true),
+            (4, "vip", 3, false),
+        ]
+    );
+    assert_eq!(log[3].at, 200);
+    assert_eq!(
+        log_lines(&store.membership_log(1, Some("vip"), 1, 100).await.unwrap()),
+        vec![(2, "vip", 3, true), (4, "vip", 3, false)]
+    );
+    assert_eq!(
+        store.membership_log(1, None, 1, 2).await.unwrap().len(),
+        2,
+        "limit"
+    );
+    assert_eq!(
+        store
+            .members_between(1, &["vip".into(), "all".into()], 0, Some(7))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        store
+            .members_between(1, &["vip".into()], 7, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Dropping an audience logs every member's exit.
+    store
+        .set_audience_version(
+            1,
+            &AudienceVersion {
+                segment: "all".into(),
+                version: 5,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.audience_versions(1).await.unwrap().len(), 1);
+    assert_eq!(store.drop_audience(1, "all", 300).await.unwrap(), 1);
+    assert!(store.audience_versions(1).await.unwrap().is_empty());
+    let log = store.membership_log(1, None, 4, 100).await.unwrap();
+    assert_eq!(log_lines(&log), vec![(5, "all", 7, false)]);
+
+    // Erasing a person logs their exits.
+    store.erase_profile(1, 7, &[], 400).await.unwrap();
+    let log = store.membership_log(1, None, 5, 100).await.unwrap();
+    assert_eq!(log_lines(&log), vec![(6, "vip", 7, false)]);
+    assert_eq!(store.audience_size(1, "vip").await.unwrap(), 0);
+
+    // Consumers' positions, per account and consumer.
+    assert_eq!(store.log_position(1, "job-1").await.unwrap(), 0);
+    store.set_log_position(1, "job-1", 4).await.unwrap();
+    store.set_log_position(1, "job-1", 6).await.unwrap();
+    assert_eq!(store.log_position(1, "job-1").await.unwrap(), 6);
+    assert_eq!(store.log_position(1, "job-2").await.unwrap(), 0);
+    assert!(
+        store
+            .membership_log(2, None, 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn profiles_scan_in_id_order_and_come_due(store: Arc<dyn Store>) {
+    let (_, admin) = token(None, "admin", vec![Role::Admin]);
+    store.bootstrap("Default", &admin, 10).await.unwrap();
+    let mut due = stored_profile(30, "{}");
+    due.next_check = Some(50);
+    let mut later = stored_profile(20, "{}");
+    later.next_check = Some(500);
+    let commit = PipelineCommit {
+        profiles: vec![due, later, stored_profile(10, "{}")],
+        ..PipelineCommit::default()
+    };
+    assert!(store.commit_pipeline(1, &commit).await.unwrap());
+    let ids = |ps: Vec<StoredProfile>| ps.iter().map(|p| p.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.scan_profiles(1, 0, 10).await.unwrap()),
+        vec![10, 20, 30]
+    );
+    assert_eq!(ids(store.scan_profiles(1, 10, 1).await.unwrap()), vec![20]);
+    assert_eq!(ids(store.due_profiles(1, 60, 10).await.unwrap()), vec![30]);
+    assert_eq!(
+        ids(store.due_profiles(1, 600, 10).await.unwrap()),
+        vec![30, 20]
+    );
+    assert_eq!(
+        store.load_profiles(1, &[30]).await.unwrap()[0].next_check,
+        Some(50)
+    );
+    assert!(store.scan_profiles(2, 0, 10).await.unwrap().is_empty());
+}
+
 tributary_store::backend_tests!(
+    membership_changes_are_logged_once_in_order,
+    profiles_scan_in_id_order_and_come_due,
     bootstrap_creates_account_one_once,
     concurrent_bootstrap_creates_one_account,
     accounts_get_increasing_numbers,

@@ -1,0 +1,293 @@
+//! Keeping stored membership in step with the audiences' definitions and with time:
+//! recomputing an audience that was created or changed, dropping one that was deleted, and
+//! re-evaluating date-relative audiences for profiles whose `next_check` came.
+//!
+//! Both run on the node holding the account's pipeline lease, between pipeline batches and
+//! under the same lock, one page of profiles at a time, so a page's read-evaluate-commit never
+//! interleaves with a batch that changes the same profiles.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use tributary_core::{
+    AccountId, AudienceVersion, DefinitionKind, MembershipChange, Micros, PipelineCommit,
+    StoredProfile, from_micros,
+};
+
+use crate::audiences::{Audiences, ProfileView, Scope};
+use crate::resolve::{Entry, Plans, membership_diff};
+use crate::{Engine, EngineError, in_parallel, now_micros};
+
+/// Profiles per recompute page: one store round trip and one commit each.
+const PAGE: u32 = 5_000;
+/// Due profiles handled per pass.
+pub(crate) const DUE_BATCH: u32 = 2_000;
+
+/// One profile evaluated again.
+struct Outcome {
+    id: i64,
+    /// The row, when it must be rewritten.
+    row: Option<StoredProfile>,
+    /// Entries and exits against the profile's own record of its audiences.
+    changes: Vec<MembershipChange>,
+    segments: BTreeSet<String>,
+}
+
+impl Engine {
+    /// Recomputes audiences whose definition changed since their membership was computed, and
+    /// drops the membership of deleted ones. Returns whether anything was done.
+    pub async fn sync_audiences(&self, aid: AccountId) -> Result<bool, EngineError> {
+        let defs = self.store.definitions(aid, DefinitionKind::Segment).await?;
+        let stored: HashMap<String, Micros> = self
+            .store
+            .audience_versions(aid)
+            .await?
+            .into_iter()
+            .map(|v| (v.segment, v.version))
+            .collect();
+        let audiences = Audiences::compile(&defs);
+        let deleted: Vec<&String> = stored
+            .keys()
+            .filter(|slug| !defs.iter().any(|d| &d.name == *slug))
+            .collect();
+        let changed: HashSet<String> = audiences
+            .list()
+            .iter()
+            .filter(|a| stored.get(&a.slug) != Some(&a.version))
+            .map(|a| a.slug.clone())
+            .collect();
+        if deleted.is_empty() && changed.is_empty() {
+            return Ok(false);
+        }
+        for slug in deleted {
+            let _guard = self.pipeline.lock().await;
+            if !self.lease(aid).await? {
+                return Ok(false);
+            }
+            let left = self.store.drop_audience(aid, slug, now_micros()).await?;
+            tracing::info!(aid, slug = %slug, members = left, "audience deleted: members left");
+        }
+        if changed.is_empty() {
+            return Ok(true);
+        }
+        let scope = audiences.with_dependents(&changed);
+        let started = std::time::Instant::now();
+        let plans = self.plans(aid).await?;
+        let mut slugs: Vec<String> = scope.iter().cloned().collect();
+        slugs.sort();
+        let (mut after, mut entries, mut exits) = (0i64, 0usize, 0usize);
+        loop {
+            let _guard = self.pipeline.lock().await;
+            if !self.lease(aid).await? {
+                return Ok(false);
+            }
+            let page = self.store.scan_profiles(aid, after, PAGE).await?;
+            let last = page.last().map(|p| p.id);
+            // The last page also covers ids past every profile: members left behind there
+            // (by a rebuild) are removed.
+            let upto = if page.len() < PAGE as usize {
+                None
+            } else {
+                last
+            };
+            let members = self.store.members_between(aid, &slugs, after, upto).await?;
+            let now = now_micros();
+            let outcome = recompute_page(&page, members, &audiences, &plans, &scope, now)?;
+            entries += outcome.changes.iter().filter(|c| c.entered).count();
+            exits += outcome.changes.iter().filter(|c| !c.entered).count();
+            if !self.commit_membership(aid, outcome).await? {
+                return Ok(false);
+            }
+            match upto {
+                Some(id) => after = id,
+                None => break,
+            }
+        }
+        for a in audiences
+            .list()
+            .iter()
+            .filter(|a| changed.contains(&a.slug))
+        {
+            self.store
+                .set_audience_version(
+                    aid,
+                    &AudienceVersion {
+                        segment: a.slug.clone(),
+                        version: a.version,
+                    },
+                )
+                .await?;
+        }
+        tracing::info!(
+            aid,
+            audiences = ?slugs,
+            entries,
+            exits,
+            ms = started.elapsed().as_millis() as u64,
+            "audiences recomputed"
+        );
+        Ok(true)
+    }
+
+    /// Re-evaluates date-relative audiences for profiles whose next check has come.
+    /// Returns how many profiles were checked.
+    pub async fn check_due(&self, aid: AccountId) -> Result<usize, EngineError> {
+        let _guard = self.pipeline.lock().await;
+        if !self.lease(aid).await? {
+            return Ok(0);
+        }
+        let now = now_micros();
+        let due = self.store.due_profiles(aid, now, DUE_BATCH).await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let audiences = self.audiences(aid).await?;
+        let plans = self.plans(aid).await?;
+        let at = from_micros(now);
+        let outcomes = in_parallel(&due, |p| {
+            Some(reevaluate(
+                p,
+                &audiences,
+                &plans,
+                &Scope::TimeRelative,
+                at,
+                now,
+            ))
+        });
+        let mut page = Page::new(now);
+        for o in outcomes {
+            let o = o.map_err(EngineError::Corrupt)?;
+            page.profiles.extend(o.row);
+            page.changes.extend(o.changes);
+        }
+        self.commit_membership(aid, page).await?;
+        Ok(due.len())
+    }
+
+    /// Commits profile rows and membership changes without moving the pipeline's cursor (the
+    /// compare-and-set still guards against another node having taken over).
+    async fn commit_membership(&self, aid: AccountId, page: Page) -> Result<bool, EngineError> {
+        if page.profiles.is_empty() && page.changes.is_empty() {
+            return Ok(true);
+        }
+        let cursor = self.store.pipeline_cursor(aid).await?;
+        let mut profiles = page.profiles;
+        for p in &mut profiles {
+            p.account_id = aid;
+        }
+        Ok(self
+            .store
+            .commit_pipeline(
+                aid,
+                &PipelineCommit {
+                    expected_cursor: cursor,
+                    new_cursor: cursor,
+                    profiles,
+                    changes: page.changes,
+                    at: page.at,
+                    ..PipelineCommit::default()
+                },
+            )
+            .await?)
+    }
+}
+
+struct Page {
+    profiles: Vec<StoredProfile>,
+    changes: Vec<MembershipChange>,
+    at: Micros,
+}
+
+impl Page {
+    fn new(at: Micros) -> Page {
+        Page {
+            profiles: Vec::new(),
+            changes: Vec::new(),
+            at,
+        }
+    }
+}
+
+/// A profile's audiences in `scope` evaluated again; the row is returned only if it changed.
+fn reevaluate(
+    p: &StoredProfile,
+    audiences: &Audiences,
+    plans: &Plans,
+    scope: &Scope<'_>,
+    at: time::OffsetDateTime,
+    now: Micros,
+) -> Result<Outcome, String> {
+    let mut e = Entry::parse(p)?;
+    let view = ProfileView {
+        id: p.id,
+        created_at: p.created_at,
+        state: &e.state,
+        plans,
+    };
+    let (segments, next_check) = audiences.evaluate(&view, scope, at);
+    let mut changes = Vec::new();
+    membership_diff(p.id, &e.state.segments, &segments, &mut changes);
+    let row = (segments != e.state.segments || next_check != p.next_check).then(|| {
+        e.state.segments = segments.clone();
+        StoredProfile {
+            state: e.state.to_json(),
+            modified_at: now,
+            next_check,
+            ..p.clone()
+        }
+    });
+    Ok(Outcome {
+        id: p.id,
+        row,
+        changes,
+        segments,
+    })
+}
+
+/// One recompute page. The membership table, not the profiles' own record of their
+/// audiences, decides what is an entry or an exit: the table is what the log describes.
+fn recompute_page(
+    page: &[StoredProfile],
+    members: Vec<(String, i64)>,
+    audiences: &Audiences,
+    plans: &Plans,
+    scope: &HashSet<String>,
+    now: Micros,
+) -> Result<Page, EngineError> {
+    let at = from_micros(now);
+    let outcomes = in_parallel(page, |p| {
+        Some(reevaluate(
+            p,
+            audiences,
+            plans,
+            &Scope::Only(scope),
+            at,
+            now,
+        ))
+    });
+    let mut result = Page::new(now);
+    // Desired membership in scope, from the evaluation; actual, from the table.
+    let mut desired: HashSet<(String, i64)> = HashSet::new();
+    for o in outcomes {
+        let o = o.map_err(EngineError::Corrupt)?;
+        result.profiles.extend(o.row);
+        desired.extend(
+            o.segments
+                .into_iter()
+                .filter(|s| scope.contains(s))
+                .map(|s| (s, o.id)),
+        );
+    }
+    let actual: HashSet<(String, i64)> = members.into_iter().collect();
+    let mut changes: Vec<MembershipChange> = actual
+        .difference(&desired)
+        .map(|(s, id)| MembershipChange::exit(s.as_str(), *id))
+        .collect();
+    changes.extend(
+        desired
+            .difference(&actual)
+            .map(|(s, id)| MembershipChange::enter(s.as_str(), *id)),
+    );
+    changes.sort_by(|a, b| (a.profile_id, &a.segment).cmp(&(b.profile_id, &b.segment)));
+    result.changes = changes;
+    Ok(result)
+}
