@@ -85,6 +85,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/segment/{slug}",
             get(routes::segments::get).delete(routes::segments::delete),
         )
+        .route("/api/segment/{slug}/size", get(routes::membership::size))
+        .route("/api/segment/{slug}/scan", get(routes::membership::scan))
+        .route(
+            "/api/segment/{slug}/changes",
+            get(routes::membership::changes),
+        )
         .route(
             "/api/entity/user/{field}/{value}",
             get(routes::profiles::get).delete(routes::profiles::erase),

@@ -1,6 +1,7 @@
 pub mod admin;
 pub mod collect;
 mod definitions;
+pub mod membership;
 pub mod ops;
 pub mod profiles;
 pub mod queries;

@@ -53,7 +53,7 @@ async fn find(
         .ok_or_else(|| ApiError::not_found(format!("no profile has {field} = {value:?}")))
 }
 
-fn masks(caller: &Caller) -> bool {
+pub(crate) fn masks(caller: &Caller) -> bool {
     !caller
         .token
         .roles
@@ -61,12 +61,15 @@ fn masks(caller: &Caller) -> bool {
         .any(|r| matches!(r, Role::Admin | Role::DataManager | Role::AudienceManager))
 }
 
-fn render(
+/// A profile as the API shows it. `audiences` are the account's audience slugs: a profile's
+/// record may still name one deleted since it was last evaluated.
+pub(crate) fn render(
     profile: &StoredProfile,
     state: &ProfileState,
     plans: &Plans,
     masked: bool,
     merges: &[tributary_core::MergeRecord],
+    audiences: &std::collections::HashSet<String>,
 ) -> Json {
     let personal = |name: &str| {
         masked
@@ -116,6 +119,16 @@ fn render(
         json!(format_rfc3339(from_micros(state.last_seen))),
     );
     out.insert("_event_count".into(), json!(state.events));
+    out.insert(
+        "_segments".into(),
+        json!(
+            state
+                .segments
+                .iter()
+                .filter(|s| audiences.contains(*s))
+                .collect::<Vec<_>>()
+        ),
+    );
     out.insert("_identities".into(), json!(identities));
     out.insert(
         "_merges".into(),
@@ -148,10 +161,31 @@ pub async fn get(
         .map_err(|e| ApiError::internal("reading a profile", &e))?;
     let plans = state.engine.account_plans(aid).await?;
     let merges = state.store.profile_merges(aid, profile.id).await?;
+    let audiences = audience_slugs(&state, aid).await?;
     Ok(ok(
         StatusCode::OK,
-        render(&profile, &parsed, &plans, masks(&auth.caller), &merges),
+        render(
+            &profile,
+            &parsed,
+            &plans,
+            masks(&auth.caller),
+            &merges,
+            &audiences,
+        ),
     ))
+}
+
+pub(crate) async fn audience_slugs(
+    state: &AppState,
+    aid: AccountId,
+) -> Result<std::collections::HashSet<String>, ApiError> {
+    Ok(state
+        .store
+        .definitions(aid, tributary_core::DefinitionKind::Segment)
+        .await?
+        .into_iter()
+        .map(|d| d.name)
+        .collect())
 }
 
 pub async fn erase(

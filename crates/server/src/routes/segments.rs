@@ -132,6 +132,8 @@ pub async fn upsert(
         tracing::info!(aid, slug = %slug, "audience saved");
         saved.push(segment_json(&def, Some(st)));
     }
+    // Membership is recomputed in the background; wake the worker rather than wait a poll.
+    state.engine.wake();
     Ok(ok(StatusCode::OK, one_or_many(saved)))
 }
 
