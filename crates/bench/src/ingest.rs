@@ -253,16 +253,16 @@ async fn start_empty_handler() -> anyhow::Result<(String, tokio::sync::oneshot::
     Ok((url, stop))
 }
 
-struct Tributary {
-    url: String,
-    token: String,
-    store: Arc<dyn Store>,
+pub(crate) struct Tributary {
+    pub url: String,
+    pub token: String,
+    pub store: Arc<dyn Store>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     _dir: tempfile::TempDir,
 }
 
-async fn start_tributary() -> anyhow::Result<Tributary> {
+pub(crate) async fn start_tributary() -> anyhow::Result<Tributary> {
     let dir = tempfile::tempdir()?;
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("tributary.db")).await?);
@@ -314,7 +314,7 @@ impl Tributary {
         Ok(self.store.streams(1).await?.iter().map(|s| s.count).sum())
     }
 
-    async fn stop(self) {
+    pub async fn stop(self) {
         let _ = self.stop.send(());
         let _ = self.task.await;
     }

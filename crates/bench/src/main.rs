@@ -2,6 +2,7 @@
 //! results are quoted as ratios that survive a noisy 2-core machine; every figure is the median
 //! of several runs. `--write` replaces this scenario's section of BENCHMARKS.md.
 
+mod audiences;
 mod ingest;
 mod load;
 mod pipeline;
@@ -29,6 +30,8 @@ enum Scenario {
     Query(query::Args),
     /// Raw events to committed profiles (with merges), and a full rebuild.
     Pipeline(pipeline::Args),
+    /// Event → membership log latency with 20 audiences, and recomputing audiences.
+    Audiences(audiences::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,5 +46,6 @@ fn main() -> anyhow::Result<()> {
         Scenario::Ingest(args) => ingest::run(args),
         Scenario::Query(args) => query::run(args),
         Scenario::Pipeline(args) => pipeline::run(args),
+        Scenario::Audiences(args) => audiences::run(args),
     }
 }
