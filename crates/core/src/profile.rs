@@ -49,12 +49,17 @@ pub struct PipelineCommit {
     pub profiles: Vec<StoredProfile>,
     /// Identity rows to create or point at a (new) profile.
     pub identities: Vec<(IdentityKey, i64)>,
-    /// `(loser, winner)`: every identity of `loser` moves to `winner`, and `loser` is deleted.
+    /// `(loser, winner)`: `loser` is deleted and its merge records move to `winner`. Its
+    /// identities move by being listed in `identities` with the winner.
     pub merged: Vec<(i64, i64)>,
     pub merges: Vec<MergeRecord>,
     /// Audience entries and exits of the batch's profiles, in the order they happened. The
     /// exits of merged-away profiles are the store's to record (it knows their membership).
     pub changes: Vec<crate::MembershipChange>,
+    /// The changes are known to match the membership table (each enter is of a non-member,
+    /// each exit of a member), so the store applies and logs them without checking each one.
+    /// When false the store logs only those that change the table.
+    pub changes_are_exact: bool,
     /// The time the log records for this commit's changes.
     pub at: Micros,
 }

@@ -109,6 +109,21 @@ impl Audiences {
         self.list.is_empty()
     }
 
+    pub fn contains(&self, slug: &str) -> bool {
+        self.statements.contains_key(slug)
+    }
+
+    /// Whether every audience's stored membership was computed for its current definition.
+    /// Then the profiles' own records of their audiences match the membership table, and
+    /// changes computed from them are exact (see `PipelineCommit::changes_are_exact`).
+    pub fn all_current(&self, stored: &[tributary_core::AudienceVersion]) -> bool {
+        self.list.iter().all(|a| {
+            stored
+                .iter()
+                .any(|v| v.segment == a.slug && v.version == a.version)
+        })
+    }
+
     pub fn list(&self) -> &[Audience] {
         &self.list
     }

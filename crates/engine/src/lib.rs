@@ -273,6 +273,7 @@ impl Engine {
         }
         let stats = resolver.stats;
         let mut commit = resolver.finish(cursor, last, now);
+        commit.changes_are_exact = audiences.all_current(&self.store.audience_versions(aid).await?);
         for p in &mut commit.profiles {
             p.account_id = aid;
         }
@@ -413,18 +414,27 @@ impl Engine {
 /// Pure CPU work per item (mapping events, evaluating audiences): split over the machine's
 /// cores, keeping the order.
 fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Option<R> + Sync) -> Vec<R> {
+    let mut refs: Vec<&T> = items.iter().collect();
+    in_parallel_mut(&mut refs, |t| f(t))
+}
+
+/// [`in_parallel`] for work that updates each item in place.
+fn in_parallel_mut<T: Send, R: Send>(
+    items: &mut [T],
+    f: impl Fn(&mut T) -> Option<R> + Sync,
+) -> Vec<R> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
     if threads < 2 || items.len() < 512 {
-        return items.iter().filter_map(&f).collect();
+        return items.iter_mut().filter_map(&f).collect();
     }
     let chunk = items.len().div_ceil(threads);
     let f = &f;
     std::thread::scope(|scope| {
         let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().filter_map(f).collect::<Vec<_>>()))
+            .chunks_mut(chunk)
+            .map(|part| scope.spawn(move || part.iter_mut().filter_map(f).collect::<Vec<_>>()))
             .collect();
         handles
             .into_iter()

@@ -94,7 +94,8 @@ impl Engine {
             let outcome = recompute_page(&page, members, &audiences, &plans, &scope, now)?;
             entries += outcome.changes.iter().filter(|c| c.entered).count();
             exits += outcome.changes.iter().filter(|c| !c.entered).count();
-            if !self.commit_membership(aid, outcome).await? {
+            // Diffed against the membership table itself: exact.
+            if !self.commit_membership(aid, outcome, true).await? {
                 return Ok(false);
             }
             match upto {
@@ -159,13 +160,19 @@ impl Engine {
             page.profiles.extend(o.row);
             page.changes.extend(o.changes);
         }
-        self.commit_membership(aid, page).await?;
+        let exact = audiences.all_current(&self.store.audience_versions(aid).await?);
+        self.commit_membership(aid, page, exact).await?;
         Ok(due.len())
     }
 
     /// Commits profile rows and membership changes without moving the pipeline's cursor (the
     /// compare-and-set still guards against another node having taken over).
-    async fn commit_membership(&self, aid: AccountId, page: Page) -> Result<bool, EngineError> {
+    async fn commit_membership(
+        &self,
+        aid: AccountId,
+        page: Page,
+        exact: bool,
+    ) -> Result<bool, EngineError> {
         if page.profiles.is_empty() && page.changes.is_empty() {
             return Ok(true);
         }
@@ -183,6 +190,7 @@ impl Engine {
                     new_cursor: cursor,
                     profiles,
                     changes: page.changes,
+                    changes_are_exact: exact,
                     at: page.at,
                     ..PipelineCommit::default()
                 },
@@ -225,7 +233,7 @@ fn reevaluate(
     };
     let (segments, next_check) = audiences.evaluate(&view, scope, at);
     let mut changes = Vec::new();
-    membership_diff(p.id, &e.state.segments, &segments, &mut changes);
+    membership_diff(audiences, p.id, &e.state.segments, &segments, &mut changes);
     let row = (segments != e.state.segments || next_check != p.next_check).then(|| {
         e.state.segments = segments.clone();
         StoredProfile {

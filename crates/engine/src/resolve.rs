@@ -306,8 +306,18 @@ impl<'a> Resolver<'a> {
                     .state
                     .segments
                     .iter()
+                    .filter(|slug| self.audiences.contains(slug))
                     .map(|slug| MembershipChange::exit(slug.as_str(), other)),
             );
+            // The loser's identity rows are re-pointed by this batch's identity writes (the
+            // store keeps no index from profile to identities).
+            for (field, values) in &loser.state.identities {
+                for value in values {
+                    let key = IdentityKey::new(field, value);
+                    self.index.insert(key.clone(), target);
+                    self.new_identities.push(key);
+                }
+            }
             let plans = self.plans;
             if let Some(t) = self.profiles.get_mut(&target) {
                 t.state.absorb(loser.state, &|name| plans.spec(name));
@@ -389,12 +399,17 @@ impl<'a> Resolver<'a> {
     pub fn finish(mut self, expected_cursor: i64, new_cursor: i64, now: Micros) -> PipelineCommit {
         let at = tributary_core::from_micros(now);
         let mut changes = std::mem::take(&mut self.exits);
-        let mut profiles = Vec::with_capacity(self.dirty.len());
-        for id in &self.dirty {
-            let Some(e) = self.profiles.get_mut(id) else {
-                continue;
-            };
-            let scope = match self.touched.get(id) {
+        let (audiences, plans, touched) = (self.audiences, self.plans, &self.touched);
+        let mut work: Vec<(i64, &mut Entry)> = self
+            .profiles
+            .iter_mut()
+            .filter(|(id, _)| self.dirty.contains(id))
+            .map(|(id, e)| (*id, e))
+            .collect();
+        work.sort_unstable_by_key(|(id, _)| *id);
+        // Evaluating audiences and writing the stored JSON is per-profile CPU work.
+        let done = crate::in_parallel_mut(&mut work, |(id, e)| {
+            let scope = match touched.get(id) {
                 Some(Touched::Fields(set)) => Scope::Fields(set),
                 _ => Scope::All,
             };
@@ -402,19 +417,26 @@ impl<'a> Resolver<'a> {
                 id: *id,
                 created_at: e.created_at,
                 state: &e.state,
-                plans: self.plans,
+                plans,
             };
-            let (segments, next_check) = self.audiences.evaluate(&view, &scope, at);
-            membership_diff(*id, &e.state.segments, &segments, &mut changes);
+            let (segments, next_check) = audiences.evaluate(&view, &scope, at);
+            let mut changes = Vec::new();
+            membership_diff(audiences, *id, &e.state.segments, &segments, &mut changes);
             e.state.segments = segments;
-            profiles.push(StoredProfile {
+            let row = StoredProfile {
                 account_id: 0,
                 id: *id,
                 state: e.state.to_json(),
                 created_at: e.created_at,
                 modified_at: now,
                 next_check,
-            });
+            };
+            Some((row, changes))
+        });
+        let mut profiles = Vec::with_capacity(done.len());
+        for (row, c) in done {
+            profiles.push(row);
+            changes.extend(c);
         }
         let resolve = |id: i64| {
             let mut id = id;
@@ -423,9 +445,13 @@ impl<'a> Resolver<'a> {
             }
             id
         };
+        // A key can be written twice in a batch (linked, then moved by a merge): once is enough,
+        // and PostgreSQL refuses an upsert that touches a row twice.
+        let mut written = FxHashSet::default();
         let identities = self
             .new_identities
             .iter()
+            .filter(|k| written.insert(*k))
             .filter_map(|k| self.index.get(k).map(|id| (k.clone(), resolve(*id))))
             .collect();
         let merges = self
@@ -451,13 +477,18 @@ impl<'a> Resolver<'a> {
             merged,
             merges,
             changes,
+            // The engine decides, knowing whether the audiences are all computed.
+            changes_are_exact: false,
             at: now,
         }
     }
 }
 
 /// Appends the entries and exits that take a profile from `before` to `after`.
+/// Slugs of audiences deleted since `before` was recorded are left out: deleting an audience
+/// logs its members' exits (`Store::drop_audience`).
 pub fn membership_diff(
+    audiences: &Audiences,
     profile_id: i64,
     before: &BTreeSet<String>,
     after: &BTreeSet<String>,
@@ -466,6 +497,7 @@ pub fn membership_diff(
     out.extend(
         before
             .difference(after)
+            .filter(|s| audiences.contains(s))
             .map(|s| MembershipChange::exit(s.as_str(), profile_id)),
     );
     out.extend(

@@ -415,11 +415,6 @@ impl Store for PgStore {
             let losers: Vec<i64> = c.merged.iter().map(|m| m.0).collect();
             let winners: Vec<i64> = c.merged.iter().map(|m| m.1).collect();
             sqlx::query(
-                "UPDATE identities i SET profile_id = m.winner FROM UNNEST($2::bigint[], $3::bigint[]) AS m(loser, winner)
-                 WHERE i.account_id = $1 AND i.profile_id = m.loser",
-            )
-            .bind(aid).bind(&losers).bind(&winners).execute(&mut *tx).await?;
-            sqlx::query(
                 "UPDATE merges g SET winner = m.winner FROM UNNEST($2::bigint[], $3::bigint[]) AS m(loser, winner)
                  WHERE g.account_id = $1 AND g.winner = m.loser",
             )
@@ -474,7 +469,7 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await?;
         }
-        apply_changes(&mut tx, aid, &c.changes, c.at).await?;
+        apply_changes(&mut tx, aid, &c.changes, c.changes_are_exact, c.at).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -818,11 +813,13 @@ impl Store for PgStore {
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Postgres>;
 
-/// Applies membership changes to the membership table and logs the ones that changed it.
+/// Applies membership changes to the membership table and logs them: all of them when they are
+/// `exact`, else only those that changed the table (found with `RETURNING`).
 async fn apply_changes(
     tx: &mut Tx<'_>,
     aid: AccountId,
     changes: &[MembershipChange],
+    exact: bool,
     at: Micros,
 ) -> Result<()> {
     if changes.is_empty() {
@@ -833,9 +830,7 @@ async fn apply_changes(
         changes.iter().partition(|c| c.entered);
     let columns = |part: &[&MembershipChange]| {
         (
-            part.iter()
-                .map(|c| c.segment.clone())
-                .collect::<Vec<String>>(),
+            part.iter().map(|c| c.segment.clone()).collect::<Vec<String>>(),
             part.iter().map(|c| c.profile_id).collect::<Vec<i64>>(),
         )
     };
@@ -872,7 +867,11 @@ async fn apply_changes(
             effective.insert((r.try_get(0)?, r.try_get(1)?, false));
         }
     }
-    append_log(tx, aid, &effective_changes(changes, &effective), at).await
+    if exact {
+        append_log(tx, aid, &changes.iter().collect::<Vec<_>>(), at).await
+    } else {
+        append_log(tx, aid, &effective_changes(changes, &effective), at).await
+    }
 }
 
 /// Appends changes to the account's log under the next sequence numbers. The counter row's

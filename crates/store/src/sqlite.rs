@@ -798,21 +798,19 @@ async fn commit_pipeline_on(
     for chunk in c.merged.chunks(ROWS_PER_INSERT) {
         let cases = vec!["WHEN ? THEN ?"; chunk.len()].join(" ");
         let losers = vec!["?"; chunk.len()].join(",");
-        for (table, column) in [("identities", "profile_id"), ("merges", "winner")] {
-            let sql = format!(
-                "UPDATE {table} SET {column} = CASE {column} {cases} END
-                     WHERE account_id = ? AND {column} IN ({losers})"
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (loser, winner) in chunk {
-                q = q.bind(*loser).bind(*winner);
-            }
-            q = q.bind(aid);
-            for (loser, _) in chunk {
-                q = q.bind(*loser);
-            }
-            q.execute(&mut *tx).await?;
+        let sql = format!(
+            "UPDATE merges SET winner = CASE winner {cases} END
+                 WHERE account_id = ? AND winner IN ({losers})"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (loser, winner) in chunk {
+            q = q.bind(*loser).bind(*winner);
         }
+        q = q.bind(aid);
+        for (loser, _) in chunk {
+            q = q.bind(*loser);
+        }
+        q.execute(&mut *tx).await?;
         let sql = format!("DELETE FROM profiles WHERE account_id = ? AND id IN ({losers})");
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
         for (loser, _) in chunk {
@@ -873,39 +871,42 @@ async fn commit_pipeline_on(
         }
         q.execute(&mut *tx).await?;
     }
-    apply_changes(&mut tx, aid, &c.changes, c.at).await?;
+    apply_changes(&mut tx, aid, &c.changes, c.changes_are_exact, c.at).await?;
     tx.commit().await?;
     Ok(true)
 }
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
 
-/// Applies membership changes to the membership table and logs the ones that changed it.
+/// Applies membership changes to the membership table and logs them: all of them when they are
+/// `exact`, else only those that changed the table (found with `RETURNING`).
 async fn apply_changes(
     tx: &mut Tx<'_>,
     aid: AccountId,
     changes: &[MembershipChange],
+    exact: bool,
     at: Micros,
 ) -> Result<()> {
     if changes.is_empty() {
         return Ok(());
     }
+    let returning = if exact { "" } else { " RETURNING segment, profile_id" };
     let mut effective = std::collections::HashSet::new();
     let (enters, exits): (Vec<&MembershipChange>, Vec<&MembershipChange>) =
         changes.iter().partition(|c| c.entered);
     for chunk in enters.chunks(ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO memberships (account_id, segment, profile_id, since) VALUES {}
-             ON CONFLICT DO NOTHING RETURNING segment, profile_id",
+             ON CONFLICT DO NOTHING{returning}",
             placeholders(chunk.len(), 4)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for c in chunk {
-            q = q
-                .bind(aid)
-                .bind(c.segment.as_str())
-                .bind(c.profile_id)
-                .bind(at);
+            q = q.bind(aid).bind(c.segment.as_str()).bind(c.profile_id).bind(at);
+        }
+        if exact {
+            q.execute(&mut **tx).await?;
+            continue;
         }
         for r in q.fetch_all(&mut **tx).await? {
             effective.insert((r.try_get(0)?, r.try_get(1)?, true));
@@ -913,19 +914,26 @@ async fn apply_changes(
     }
     for chunk in exits.chunks(ROWS_PER_INSERT) {
         let sql = format!(
-            "DELETE FROM memberships WHERE account_id = ? AND (segment, profile_id) IN (VALUES {})
-             RETURNING segment, profile_id",
+            "DELETE FROM memberships WHERE account_id = ? AND (segment, profile_id) IN (VALUES {}){returning}",
             placeholders(chunk.len(), 2)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
         for c in chunk {
             q = q.bind(c.segment.as_str()).bind(c.profile_id);
         }
+        if exact {
+            q.execute(&mut **tx).await?;
+            continue;
+        }
         for r in q.fetch_all(&mut **tx).await? {
             effective.insert((r.try_get(0)?, r.try_get(1)?, false));
         }
     }
-    append_log(tx, aid, &effective_changes(changes, &effective), at).await
+    if exact {
+        append_log(tx, aid, &changes.iter().collect::<Vec<_>>(), at).await
+    } else {
+        append_log(tx, aid, &effective_changes(changes, &effective), at).await
+    }
 }
 
 /// Appends changes to the account's log under the next sequence numbers.

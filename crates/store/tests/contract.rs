@@ -341,7 +341,7 @@ async fn pipeline_commits_are_atomic_and_exactly_once(store: Arc<dyn Store>) {
         expected_cursor: last,
         new_cursor: last + 1,
         profiles: vec![stored_profile(first, "{\"a\":1,\"b\":1}")],
-        identities: vec![],
+        identities: vec![(uid.clone(), first)],
         merged: vec![(first + 1, first)],
         merges: vec![MergeRecord {
             winner: first,
@@ -546,6 +546,28 @@ async fn membership_changes_are_logged_once_in_order(store: Arc<dyn Store>) {
             .is_empty()
     );
 
+    // Exact changes (computed against the table) are applied and logged as given.
+    let mut exact = membership_commit(0, vec![enter("vip", 11), exit("vip", 7)], 250);
+    exact.changes_are_exact = true;
+    assert!(store.commit_pipeline(1, &exact).await.unwrap());
+    assert_eq!(
+        store.audience_members(1, "vip", 0, 10).await.unwrap(),
+        vec![11]
+    );
+    let mut undo = membership_commit(0, vec![exit("vip", 11), enter("vip", 7)], 260);
+    undo.changes_are_exact = true;
+    assert!(store.commit_pipeline(1, &undo).await.unwrap());
+    let log = store.membership_log(1, None, 4, 100).await.unwrap();
+    assert_eq!(
+        log_lines(&log),
+        vec![
+            (5, "vip", 11, true),
+            (6, "vip", 7, false),
+            (7, "vip", 11, false),
+            (8, "vip", 7, true),
+        ]
+    );
+
     // Dropping an audience logs every member's exit.
     store
         .set_audience_version(
@@ -560,13 +582,13 @@ async fn membership_changes_are_logged_once_in_order(store: Arc<dyn Store>) {
     assert_eq!(store.audience_versions(1).await.unwrap().len(), 1);
     assert_eq!(store.drop_audience(1, "all", 300).await.unwrap(), 1);
     assert!(store.audience_versions(1).await.unwrap().is_empty());
-    let log = store.membership_log(1, None, 4, 100).await.unwrap();
-    assert_eq!(log_lines(&log), vec![(5, "all", 7, false)]);
+    let log = store.membership_log(1, None, 8, 100).await.unwrap();
+    assert_eq!(log_lines(&log), vec![(9, "all", 7, false)]);
 
     // Erasing a person logs their exits.
     store.erase_profile(1, 7, &[], 400).await.unwrap();
-    let log = store.membership_log(1, None, 5, 100).await.unwrap();
-    assert_eq!(log_lines(&log), vec![(6, "vip", 7, false)]);
+    let log = store.membership_log(1, None, 9, 100).await.unwrap();
+    assert_eq!(log_lines(&log), vec![(10, "vip", 7, false)]);
     assert_eq!(store.audience_size(1, "vip").await.unwrap(), 0);
 
     // Consumers' positions, per account and consumer.

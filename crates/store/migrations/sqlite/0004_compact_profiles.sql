@@ -1,6 +1,6 @@
 -- Fewer B-trees per pipeline write. A profile's id is an event id, unique across accounts,
 -- so it can be the rowid itself (one B-tree instead of table + primary-key index), and
--- identities need no rowid (two B-trees instead of three).
+-- identities need no rowid and no second index (one B-tree instead of three).
 CREATE TABLE profiles_compact (
     id          INTEGER PRIMARY KEY,
     account_id  INTEGER NOT NULL,
@@ -24,4 +24,5 @@ CREATE TABLE identities_compact (
 INSERT INTO identities_compact SELECT account_id, field, value, profile_id FROM identities;
 DROP TABLE identities;
 ALTER TABLE identities_compact RENAME TO identities;
-CREATE INDEX identities_by_profile ON identities (account_id, profile_id);
+-- No index from profile to identities: a merge re-points the loser's identities by key (the
+-- engine knows them from the profile), so only erasure reads identities by profile, rarely.

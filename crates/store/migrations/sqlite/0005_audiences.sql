@@ -19,7 +19,6 @@ CREATE TABLE membership_log (
     at         INTEGER NOT NULL,
     PRIMARY KEY (account_id, seq)
 ) WITHOUT ROWID;
-CREATE INDEX membership_log_by_segment ON membership_log (account_id, segment, seq);
 
 CREATE TABLE membership_seq (
     account_id INTEGER PRIMARY KEY,
