@@ -830,7 +830,9 @@ async fn apply_changes(
         changes.iter().partition(|c| c.entered);
     let columns = |part: &[&MembershipChange]| {
         (
-            part.iter().map(|c| c.segment.clone()).collect::<Vec<String>>(),
+            part.iter()
+                .map(|c| c.segment.clone())
+                .collect::<Vec<String>>(),
             part.iter().map(|c| c.profile_id).collect::<Vec<i64>>(),
         )
     };

@@ -878,6 +878,16 @@ async fn commit_pipeline_on(
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
 
+/// `[[segment, profile_id, entered], ...]`: a whole batch of changes as one bound parameter,
+/// unpacked by SQLite's `json_each`. Binding three values per row through the driver costs
+/// more than the insert itself at pipeline volumes.
+fn changes_json<'c>(changes: impl Iterator<Item = &'c MembershipChange>) -> Result<String> {
+    let rows: Vec<(&str, i64, bool)> = changes
+        .map(|c| (c.segment.as_str(), c.profile_id, c.entered))
+        .collect();
+    serde_json::to_string(&rows).map_err(|e| crate::StoreError::Corrupt(e.to_string()))
+}
+
 /// Applies membership changes to the membership table and logs them: all of them when they are
 /// `exact`, else only those that changed the table (found with `RETURNING`).
 async fn apply_changes(
@@ -890,50 +900,43 @@ async fn apply_changes(
     if changes.is_empty() {
         return Ok(());
     }
-    let returning = if exact { "" } else { " RETURNING segment, profile_id" };
-    let mut effective = std::collections::HashSet::new();
-    let (enters, exits): (Vec<&MembershipChange>, Vec<&MembershipChange>) =
-        changes.iter().partition(|c| c.entered);
-    for chunk in enters.chunks(ROWS_PER_INSERT) {
-        let sql = format!(
-            "INSERT INTO memberships (account_id, segment, profile_id, since) VALUES {}
-             ON CONFLICT DO NOTHING{returning}",
-            placeholders(chunk.len(), 4)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for c in chunk {
-            q = q.bind(aid).bind(c.segment.as_str()).bind(c.profile_id).bind(at);
-        }
-        if exact {
-            q.execute(&mut **tx).await?;
-            continue;
-        }
-        for r in q.fetch_all(&mut **tx).await? {
-            effective.insert((r.try_get(0)?, r.try_get(1)?, true));
-        }
-    }
-    for chunk in exits.chunks(ROWS_PER_INSERT) {
-        let sql = format!(
-            "DELETE FROM memberships WHERE account_id = ? AND (segment, profile_id) IN (VALUES {}){returning}",
-            placeholders(chunk.len(), 2)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
-        for c in chunk {
-            q = q.bind(c.segment.as_str()).bind(c.profile_id);
-        }
-        if exact {
-            q.execute(&mut **tx).await?;
-            continue;
-        }
-        for r in q.fetch_all(&mut **tx).await? {
-            effective.insert((r.try_get(0)?, r.try_get(1)?, false));
-        }
-    }
-    if exact {
-        append_log(tx, aid, &changes.iter().collect::<Vec<_>>(), at).await
+    let returning = if exact {
+        ""
     } else {
-        append_log(tx, aid, &effective_changes(changes, &effective), at).await
+        " RETURNING segment, profile_id"
+    };
+    let enters = changes_json(changes.iter().filter(|c| c.entered))?;
+    let exits = changes_json(changes.iter().filter(|c| !c.entered))?;
+    // `WHERE true` tells the parser the `ON` that follows is the upsert's, not a join's.
+    let insert = format!(
+        "INSERT INTO memberships (account_id, segment, profile_id, since)
+         SELECT ?, value->>0, value->>1, ? FROM json_each(?) WHERE true
+         ON CONFLICT DO NOTHING{returning}"
+    );
+    let delete = format!(
+        "DELETE FROM memberships WHERE account_id = ?
+         AND (segment, profile_id) IN (SELECT value->>0, value->>1 FROM json_each(?)){returning}"
+    );
+    let insert = sqlx::query(sqlx::AssertSqlSafe(insert))
+        .bind(aid)
+        .bind(at)
+        .bind(enters);
+    let delete = sqlx::query(sqlx::AssertSqlSafe(delete))
+        .bind(aid)
+        .bind(exits);
+    if exact {
+        insert.execute(&mut **tx).await?;
+        delete.execute(&mut **tx).await?;
+        return append_log(tx, aid, &changes.iter().collect::<Vec<_>>(), at).await;
     }
+    let mut effective = std::collections::HashSet::new();
+    for r in insert.fetch_all(&mut **tx).await? {
+        effective.insert((r.try_get(0)?, r.try_get(1)?, true));
+    }
+    for r in delete.fetch_all(&mut **tx).await? {
+        effective.insert((r.try_get(0)?, r.try_get(1)?, false));
+    }
+    append_log(tx, aid, &effective_changes(changes, &effective), at).await
 }
 
 /// Appends changes to the account's log under the next sequence numbers.
@@ -956,24 +959,16 @@ async fn append_log(
     .bind(n)
     .fetch_one(&mut **tx)
     .await?;
-    let mut seq = last - n;
-    for chunk in changes.chunks(ROWS_PER_INSERT) {
-        let sql = format!(
-            "INSERT INTO membership_log (account_id, seq, segment, profile_id, entered, at) VALUES {}",
-            placeholders(chunk.len(), 6)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for c in chunk {
-            seq += 1;
-            q = q
-                .bind(aid)
-                .bind(seq)
-                .bind(c.segment.as_str())
-                .bind(c.profile_id)
-                .bind(c.entered)
-                .bind(at);
-        }
-        q.execute(&mut **tx).await?;
-    }
+    // Sequence numbers follow the array's order: `key` is the element's index.
+    sqlx::query(
+        "INSERT INTO membership_log (account_id, seq, segment, profile_id, entered, at)
+         SELECT ?, ? + key + 1, value->>0, value->>1, value->>2, ? FROM json_each(?)",
+    )
+    .bind(aid)
+    .bind(last - n)
+    .bind(at)
+    .bind(changes_json(changes.iter().copied())?)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
