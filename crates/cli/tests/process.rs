@@ -287,3 +287,96 @@ async fn pipeline_work_moves_to_a_surviving_node() {
     .await;
     assert_eq!(profile["data"]["city"], "Newtown");
 }
+
+/// Two nodes on one PostgreSQL database: events arrive through both while an audience is
+/// created through one; the membership log that results is the same as one node would write
+/// (per profile, entries and exits alternate; the final members are the audience's size).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_keep_one_membership_log() {
+    let Some(cluster) = tributary_store::testing::pg_cluster() else {
+        return;
+    };
+    let url = cluster.fresh_database().await;
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let a = Serve::start(dir_a.path(), Some(&url), "a");
+    let b = Serve::start(dir_b.path(), Some(&url), "b");
+    let http = client();
+    let nodes = [&a, &b];
+    let send = |node: &Serve, body: String| {
+        let request = http
+            .post(node.url("/c/1/braze_users"))
+            .bearer_auth(ADMIN)
+            .body(body);
+        async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    };
+    for n in 0..60 {
+        let city = if n % 3 == 0 { "Paris" } else { "Rome" };
+        send(
+            nodes[n % 2],
+            format!(r#"{{"braze_id": "p{n}", "city": "{city}"}}"#),
+        )
+        .await;
+    }
+    let r = http
+        .post(a.url("/api/segment"))
+        .bearer_auth(ADMIN)
+        .body("FILTER city == \"Paris\" ALIAS paris")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Moves in both directions while the audience is being computed.
+    for n in 0..30 {
+        let city = if n % 2 == 0 { "Paris" } else { "Rome" };
+        send(
+            nodes[(n + 1) % 2],
+            format!(r#"{{"braze_id": "p{n}", "city": "{city}"}}"#),
+        )
+        .await;
+    }
+    // Paris now: p0..p29 with even n, and p30..p59 with n % 3 == 0.
+    let expected = (0..30).filter(|n| n % 2 == 0).count() + (30..60).filter(|n| n % 3 == 0).count();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let size = wait_for_ok(
+            &b.url("/api/segment/paris/size"),
+            ADMIN,
+            Duration::from_secs(5),
+        )
+        .await;
+        if size["data"]["status"] == "ready" && size["data"]["size"] == expected {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "size never settled: {size}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = wait_for_ok(
+        &a.url("/api/segment/paris/changes?since=0&limit=10000"),
+        ADMIN,
+        Duration::from_secs(5),
+    )
+    .await;
+    let mut state: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    let mut last_seq = 0;
+    for c in log["data"]["changes"].as_array().unwrap() {
+        let seq = c["seq"].as_i64().unwrap();
+        assert!(seq > last_seq, "sequence goes forward: {log}");
+        last_seq = seq;
+        let entered = c["change"] == "enter";
+        let was = state.insert(c["profile_id"].as_str().unwrap().to_string(), entered);
+        assert_ne!(
+            was,
+            Some(entered),
+            "a change repeated for one profile: {log}"
+        );
+        assert!(was.is_some() || entered, "an exit before any entry: {log}");
+    }
+    assert_eq!(state.values().filter(|m| **m).count(), expected);
+}
