@@ -837,21 +837,24 @@ async fn commit_pipeline_on(
         }
         q.execute(&mut *tx).await?;
     }
-    for chunk in c.identities.chunks(ROWS_PER_INSERT) {
-        let sql = format!(
-                "INSERT INTO identities (account_id, field, value, profile_id) VALUES {}
-                 ON CONFLICT (account_id, field, value) DO UPDATE SET profile_id = excluded.profile_id",
-                placeholders(chunk.len(), 4)
-            );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (k, id) in chunk {
-            q = q
-                .bind(aid)
-                .bind(k.field.as_str())
-                .bind(k.value.as_str())
-                .bind(*id);
-        }
-        q.execute(&mut *tx).await?;
+    if !c.identities.is_empty() {
+        let rows: Vec<(&str, &str, i64)> = c
+            .identities
+            .iter()
+            .map(|(k, id)| (k.field.as_str(), k.value.as_str(), *id))
+            .collect();
+        let rows = serde_json::to_string(&rows)
+            .map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
+        // One parameter for the whole batch (see `changes_json`).
+        sqlx::query(
+            "INSERT INTO identities (account_id, field, value, profile_id)
+             SELECT ?, value->>0, value->>1, value->>2 FROM json_each(?) WHERE true
+             ON CONFLICT (account_id, field, value) DO UPDATE SET profile_id = excluded.profile_id",
+        )
+        .bind(aid)
+        .bind(rows)
+        .execute(&mut *tx)
+        .await?;
     }
     for chunk in c.merges.chunks(ROWS_PER_INSERT) {
         let sql = format!(
