@@ -46,7 +46,12 @@ impl SqliteStore {
             .pragma("cache_size", "-131072")
             // Reads through the mapping instead of a syscall per page: identity lookups and
             // profile loads are random reads over large tables.
-            .pragma("mmap_size", "268435456");
+            .pragma("mmap_size", "268435456")
+            // 16 KiB pages (new databases only): the pipeline's writes are mostly appends to
+            // B-trees (profiles, the membership log, memberships by audience), and bigger pages
+            // mean fewer page splits and less B-tree overhead per row. Measured: +10-15% on the
+            // pipeline and the audience recompute against 4 KiB; 64 KiB was no better.
+            .page_size(16384);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
