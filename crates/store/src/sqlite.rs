@@ -43,7 +43,6 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
             .pragma("temp_store", "memory")
-            .pragma("cache_size", "-131072")
             // Reads through the mapping instead of a syscall per page: identity lookups and
             // profile loads are random reads over large tables.
             .pragma("mmap_size", "268435456")
@@ -52,10 +51,13 @@ impl SqliteStore {
             // mean fewer page splits and less B-tree overhead per row. Measured: +10-15% on the
             // pipeline and the audience recompute against 4 KiB; 64 KiB was no better.
             .page_size(16384);
+        // The page cache is per connection: a large one for the writer, whose pipeline commits
+        // revisit the same B-tree pages batch after batch; small ones for the readers, which
+        // read mostly through the memory map. At most 256 + 4 × 32 MiB.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(options.clone())
+            .connect_with(options.clone().pragma("cache_size", "-262144"))
             .await?;
         {
             let mut conn = writer.acquire().await?;
@@ -64,7 +66,7 @@ impl SqliteStore {
         }
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.read_only(true))
+            .connect_with(options.pragma("cache_size", "-32768").read_only(true))
             .await?;
         Ok(SqliteStore { writer, reader })
     }
