@@ -21,7 +21,17 @@ pub struct StoredEvent {
     pub stream: String,
     pub received_at: Micros,
     pub event_time: Micros,
-    pub payload: serde_json::Value,
+    /// The event's JSON object, as stored (it was checked to be JSON when collected; the
+    /// pipeline parses it straight into its own value type).
+    pub payload: String,
+}
+
+impl StoredEvent {
+    /// The payload as a JSON tree (`Null` if the stored text is not JSON, which collection
+    /// never stores).
+    pub fn payload_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.payload).unwrap_or(serde_json::Value::Null)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

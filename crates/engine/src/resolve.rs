@@ -81,14 +81,9 @@ impl Plans {
     /// Maps one raw event with every query of its stream; `None` when no query reads it.
     pub fn map(&self, event: &StoredEvent) -> Option<Mapped> {
         let indexes = self.by_stream.get(&event.stream)?;
-        let serde_json::Value::Object(object) = &event.payload else {
-            return None;
-        };
-        // Converted once, so every column reads borrowed values.
-        let payload: tributary_query::eval::Profile = object
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::from_json(v)))
-            .collect();
+        // Straight from the stored text into the evaluator's map; a payload that is not a JSON
+        // object maps to nothing.
+        let payload: tributary_query::eval::Profile = serde_json::from_str(&event.payload).ok()?;
         let at = tributary_core::from_micros(event.event_time);
         let mut mapped = Mapped {
             event_id: event.id,

@@ -427,20 +427,13 @@ where
     String: Decodes<R>,
     for<'a> &'a str: sqlx::ColumnIndex<R>,
 {
-    let id: i64 = row.try_get("id")?;
-    let payload: String = row.try_get("payload")?;
     Ok(StoredEvent {
-        id,
+        id: row.try_get("id")?,
         stream: row.try_get("stream")?,
         received_at: row.try_get("received_at")?,
         event_time: row.try_get("event_time")?,
-        payload: parse_payload(id, &payload)?,
+        payload: row.try_get("payload")?,
     })
-}
-
-fn parse_payload(id: i64, text: &str) -> Result<serde_json::Value> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::Corrupt(format!("event {id} payload is not JSON: {e}")))
 }
 
 /// Per-stream counter deltas of a batch, so the counters are one upsert per stream.

@@ -850,8 +850,8 @@ async fn commit_pipeline_on(
             .iter()
             .map(|(k, id)| (k.field.as_str(), k.value.as_str(), *id))
             .collect();
-        let rows = serde_json::to_string(&rows)
-            .map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
+        let rows =
+            serde_json::to_string(&rows).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
         // One parameter for the whole batch (see `changes_json`).
         sqlx::query(
             "INSERT INTO identities (account_id, field, value, profile_id)

@@ -128,12 +128,12 @@ async fn events_round_trip_newest_first(store: Arc<dyn Store>) {
 
     let recent = store.recent_events(1, "braze_users", 3).await.unwrap();
     assert_eq!(recent.len(), 3);
-    assert_eq!(recent[0].payload["n"], 1_199);
-    assert_eq!(recent[2].payload["n"], 1_197);
+    assert_eq!(recent[0].payload_json()["n"], 1_199);
+    assert_eq!(recent[2].payload_json()["n"], 1_197);
     assert!(recent[0].id > recent[1].id);
     assert_eq!(recent[0].received_at, 2_199);
     assert_eq!(recent[0].event_time, 1_699);
-    assert_eq!(recent[0].payload["text"], "café \"quoted\"");
+    assert_eq!(recent[0].payload_json()["text"], "café \"quoted\"");
 
     let streams = store.streams(1).await.unwrap();
     let names: Vec<_> = streams.iter().map(|s| (s.name.as_str(), s.count)).collect();
@@ -171,7 +171,7 @@ async fn group_commit_writer_stores_every_acknowledged_event(store: Arc<dyn Stor
     let all = store.recent_events(1, "braze_users", 5_000).await.unwrap();
     let mut ns: Vec<i64> = all
         .iter()
-        .map(|e| e.payload["n"].as_i64().unwrap())
+        .map(|e| e.payload_json()["n"].as_i64().unwrap())
         .collect();
     ns.sort();
     ns.dedup();
@@ -285,7 +285,7 @@ async fn pipeline_commits_are_atomic_and_exactly_once(store: Arc<dyn Store>) {
     assert_eq!(
         events
             .iter()
-            .map(|e| e.payload["n"].as_i64().unwrap())
+            .map(|e| e.payload_json()["n"].as_i64().unwrap())
             .collect::<Vec<_>>(),
         vec![0, 1, 2]
     );

@@ -59,7 +59,7 @@ pub async fn events(
                 "id": e.id,
                 "received": format_rfc3339(from_micros(e.received_at)),
                 "event_time": format_rfc3339(from_micros(e.event_time)),
-                "event": e.payload,
+                "event": e.payload_json(),
             })
         })
         .collect();
