@@ -314,6 +314,9 @@ async fn recompute(args: &Args) -> anyhow::Result<Recompute> {
     anyhow::ensure!(read == args.profiles, "scanned {read} profiles");
 
     let engine = Engine::new(store.clone(), EngineConfig::default());
+    // The account's built-in audiences exist before the new ones, as on a real server.
+    builtin::seed_account(store.as_ref(), 1).await?;
+    engine.sync_audiences(1).await?;
     for text in RECOMPUTE_AUDIENCES {
         store.put_definition(&definition(text, now)?).await?;
     }

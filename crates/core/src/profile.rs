@@ -53,13 +53,13 @@ pub struct PipelineCommit {
     /// identities move by being listed in `identities` with the winner.
     pub merged: Vec<(i64, i64)>,
     pub merges: Vec<MergeRecord>,
-    /// Audience entries and exits of the batch's profiles, in the order they happened. The
-    /// exits of merged-away profiles are the store's to record (it knows their membership).
+    /// Audience entries and exits known to change the membership table (each enter is of a
+    /// non-member, each exit of a member): applied and logged as they are.
     pub changes: Vec<crate::MembershipChange>,
-    /// The changes are known to match the membership table (each enter is of a non-member,
-    /// each exit of a member), so the store applies and logs them without checking each one.
-    /// When false the store logs only those that change the table.
-    pub changes_are_exact: bool,
+    /// Entries and exits whose effect on the table is unknown (the engine's record of the
+    /// profile's audiences may be older than the audience): the store logs only those that
+    /// change the table.
+    pub checked: Vec<crate::MembershipChange>,
     /// The time the log records for this commit's changes.
     pub at: Micros,
 }

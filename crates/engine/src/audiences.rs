@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use rustc_hash::FxHashSet;
 use time::OffsetDateTime;
-use tributary_core::{Definition, Micros, from_micros, to_micros};
+use tributary_core::{Definition, MembershipChange, Micros, from_micros, to_micros};
 use tributary_query::eval::{EvalContext, Fields, matches};
 use tributary_query::{FilterStatement, Value, parse_filter};
 
@@ -35,6 +35,8 @@ pub const EVENT_META_FIELDS: &[&str] = &["_first_seen", "_last_seen", "_event_co
 pub struct Audiences {
     statements: HashMap<String, FilterStatement>,
     list: Vec<Audience>,
+    /// The audiences whose stored membership was computed for their current definition.
+    computed: HashSet<String>,
 }
 
 pub struct Audience {
@@ -45,6 +47,20 @@ pub struct Audience {
     reads: Option<BTreeSet<String>>,
     /// Whether time alone can change the answer (INCLUDEs followed).
     time_relative: bool,
+}
+
+/// Membership changes sorted by what the store must do with them (see `PipelineCommit`).
+#[derive(Default, Debug)]
+pub struct MembershipChanges {
+    pub exact: Vec<MembershipChange>,
+    pub checked: Vec<MembershipChange>,
+}
+
+impl MembershipChanges {
+    pub fn extend(&mut self, other: MembershipChanges) {
+        self.exact.extend(other.exact);
+        self.checked.extend(other.checked);
+    }
 }
 
 /// Which audiences to evaluate again for a profile.
@@ -102,30 +118,86 @@ impl Audiences {
                 time_relative,
             });
         }
-        Audiences { statements, list }
+        Audiences {
+            statements,
+            list,
+            computed: HashSet::new(),
+        }
+    }
+
+    /// Records which audiences' stored membership matches their definition.
+    pub fn with_stored_versions(mut self, stored: &[tributary_core::AudienceVersion]) -> Self {
+        self.computed = self
+            .list
+            .iter()
+            .filter(|a| {
+                stored
+                    .iter()
+                    .any(|v| v.segment == a.slug && v.version == a.version)
+            })
+            .map(|a| a.slug.clone())
+            .collect();
+        self
     }
 
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
 
+    pub fn list(&self) -> &[Audience] {
+        &self.list
+    }
+
     pub fn contains(&self, slug: &str) -> bool {
         self.statements.contains_key(slug)
     }
 
-    /// Whether every audience's stored membership was computed for its current definition.
-    /// Then the profiles' own records of their audiences match the membership table, and
-    /// changes computed from them are exact (see `PipelineCommit::changes_are_exact`).
-    pub fn all_current(&self, stored: &[tributary_core::AudienceVersion]) -> bool {
-        self.list.iter().all(|a| {
-            stored
-                .iter()
-                .any(|v| v.segment == a.slug && v.version == a.version)
-        })
+    /// The newest definition: what a profile evaluated now records as its `segments_version`.
+    pub fn newest_version(&self) -> Micros {
+        self.list.iter().map(|a| a.version).max().unwrap_or(0)
     }
 
-    pub fn list(&self) -> &[Audience] {
-        &self.list
+    /// The entries and exits that take a profile from its recorded audiences to `after`.
+    /// For audiences whose stored membership was computed for their current definition
+    /// (`with_stored_versions`), the profile's record is exact, unless the audience changed after
+    /// the record was made: then the record may be wrong either way, and the profile's whole
+    /// answer is checked against the table. For audiences still being computed, the
+    /// difference is checked (the recompute that follows reconciles the rest).
+    pub fn changes(
+        &self,
+        profile_id: i64,
+        recorded: &ProfileState,
+        after: &BTreeSet<String>,
+        out: &mut MembershipChanges,
+    ) {
+        for a in &self.list {
+            let was = recorded.segments.contains(&a.slug);
+            let is = after.contains(&a.slug);
+            let change = || MembershipChange {
+                segment: a.slug.clone(),
+                profile_id,
+                entered: is,
+            };
+            if !self.computed.contains(&a.slug) {
+                if was != is {
+                    out.checked.push(change());
+                }
+            } else if a.version > recorded.segments_version {
+                out.checked.push(change());
+            } else if was != is {
+                out.exact.push(change());
+            }
+        }
+    }
+
+    /// The exits of a profile that goes away (merged into another).
+    pub fn departures(
+        &self,
+        profile_id: i64,
+        recorded: &ProfileState,
+        out: &mut MembershipChanges,
+    ) {
+        self.changes(profile_id, recorded, &BTreeSet::new(), out);
     }
 
     /// The slugs of `changed` and of every audience that INCLUDEs one of them, directly or not.
@@ -157,8 +229,8 @@ impl Audiences {
     }
 
     /// The profile's audiences after a change of the kind `scope` describes, and its next
-    /// check. Audiences out of scope keep their previous answer; slugs of audiences that no
-    /// longer exist are dropped.
+    /// check. Audiences out of scope keep their recorded answer if it is current; slugs of
+    /// audiences that no longer exist are dropped.
     pub fn evaluate(
         &self,
         profile: &ProfileView<'_>,
@@ -172,7 +244,10 @@ impl Audiences {
             let Some(st) = self.statements.get(&a.slug) else {
                 continue;
             };
-            let member = if self.in_scope(a, scope) {
+            // An answer recorded before the audience last changed is not kept.
+            let recorded =
+                a.version <= profile.state.segments_version && self.computed.contains(&a.slug);
+            let member = if self.in_scope(a, scope) || !recorded {
                 matches(&st.filter, profile, &ctx)
             } else {
                 profile.state.segments.contains(&a.slug)

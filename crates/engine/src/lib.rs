@@ -258,7 +258,10 @@ impl Engine {
         let loaded = self.store.load_profiles(aid, &ids).await?;
         let t_load = t.elapsed();
         let now = now_micros();
-        let audiences = self.audiences(aid).await?;
+        let audiences = self
+            .audiences(aid)
+            .await?
+            .with_stored_versions(&self.store.audience_versions(aid).await?);
         let mut resolver = resolve::Resolver::new(
             &plans,
             &audiences,
@@ -273,7 +276,6 @@ impl Engine {
         }
         let stats = resolver.stats;
         let mut commit = resolver.finish(cursor, last, now);
-        commit.changes_are_exact = audiences.all_current(&self.store.audience_versions(aid).await?);
         for p in &mut commit.profiles {
             p.account_id = aid;
         }

@@ -13,8 +13,8 @@ use tributary_core::{
     StoredProfile, from_micros,
 };
 
-use crate::audiences::{Audiences, ProfileView, Scope};
-use crate::resolve::{Entry, Plans, membership_diff};
+use crate::audiences::{Audiences, MembershipChanges, ProfileView, Scope};
+use crate::resolve::{Entry, Plans};
 use crate::{Engine, EngineError, in_parallel, now_micros};
 
 /// Profiles per recompute page: one store round trip and one commit each.
@@ -28,7 +28,7 @@ struct Outcome {
     /// The row, when it must be rewritten.
     row: Option<StoredProfile>,
     /// Entries and exits against the profile's own record of its audiences.
-    changes: Vec<MembershipChange>,
+    changes: MembershipChanges,
     segments: BTreeSet<String>,
 }
 
@@ -37,14 +37,12 @@ impl Engine {
     /// drops the membership of deleted ones. Returns whether anything was done.
     pub async fn sync_audiences(&self, aid: AccountId) -> Result<bool, EngineError> {
         let defs = self.store.definitions(aid, DefinitionKind::Segment).await?;
-        let stored: HashMap<String, Micros> = self
-            .store
-            .audience_versions(aid)
-            .await?
+        let versions = self.store.audience_versions(aid).await?;
+        let audiences = Audiences::compile(&defs).with_stored_versions(&versions);
+        let stored: HashMap<String, Micros> = versions
             .into_iter()
             .map(|v| (v.segment, v.version))
             .collect();
-        let audiences = Audiences::compile(&defs);
         let deleted: Vec<&String> = stored
             .keys()
             .filter(|slug| !defs.iter().any(|d| &d.name == *slug))
@@ -92,10 +90,9 @@ impl Engine {
             let members = self.store.members_between(aid, &slugs, after, upto).await?;
             let now = now_micros();
             let outcome = recompute_page(&page, members, &audiences, &plans, &scope, now)?;
-            entries += outcome.changes.iter().filter(|c| c.entered).count();
-            exits += outcome.changes.iter().filter(|c| !c.entered).count();
-            // Diffed against the membership table itself: exact.
-            if !self.commit_membership(aid, outcome, true).await? {
+            entries += outcome.changes.exact.iter().filter(|c| c.entered).count();
+            exits += outcome.changes.exact.iter().filter(|c| !c.entered).count();
+            if !self.commit_membership(aid, outcome).await? {
                 return Ok(false);
             }
             match upto {
@@ -141,7 +138,10 @@ impl Engine {
         if due.is_empty() {
             return Ok(0);
         }
-        let audiences = self.audiences(aid).await?;
+        let audiences = self
+            .audiences(aid)
+            .await?
+            .with_stored_versions(&self.store.audience_versions(aid).await?);
         let plans = self.plans(aid).await?;
         let at = from_micros(now);
         let outcomes = in_parallel(&due, |p| {
@@ -150,6 +150,7 @@ impl Engine {
                 &audiences,
                 &plans,
                 &Scope::TimeRelative,
+                Record::Update,
                 at,
                 now,
             ))
@@ -160,20 +161,17 @@ impl Engine {
             page.profiles.extend(o.row);
             page.changes.extend(o.changes);
         }
-        let exact = audiences.all_current(&self.store.audience_versions(aid).await?);
-        self.commit_membership(aid, page, exact).await?;
+        self.commit_membership(aid, page).await?;
         Ok(due.len())
     }
 
     /// Commits profile rows and membership changes without moving the pipeline's cursor (the
     /// compare-and-set still guards against another node having taken over).
-    async fn commit_membership(
-        &self,
-        aid: AccountId,
-        page: Page,
-        exact: bool,
-    ) -> Result<bool, EngineError> {
-        if page.profiles.is_empty() && page.changes.is_empty() {
+    async fn commit_membership(&self, aid: AccountId, page: Page) -> Result<bool, EngineError> {
+        if page.profiles.is_empty()
+            && page.changes.exact.is_empty()
+            && page.changes.checked.is_empty()
+        {
             return Ok(true);
         }
         let cursor = self.store.pipeline_cursor(aid).await?;
@@ -189,8 +187,8 @@ impl Engine {
                     expected_cursor: cursor,
                     new_cursor: cursor,
                     profiles,
-                    changes: page.changes,
-                    changes_are_exact: exact,
+                    changes: page.changes.exact,
+                    checked: page.changes.checked,
                     at: page.at,
                     ..PipelineCommit::default()
                 },
@@ -201,7 +199,7 @@ impl Engine {
 
 struct Page {
     profiles: Vec<StoredProfile>,
-    changes: Vec<MembershipChange>,
+    changes: MembershipChanges,
     at: Micros,
 }
 
@@ -209,10 +207,22 @@ impl Page {
     fn new(at: Micros) -> Page {
         Page {
             profiles: Vec::new(),
-            changes: Vec::new(),
+            changes: MembershipChanges::default(),
             at,
         }
     }
+}
+
+/// Whether re-evaluating a profile updates its own record of its audiences.
+#[derive(Clone, Copy, PartialEq)]
+enum Record {
+    /// It does (a due check): the row is rewritten when the audiences or the next check
+    /// changed.
+    Update,
+    /// It does not (a recompute): the row is rewritten only when its next check moved; the
+    /// record stays as it was, older than the recomputed audiences' definitions, so the
+    /// pipeline checks those audiences against the table when the profile next changes.
+    Keep,
 }
 
 /// A profile's audiences in `scope` evaluated again; the row is returned only if it changed.
@@ -221,6 +231,7 @@ fn reevaluate(
     audiences: &Audiences,
     plans: &Plans,
     scope: &Scope<'_>,
+    record: Record,
     at: time::OffsetDateTime,
     now: Micros,
 ) -> Result<Outcome, String> {
@@ -232,10 +243,19 @@ fn reevaluate(
         plans,
     };
     let (segments, next_check) = audiences.evaluate(&view, scope, at);
-    let mut changes = Vec::new();
-    membership_diff(audiences, p.id, &e.state.segments, &segments, &mut changes);
-    let row = (segments != e.state.segments || next_check != p.next_check).then(|| {
-        e.state.segments = segments.clone();
+    let mut changes = MembershipChanges::default();
+    if record == Record::Update {
+        audiences.changes(p.id, &e.state, &segments, &mut changes);
+    }
+    let rewrite = match record {
+        Record::Update => segments != e.state.segments || next_check != p.next_check,
+        Record::Keep => next_check != p.next_check,
+    };
+    let row = rewrite.then(|| {
+        if record == Record::Update {
+            e.state.segments = segments.clone();
+            e.state.segments_version = audiences.newest_version();
+        }
         StoredProfile {
             state: e.state.to_json(),
             modified_at: now,
@@ -268,6 +288,7 @@ fn recompute_page(
             audiences,
             plans,
             &Scope::Only(scope),
+            Record::Keep,
             at,
             now,
         ))
@@ -296,6 +317,7 @@ fn recompute_page(
             .map(|(s, id)| MembershipChange::enter(s.as_str(), *id)),
     );
     changes.sort_by(|a, b| (a.profile_id, &a.segment).cmp(&(b.profile_id, &b.segment)));
-    result.changes = changes;
+    // Diffed against the table itself: exact.
+    result.changes.exact = changes;
     Ok(result)
 }

@@ -20,9 +20,8 @@ use tributary_core::{
 use tributary_query::lql::{MappingPlan, compile};
 use tributary_query::{Value, parse_lql};
 
-use crate::audiences::{Audiences, EVENT_META_FIELDS, ProfileView, Scope};
+use crate::audiences::{Audiences, EVENT_META_FIELDS, MembershipChanges, ProfileView, Scope};
 use crate::state::{FieldSpec, FieldState, ProfileState};
-use tributary_core::MembershipChange;
 
 /// The account's compiled LQL queries, by stream.
 #[derive(Default)]
@@ -157,7 +156,7 @@ pub struct Resolver<'a> {
     audiences: &'a Audiences,
     touched: FxHashMap<i64, Touched<'a>>,
     /// Exits of profiles merged away, in merge order.
-    exits: Vec<MembershipChange>,
+    exits: MembershipChanges,
     blocklist: &'a HashSet<String>,
     cap: usize,
     index: FxHashMap<IdentityKey, i64>,
@@ -193,7 +192,7 @@ impl<'a> Resolver<'a> {
             plans,
             audiences,
             touched: FxHashMap::default(),
-            exits: Vec::new(),
+            exits: MembershipChanges::default(),
             blocklist,
             cap,
             index: index.into_iter().collect(),
@@ -269,6 +268,8 @@ impl<'a> Resolver<'a> {
                         state: ProfileState {
                             first_seen: m.event_time,
                             last_seen: m.event_time,
+                            // A new profile is in no audience, whatever their versions.
+                            segments_version: self.audiences.newest_version(),
                             ..ProfileState::default()
                         },
                         created_at: now,
@@ -296,14 +297,8 @@ impl<'a> Resolver<'a> {
             let Some(loser) = self.profiles.remove(&other) else {
                 continue;
             };
-            self.exits.extend(
-                loser
-                    .state
-                    .segments
-                    .iter()
-                    .filter(|slug| self.audiences.contains(slug))
-                    .map(|slug| MembershipChange::exit(slug.as_str(), other)),
-            );
+            self.audiences
+                .departures(other, &loser.state, &mut self.exits);
             // The loser's identity rows are re-pointed by this batch's identity writes (the
             // store keeps no index from profile to identities).
             for (field, values) in &loser.state.identities {
@@ -415,9 +410,10 @@ impl<'a> Resolver<'a> {
                 plans,
             };
             let (segments, next_check) = audiences.evaluate(&view, &scope, at);
-            let mut changes = Vec::new();
-            membership_diff(audiences, *id, &e.state.segments, &segments, &mut changes);
+            let mut changes = MembershipChanges::default();
+            audiences.changes(*id, &e.state, &segments, &mut changes);
             e.state.segments = segments;
+            e.state.segments_version = audiences.newest_version();
             let row = StoredProfile {
                 account_id: 0,
                 id: *id,
@@ -471,33 +467,9 @@ impl<'a> Resolver<'a> {
             identities,
             merged,
             merges,
-            changes,
-            // The engine decides, knowing whether the audiences are all computed.
-            changes_are_exact: false,
+            changes: changes.exact,
+            checked: changes.checked,
             at: now,
         }
     }
-}
-
-/// Appends the entries and exits that take a profile from `before` to `after`.
-/// Slugs of audiences deleted since `before` was recorded are left out: deleting an audience
-/// logs its members' exits (`Store::drop_audience`).
-pub fn membership_diff(
-    audiences: &Audiences,
-    profile_id: i64,
-    before: &BTreeSet<String>,
-    after: &BTreeSet<String>,
-    out: &mut Vec<MembershipChange>,
-) {
-    out.extend(
-        before
-            .difference(after)
-            .filter(|s| audiences.contains(s))
-            .map(|s| MembershipChange::exit(s.as_str(), profile_id)),
-    );
-    out.extend(
-        after
-            .difference(before)
-            .map(|s| MembershipChange::enter(s.as_str(), profile_id)),
-    );
 }

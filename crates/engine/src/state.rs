@@ -209,6 +209,9 @@ pub struct ProfileState {
     pub events: i64,
     /// The audiences the profile was in when last evaluated (slugs).
     pub segments: BTreeSet<String>,
+    /// The newest audience definition (its `updated_at`) that `segments` took into account.
+    /// An audience defined or changed later was computed without updating this record.
+    pub segments_version: Micros,
 }
 
 impl ProfileState {
@@ -291,8 +294,8 @@ impl ProfileState {
             write_str(&mut out, slug);
         }
         out.push_str(&format!(
-            "],\"fs\":{},\"ls\":{},\"n\":{}}}",
-            self.first_seen, self.last_seen, self.events
+            "],\"sv\":{},\"fs\":{},\"ls\":{},\"n\":{}}}",
+            self.segments_version, self.first_seen, self.last_seen, self.events
         ));
         out
     }
@@ -304,6 +307,7 @@ impl ProfileState {
             first_seen: v["fs"].as_i64().unwrap_or(0),
             last_seen: v["ls"].as_i64().unwrap_or(0),
             events: v["n"].as_i64().unwrap_or(0),
+            segments_version: v["sv"].as_i64().unwrap_or(0),
             ..ProfileState::default()
         };
         if let Some(fields) = v["f"].as_object() {

@@ -140,9 +140,31 @@ async fn new_and_changed_audiences_are_computed_with_their_dependents(app: App) 
     assert_eq!(size(&app, "parisians").await, (3, "ready".into()));
     assert_eq!(size(&app, "paris_known").await, (2, "ready".into()));
 
-    // A profile change moves it out of both, INCLUDE followed.
+    // A profile change moves it out of both, INCLUDE followed. Another stays in: its record
+    // of its audiences predates the recompute, and still no second entry is logged.
     send(&app, r#"{"braze_id": "p0", "city": "Lyon"}"#).await;
+    send(&app, r#"{"braze_id": "p2", "first_name": "Zoe"}"#).await;
     settle(&app).await;
+    let p2 = profile_id(&app, "braze_id", "p2").await;
+    assert_eq!(
+        changes(&app, "parisians", 0)
+            .await
+            .iter()
+            .filter(|(p, _)| *p == p2)
+            .count(),
+        1,
+        "one entry for a member who stayed"
+    );
+    let p0 = profile_id(&app, "braze_id", "p0").await;
+    assert_eq!(
+        changes(&app, "paris_known", 0)
+            .await
+            .iter()
+            .filter(|(p, _)| *p == p0)
+            .cloned()
+            .collect::<Vec<_>>(),
+        vec![(p0.clone(), "enter".into()), (p0.clone(), "exit".into())]
+    );
     assert_eq!(size(&app, "parisians").await.0, 2);
     assert_eq!(size(&app, "paris_known").await.0, 1);
     assert!(

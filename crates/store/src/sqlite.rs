@@ -881,7 +881,8 @@ async fn commit_pipeline_on(
         }
         q.execute(&mut *tx).await?;
     }
-    apply_changes(&mut tx, aid, &c.changes, c.changes_are_exact, c.at).await?;
+    apply_changes(&mut tx, aid, &c.changes, true, c.at).await?;
+    apply_changes(&mut tx, aid, &c.checked, false, c.at).await?;
     tx.commit().await?;
     Ok(true)
 }

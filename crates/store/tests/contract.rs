@@ -465,12 +465,13 @@ async fn identity_blocklist_is_per_account(store: Arc<dyn Store>) {
     assert_eq!(store.identity_blocklist(1).await.unwrap(), vec!["0"]);
 }
 
-/// A commit that only changes membership (the cursor stays where it is).
-fn membership_commit(cursor: i64, changes: Vec<MembershipChange>, at: i64) -> PipelineCommit {
+/// A commit that only changes membership (the cursor stays where it is); its changes are
+/// checked against the table.
+fn membership_commit(cursor: i64, checked: Vec<MembershipChange>, at: i64) -> PipelineCommit {
     PipelineCommit {
         expected_cursor: cursor,
         new_cursor: cursor,
-        changes,
+        checked,
         at,
         ..PipelineCommit::default()
     }
@@ -547,15 +548,17 @@ async fn membership_changes_are_logged_once_in_order(store: Arc<dyn Store>) {
     );
 
     // Exact changes (computed against the table) are applied and logged as given.
-    let mut exact = membership_commit(0, vec![enter("vip", 11), exit("vip", 7)], 250);
-    exact.changes_are_exact = true;
+    let mut exact = membership_commit(0, vec![], 250);
+    exact.changes = vec![enter("vip", 11), exit("vip", 7)];
     assert!(store.commit_pipeline(1, &exact).await.unwrap());
     assert_eq!(
         store.audience_members(1, "vip", 0, 10).await.unwrap(),
         vec![11]
     );
-    let mut undo = membership_commit(0, vec![exit("vip", 11), enter("vip", 7)], 260);
-    undo.changes_are_exact = true;
+    // Exact changes and checked ones in one commit: exact first, then the checked ones that
+    // change the table (an exit of a non-member does not).
+    let mut undo = membership_commit(0, vec![exit("vip", 99)], 260);
+    undo.changes = vec![exit("vip", 11), enter("vip", 7)];
     assert!(store.commit_pipeline(1, &undo).await.unwrap());
     let log = store.membership_log(1, None, 4, 100).await.unwrap();
     assert_eq!(
