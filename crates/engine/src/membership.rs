@@ -7,6 +7,7 @@
 //! interleaves with a batch that changes the same profiles.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use tributary_core::{
     AccountId, AudienceVersion, DefinitionKind, MembershipChange, Micros, PipelineCommit,
@@ -19,6 +20,8 @@ use crate::{Engine, EngineError, in_parallel, now_micros};
 
 /// Profiles per recompute page: one store round trip and one commit each.
 const PAGE: u32 = 5_000;
+/// Pages per turn of a recompute before the pipeline may run again (about a second).
+const PAGES_PER_RUN: usize = 10;
 /// Due profiles handled per pass.
 pub(crate) const DUE_BATCH: u32 = 2_000;
 
@@ -67,37 +70,50 @@ impl Engine {
         if changed.is_empty() {
             return Ok(true);
         }
-        let scope = audiences.with_dependents(&changed);
+        let scope = Arc::new(audiences.with_dependents(&changed));
+        let audiences = Arc::new(audiences);
         let started = std::time::Instant::now();
-        let plans = self.plans(aid).await?;
+        let plans = Arc::new(self.plans(aid).await?);
         let mut slugs: Vec<String> = scope.iter().cloned().collect();
         slugs.sort();
-        let (mut after, mut entries, mut exits) = (0i64, 0usize, 0usize);
-        loop {
+        let recompute = Recompute {
+            aid,
+            slugs,
+            audiences: audiences.clone(),
+            plans,
+            scope,
+        };
+        let (mut entries, mut exits) = (0usize, 0usize);
+        let mut next: Option<i64> = Some(0);
+        // Runs of pages under the pipeline's lock, each page's commit overlapping the next
+        // page's read and evaluation; between runs the pipeline gets its turn.
+        while let Some(after) = next {
             let _guard = self.pipeline.lock().await;
             if !self.lease(aid).await? {
                 return Ok(false);
             }
-            let page = self.store.scan_profiles(aid, after, PAGE).await?;
-            let last = page.last().map(|p| p.id);
-            // The last page also covers ids past every profile: members left behind there
-            // (by a rebuild) are removed.
-            let upto = if page.len() < PAGE as usize {
-                None
-            } else {
-                last
-            };
-            let members = self.store.members_between(aid, &slugs, after, upto).await?;
-            let now = now_micros();
-            let outcome = recompute_page(&page, members, &audiences, &plans, &scope, now)?;
-            entries += outcome.changes.exact.iter().filter(|c| c.entered).count();
-            exits += outcome.changes.exact.iter().filter(|c| !c.entered).count();
-            if !self.commit_membership(aid, outcome).await? {
-                return Ok(false);
-            }
-            match upto {
-                Some(id) => after = id,
-                None => break,
+            let (mut page, mut upto) = self.recompute_page(&recompute, after).await?;
+            for i in 0..PAGES_PER_RUN {
+                entries += page.changes.exact.iter().filter(|c| c.entered).count();
+                exits += page.changes.exact.iter().filter(|c| !c.entered).count();
+                let read_next = upto.is_some() && i + 1 < PAGES_PER_RUN;
+                let (committed, following) =
+                    tokio::join!(self.commit_membership(aid, page), async {
+                        match upto {
+                            Some(after) if read_next => {
+                                Some(self.recompute_page(&recompute, after).await)
+                            }
+                            _ => None,
+                        }
+                    });
+                if !committed? {
+                    return Ok(false);
+                }
+                next = upto;
+                match following {
+                    Some(result) => (page, upto) = result?,
+                    None => break,
+                }
             }
         }
         for a in audiences
@@ -117,7 +133,7 @@ impl Engine {
         }
         tracing::info!(
             aid,
-            audiences = ?slugs,
+            audiences = ?recompute.slugs,
             entries,
             exits,
             ms = started.elapsed().as_millis() as u64,
@@ -213,6 +229,46 @@ impl Page {
     }
 }
 
+/// What a recompute works with, shared by its pages.
+struct Recompute {
+    aid: AccountId,
+    /// The audiences recomputed, sorted.
+    slugs: Vec<String>,
+    audiences: Arc<Audiences>,
+    plans: Arc<Plans>,
+    scope: Arc<HashSet<String>>,
+}
+
+impl Engine {
+    /// Reads and evaluates the page of profiles after `after`: its commit, and where the next
+    /// page starts (`None` after the last).
+    async fn recompute_page(
+        &self,
+        r: &Recompute,
+        after: i64,
+    ) -> Result<(Page, Option<i64>), EngineError> {
+        let page = self.store.scan_profiles(r.aid, after, PAGE).await?;
+        // The last page also covers ids past every profile: members left behind there (by a
+        // rebuild) are removed.
+        let upto = if page.len() < PAGE as usize {
+            None
+        } else {
+            page.last().map(|p| p.id)
+        };
+        let members = self
+            .store
+            .members_between(r.aid, &r.slugs, after, upto)
+            .await?;
+        let (audiences, plans, scope) = (r.audiences.clone(), r.plans.clone(), r.scope.clone());
+        let evaluated = tokio::task::spawn_blocking(move || {
+            evaluate_page(&page, members, &audiences, &plans, &scope, now_micros())
+        })
+        .await
+        .map_err(|e| EngineError::Corrupt(format!("audience recompute failed: {e}")))??;
+        Ok((evaluated, upto))
+    }
+}
+
 /// Whether re-evaluating a profile updates its own record of its audiences.
 #[derive(Clone, Copy, PartialEq)]
 enum Record {
@@ -273,7 +329,7 @@ fn reevaluate(
 
 /// One recompute page. The membership table, not the profiles' own record of their
 /// audiences, decides what is an entry or an exit: the table is what the log describes.
-fn recompute_page(
+fn evaluate_page(
     page: &[StoredProfile],
     members: Vec<(String, i64)>,
     audiences: &Audiences,
