@@ -166,7 +166,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "## Profiles pipeline (issue 4)
 
 Command: `cargo run --release -p tributary-bench -- pipeline --events {n} --pg-events {pgn} --write BENCHMARKS.md`
-({date}; {machine}; built-in `braze_users` mapping; one event in five merges two profiles; batches of {batch}; one run each, since a run is long).
+({date}; {machine}; built-in `braze_users` mapping and the 4 built-in audiences; one event in five merges two profiles; batches of {batch}; one run each, since a run is long).
 
 | what | result | baseline (same run) | ratio | target |
 |---|---|---|---|---|
