@@ -247,7 +247,12 @@ impl Audiences {
             // An answer recorded before the audience last changed is not kept.
             let recorded =
                 a.version <= profile.state.segments_version && self.computed.contains(&a.slug);
-            let member = if self.in_scope(a, scope) || !recorded {
+            // A recompute (`Only`) uses its own audiences' answers alone.
+            let evaluate = match scope {
+                Scope::Only(_) => self.in_scope(a, scope),
+                _ => self.in_scope(a, scope) || !recorded,
+            };
+            let member = if evaluate {
                 matches(&st.filter, profile, &ctx)
             } else {
                 profile.state.segments.contains(&a.slug)

@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value as Json;
 use tributary_core::Micros;
 use tributary_query::Value;
 use tributary_query::ast::{CmpOp, Kind, MergeOp};
@@ -300,56 +299,140 @@ impl ProfileState {
         out
     }
 
+    /// Parses the stored form in one pass (no intermediate JSON tree: profiles are loaded by
+    /// every batch and every audience recompute).
     pub fn from_json(text: &str) -> Result<ProfileState, String> {
-        let v: Json =
-            serde_json::from_str(text).map_err(|e| format!("profile state is not JSON: {e}"))?;
-        let mut state = ProfileState {
-            first_seen: v["fs"].as_i64().unwrap_or(0),
-            last_seen: v["ls"].as_i64().unwrap_or(0),
-            events: v["n"].as_i64().unwrap_or(0),
-            segments_version: v["sv"].as_i64().unwrap_or(0),
-            ..ProfileState::default()
-        };
-        if let Some(fields) = v["f"].as_object() {
-            for (name, f) in fields {
-                let decoded = if let Some(entries) = f.get("k").and_then(Json::as_object) {
-                    FieldState::Keyed(
+        let wire: wire::State =
+            serde_json::from_str(text).map_err(|e| format!("profile state is not valid: {e}"))?;
+        let fields = wire
+            .f
+            .into_iter()
+            .map(|(name, f)| {
+                let state = match f.k {
+                    Some(entries) => FieldState::Keyed(
                         entries
-                            .iter()
-                            .map(|(k, e)| {
-                                (k.clone(), (untagged(&e[0]), e[1].as_i64().unwrap_or(0)))
-                            })
+                            .into_iter()
+                            .map(|(k, (v, t))| (k, (v.0, t)))
                             .collect(),
-                    )
-                } else {
-                    FieldState::Scalar {
-                        value: untagged(&f["v"]),
-                        at: f["t"].as_i64().unwrap_or(0),
-                    }
+                    ),
+                    None => FieldState::Scalar {
+                        value: f.v.map_or(Value::Null, |v| v.0),
+                        at: f.t,
+                    },
                 };
-                state.fields.insert(name.clone(), decoded);
+                (name, state)
+            })
+            .collect();
+        Ok(ProfileState {
+            fields,
+            identities: wire.i,
+            first_seen: wire.fs,
+            last_seen: wire.ls,
+            events: wire.n,
+            segments: wire.s,
+            segments_version: wire.sv,
+        })
+    }
+}
+
+/// The stored form, as serde reads it.
+mod wire {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::fmt;
+
+    use serde::Deserialize;
+    use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+    use tributary_query::Value;
+
+    use super::TIME_TAG;
+
+    #[derive(Deserialize)]
+    pub struct State {
+        #[serde(default)]
+        pub f: BTreeMap<String, Field>,
+        #[serde(default)]
+        pub i: BTreeMap<String, BTreeSet<String>>,
+        #[serde(default)]
+        pub s: BTreeSet<String>,
+        #[serde(default)]
+        pub sv: i64,
+        #[serde(default)]
+        pub fs: i64,
+        #[serde(default)]
+        pub ls: i64,
+        #[serde(default)]
+        pub n: i64,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Field {
+        #[serde(default)]
+        pub v: Option<Tagged>,
+        #[serde(default)]
+        pub t: i64,
+        #[serde(default)]
+        pub k: Option<BTreeMap<String, (Tagged, i64)>>,
+    }
+
+    /// A value whose times are `{"$t": micros}`.
+    pub struct Tagged(pub Value);
+
+    impl<'de> Deserialize<'de> for Tagged {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Tagged, D::Error> {
+            d.deserialize_any(TaggedVisitor).map(Tagged)
+        }
+    }
+
+    struct TaggedVisitor;
+
+    impl<'de> Visitor<'de> for TaggedVisitor {
+        type Value = Value;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a stored field value")
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+            Ok(Value::Bool(b))
+        }
+        fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
+            Ok(Value::Int(i))
+        }
+        fn visit_u64<E>(self, u: u64) -> Result<Value, E> {
+            Ok(i64::try_from(u).map_or(Value::Number(u as f64), Value::Int))
+        }
+        fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+            Ok(Value::Number(n))
+        }
+        fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+            Ok(Value::String(s.to_string()))
+        }
+        fn visit_string<E>(self, s: String) -> Result<Value, E> {
+            Ok(Value::String(s))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(Tagged(item)) = seq.next_element()? {
+                items.push(item);
             }
+            Ok(Value::Array(items))
         }
-        if let Some(slugs) = v["s"].as_array() {
-            state.segments = slugs
-                .iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect();
-        }
-        if let Some(ids) = v["i"].as_object() {
-            for (field, values) in ids {
-                let set = values
-                    .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|x| x.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                state.identities.insert(field.clone(), set);
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some((k, Tagged(v))) = map.next_entry::<String, Tagged>()? {
+                out.insert(k, v);
             }
+            if out.len() == 1
+                && let Some(Value::Int(micros)) = out.get(TIME_TAG)
+            {
+                return Ok(Value::Time(tributary_core::from_micros(*micros)));
+            }
+            Ok(Value::Map(out))
         }
-        Ok(state)
     }
 }
 
@@ -414,15 +497,69 @@ fn write_tagged(out: &mut String, v: &Value) {
     }
 }
 
-fn untagged(j: &Json) -> Value {
-    match j {
-        Json::Object(o) if o.len() == 1 && o.get(TIME_TAG).is_some_and(Json::is_i64) => {
-            Value::Time(tributary_core::from_micros(
-                o[TIME_TAG].as_i64().unwrap_or(0),
-            ))
-        }
-        Json::Array(items) => Value::Array(items.iter().map(untagged).collect()),
-        Json::Object(o) => Value::Map(o.iter().map(|(k, v)| (k.clone(), untagged(v))).collect()),
-        other => Value::from_json(other),
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use tributary_query::Value;
+
+    use super::{FieldState, ProfileState};
+
+    #[test]
+    fn stored_form_round_trips() {
+        let when = tributary_core::from_micros(1_700_000_000_123_456);
+        let mut state = ProfileState {
+            first_seen: 5,
+            last_seen: 9,
+            events: 3,
+            segments: BTreeSet::from(["vip".to_string(), "new \"one\"".to_string()]),
+            segments_version: 77,
+            ..ProfileState::default()
+        };
+        state.fields.insert(
+            "seen".into(),
+            FieldState::Scalar {
+                value: Value::Time(when),
+                at: 4,
+            },
+        );
+        state.fields.insert(
+            "nested".into(),
+            FieldState::Scalar {
+                value: Value::Map(BTreeMap::from([
+                    ("t".to_string(), Value::Time(when)),
+                    (
+                        "list".to_string(),
+                        Value::Array(vec![Value::Null, Value::Number(1.5)]),
+                    ),
+                    ("$t".to_string(), Value::String("not a time".into())),
+                ])),
+                at: 6,
+            },
+        );
+        state.fields.insert(
+            "gone".into(),
+            FieldState::Scalar {
+                value: Value::Null,
+                at: 1,
+            },
+        );
+        state.fields.insert(
+            "tags".into(),
+            FieldState::Keyed(BTreeMap::from([
+                ("a\\nb".to_string(), (Value::String("a\nb".into()), 2)),
+                ("big".to_string(), (Value::Int(i64::MAX), 3)),
+            ])),
+        );
+        state
+            .identities
+            .insert("email".into(), BTreeSet::from(["x@y.io".to_string()]));
+        let parsed = ProfileState::from_json(&state.to_json()).unwrap();
+        assert_eq!(parsed, state);
+        assert!(ProfileState::from_json("{\"f\": 3}").is_err());
+        assert_eq!(
+            ProfileState::from_json("{}").unwrap(),
+            ProfileState::default()
+        );
     }
 }
