@@ -131,6 +131,8 @@ impl Engine {
                 )
                 .await?;
         }
+        metrics::histogram!("tributary_audience_recompute_seconds")
+            .record(started.elapsed().as_secs_f64());
         tracing::info!(
             aid,
             audiences = ?recompute.slugs,
