@@ -31,7 +31,12 @@ const ROWS_PER_INSERT: usize = 500;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Alive while the store is: the checkpointer stops when it can no longer upgrade this.
+    _alive: std::sync::Arc<()>,
 }
+
+/// How often the background checkpointer copies the WAL back into the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 
 impl SqliteStore {
     pub async fn open(path: &Path) -> Result<Self> {
@@ -57,19 +62,60 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(options.clone().pragma("cache_size", "-262144"))
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("cache_size", "-262144")
+                    // Checkpoints run on their own connection (below), not inside a commit;
+                    // the writer checkpoints only if the WAL grows past 128 MiB anyway (when
+                    // readers kept the background checkpoints from completing).
+                    .pragma("wal_autocheckpoint", "8192"),
+            )
             .await?;
         {
             let mut conn = writer.acquire().await?;
             migrate::run::<sqlx::Sqlite>(&mut conn, migrate::SQLITE, &path.display().to_string())
                 .await?;
         }
+        let checkpointer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone().pragma("cache_size", "-2048"))
+            .await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.pragma("cache_size", "-32768").read_only(true))
             .await?;
-        Ok(SqliteStore { writer, reader })
+        let alive = std::sync::Arc::new(());
+        spawn_checkpointer(checkpointer, std::sync::Arc::downgrade(&alive));
+        Ok(SqliteStore {
+            writer,
+            reader,
+            _alive: alive,
+        })
     }
+}
+
+/// Copies the WAL into the database file from a connection of its own, so a commit never waits
+/// for a checkpoint's writes and fsync (with automatic checkpoints, the commit that crosses the
+/// threshold runs it). A PASSIVE checkpoint never blocks readers or the writer.
+fn spawn_checkpointer(pool: SqlitePool, alive: std::sync::Weak<()>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if alive.upgrade().is_none() {
+                break;
+            }
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+            }
+        }
+        pool.close().await;
+    });
 }
 
 async fn insert_token(conn: &mut sqlx::SqliteConnection, t: &NewToken) -> Result<TokenRecord> {
