@@ -174,7 +174,7 @@ Command: `cargo run --release -p tributary-bench -- ingest --seconds {secs} --ru
 
 Failed requests during the measured phases: {failures}. Every acknowledged event was checked to be in the store after each run.
 The account has no LQL query here, so the profile pipeline stays idle: this is ingestion alone (see the pipeline section for profiles).
-The raw insert writes the same rows with prepared 500-row `INSERT` statements, 1,000 rows per transaction, with the same schema, WAL and `synchronous=FULL` as the store: the storage ceiling without HTTP, JSON parsing or auth.
+The raw insert writes the same rows with prepared 500-row `INSERT` statements, 1,000 rows per transaction, with the same schema, page size, WAL and `synchronous=FULL` as the store: the storage ceiling without HTTP, JSON parsing or auth.
 ",
         secs = args.seconds,
         runs = runs.len(),
@@ -192,7 +192,9 @@ async fn raw_sqlite_insert(rows: usize) -> anyhow::Result<f64> {
         .filename(dir.path().join("raw.db"))
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full);
+        .synchronous(SqliteSynchronous::Full)
+        // The store's page size, so the baseline is the same storage layout.
+        .page_size(16384);
     let pool = SqlitePoolOptions::new()
         .max_connections(1)
         .connect_with(options)
