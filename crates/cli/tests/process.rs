@@ -236,16 +236,24 @@ async fn two_processes_share_one_postgres_database() {
     }
 }
 
+/// Two `serve` nodes, each with its own data dir, on one fresh PostgreSQL database; `None`
+/// when there is no PostgreSQL here (and the tests are not required to run). The dirs come
+/// first, so a caller's bindings drop the processes before their dirs.
+async fn two_nodes() -> Option<([tempfile::TempDir; 2], Serve, Serve)> {
+    let url = tributary_store::testing::pg_cluster()?
+        .fresh_database()
+        .await;
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let a = Serve::start(dirs[0].path(), Some(&url), "a");
+    let b = Serve::start(dirs[1].path(), Some(&url), "b");
+    Some((dirs, a, b))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_work_moves_to_a_surviving_node() {
-    let Some(cluster) = tributary_store::testing::pg_cluster() else {
+    let Some((_dirs, a, b)) = two_nodes().await else {
         return;
     };
-    let url = cluster.fresh_database().await;
-    let dir_a = tempfile::tempdir().unwrap();
-    let dir_b = tempfile::tempdir().unwrap();
-    let a = Serve::start(dir_a.path(), Some(&url), "a");
-    let b = Serve::start(dir_b.path(), Some(&url), "b");
     let http = client();
     // A webhook through node A becomes a profile readable on node B, whoever processed it.
     let r = http
@@ -293,14 +301,9 @@ async fn pipeline_work_moves_to_a_surviving_node() {
 /// (per profile, entries and exits alternate; the final members are the audience's size).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_keep_one_membership_log() {
-    let Some(cluster) = tributary_store::testing::pg_cluster() else {
+    let Some((_dirs, a, b)) = two_nodes().await else {
         return;
     };
-    let url = cluster.fresh_database().await;
-    let dir_a = tempfile::tempdir().unwrap();
-    let dir_b = tempfile::tempdir().unwrap();
-    let a = Serve::start(dir_a.path(), Some(&url), "a");
-    let b = Serve::start(dir_b.path(), Some(&url), "b");
     let http = client();
     let nodes = [&a, &b];
     let send = |node: &Serve, body: String| {

@@ -140,16 +140,8 @@ impl Audiences {
         self
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-
     pub fn list(&self) -> &[Audience] {
         &self.list
-    }
-
-    pub fn contains(&self, slug: &str) -> bool {
-        self.statements.contains_key(slug)
     }
 
     /// The newest definition: what a profile evaluated now records as its `segments_version`.

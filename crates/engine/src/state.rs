@@ -11,6 +11,7 @@ use tributary_query::Value;
 use tributary_query::ast::{CmpOp, Kind, MergeOp};
 use tributary_query::eval::compare_values;
 use tributary_query::lql::FieldMapping;
+use tributary_query::value::TIME_TAG;
 
 /// Elements a `capped` set keeps (the most recent).
 pub const CAPPED_SET_SIZE: usize = 100;
@@ -338,13 +339,9 @@ impl ProfileState {
 /// The stored form, as serde reads it.
 mod wire {
     use std::collections::{BTreeMap, BTreeSet};
-    use std::fmt;
 
     use serde::Deserialize;
-    use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
-    use tributary_query::Value;
-
-    use super::TIME_TAG;
+    pub use tributary_query::value::TimeTagged as Tagged;
 
     #[derive(Deserialize)]
     pub struct State {
@@ -373,70 +370,7 @@ mod wire {
         #[serde(default)]
         pub k: Option<BTreeMap<String, (Tagged, i64)>>,
     }
-
-    /// A value whose times are `{"$t": micros}`.
-    pub struct Tagged(pub Value);
-
-    impl<'de> Deserialize<'de> for Tagged {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Tagged, D::Error> {
-            d.deserialize_any(TaggedVisitor).map(Tagged)
-        }
-    }
-
-    struct TaggedVisitor;
-
-    impl<'de> Visitor<'de> for TaggedVisitor {
-        type Value = Value;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a stored field value")
-        }
-        fn visit_unit<E>(self) -> Result<Value, E> {
-            Ok(Value::Null)
-        }
-        fn visit_none<E>(self) -> Result<Value, E> {
-            Ok(Value::Null)
-        }
-        fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
-            Ok(Value::Bool(b))
-        }
-        fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
-            Ok(Value::Int(i))
-        }
-        fn visit_u64<E>(self, u: u64) -> Result<Value, E> {
-            Ok(i64::try_from(u).map_or(Value::Number(u as f64), Value::Int))
-        }
-        fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
-            Ok(Value::Number(n))
-        }
-        fn visit_str<E>(self, s: &str) -> Result<Value, E> {
-            Ok(Value::String(s.to_string()))
-        }
-        fn visit_string<E>(self, s: String) -> Result<Value, E> {
-            Ok(Value::String(s))
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-            let mut items = Vec::new();
-            while let Some(Tagged(item)) = seq.next_element()? {
-                items.push(item);
-            }
-            Ok(Value::Array(items))
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-            let mut out = BTreeMap::new();
-            while let Some((k, Tagged(v))) = map.next_entry::<String, Tagged>()? {
-                out.insert(k, v);
-            }
-            if out.len() == 1
-                && let Some(Value::Int(micros)) = out.get(TIME_TAG)
-            {
-                return Ok(Value::Time(tributary_core::from_micros(*micros)));
-            }
-            Ok(Value::Map(out))
-        }
-    }
 }
-
-const TIME_TAG: &str = "$t";
 
 fn push_int(out: &mut String, i: i64) {
     use std::fmt::Write;

@@ -170,62 +170,86 @@ impl fmt::Display for Value {
     }
 }
 
+/// How a stored profile writes a time inside JSON: `{"$t": micros}`.
+pub const TIME_TAG: &str = "$t";
+
 /// JSON text straight into a [`Value`] (as [`Value::from_json`] would give, without building a
 /// `serde_json::Value` first): events are parsed this way on the pipeline's hot path.
 impl<'de> serde::Deserialize<'de> for Value {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Value;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_unit<E>(self) -> Result<Value, E> {
-                Ok(Value::Null)
-            }
-            fn visit_none<E>(self) -> Result<Value, E> {
-                Ok(Value::Null)
-            }
-            fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
-                Ok(Value::Bool(b))
-            }
-            fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
-                Ok(Value::Int(i))
-            }
-            fn visit_u64<E>(self, u: u64) -> Result<Value, E> {
-                Ok(i64::try_from(u).map_or(Value::Number(u as f64), Value::Int))
-            }
-            fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
-                Ok(Value::Number(n))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Value, E> {
-                Ok(Value::String(s.to_string()))
-            }
-            fn visit_string<E>(self, s: String) -> Result<Value, E> {
-                Ok(Value::String(s))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Value, A::Error> {
-                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-                while let Some(item) = seq.next_element()? {
-                    items.push(item);
-                }
-                Ok(Value::Array(items))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Value, A::Error> {
-                let mut out = BTreeMap::new();
-                while let Some((k, v)) = map.next_entry::<String, Value>()? {
-                    out.insert(k, v);
-                }
-                Ok(Value::Map(out))
-            }
+        Parsed::<false>::deserialize(d).map(|p| p.0)
+    }
+}
+
+/// A [`Value`] in a profile's stored form, where `{"$t": micros}` is a time (see [`TIME_TAG`]).
+pub struct TimeTagged(pub Value);
+
+impl<'de> serde::Deserialize<'de> for TimeTagged {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<TimeTagged, D::Error> {
+        Parsed::<true>::deserialize(d).map(|p| TimeTagged(p.0))
+    }
+}
+
+/// One visitor for both forms: `TAGGED` decides whether a `{"$t": micros}` map is a time, at
+/// every depth.
+struct Parsed<const TAGGED: bool>(Value);
+
+impl<'de, const TAGGED: bool> serde::Deserialize<'de> for Parsed<TAGGED> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ValueVisitor::<TAGGED>).map(Parsed)
+    }
+}
+
+struct ValueVisitor<const TAGGED: bool>;
+
+impl<'de, const TAGGED: bool> serde::de::Visitor<'de> for ValueVisitor<TAGGED> {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
+        Ok(Value::Int(i))
+    }
+    fn visit_u64<E>(self, u: u64) -> Result<Value, E> {
+        Ok(i64::try_from(u).map_or(Value::Number(u as f64), Value::Int))
+    }
+    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+        Ok(Value::Number(n))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_string()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(Parsed::<TAGGED>(item)) = seq.next_element()? {
+            items.push(item);
         }
-        d.deserialize_any(Visitor)
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = BTreeMap::new();
+        while let Some((k, Parsed::<TAGGED>(v))) = map.next_entry::<String, Parsed<TAGGED>>()? {
+            out.insert(k, v);
+        }
+        if TAGGED
+            && out.len() == 1
+            && let Some(Value::Int(micros)) = out.get(TIME_TAG)
+        {
+            return Ok(Value::Time(tributary_core::from_micros(*micros)));
+        }
+        Ok(Value::Map(out))
     }
 }
 
@@ -240,5 +264,19 @@ mod deserialize_tests {
         let direct: Value = serde_json::from_str(text).unwrap();
         let via_tree = Value::from_json(&serde_json::from_str(text).unwrap());
         assert_eq!(direct, via_tree);
+    }
+
+    #[test]
+    fn only_the_stored_form_reads_time_tags() {
+        let text = r#"{"t": {"$t": 1000000}, "not": {"$t": "x"}, "two": {"$t": 1, "b": 2}}"#;
+        let plain: Value = serde_json::from_str(text).unwrap();
+        assert!(matches!(&plain, Value::Map(m) if matches!(m["t"], Value::Map(_))));
+        let super::TimeTagged(tagged) = serde_json::from_str(text).unwrap();
+        let Value::Map(m) = tagged else {
+            panic!("a map")
+        };
+        assert_eq!(m["t"], Value::Time(tributary_core::from_micros(1_000_000)));
+        assert!(matches!(m["not"], Value::Map(_)));
+        assert!(matches!(m["two"], Value::Map(_)));
     }
 }

@@ -629,7 +629,7 @@ impl Store for SqliteStore {
             .bind(aid)
             .bind(now)
             .bind(limit)
-            .fetch_all(&self.writer)
+            .fetch_all(&self.reader)
             .await?;
         rows.iter().map(profile_from_row).collect()
     }
@@ -651,7 +651,7 @@ impl Store for SqliteStore {
             .bind(segment.as_str())
             .bind(after)
             .bind(upto.unwrap_or(i64::MAX))
-            .fetch_all(&self.writer)
+            .fetch_all(&self.reader)
             .await?;
             for r in rows {
                 out.push((segment.clone(), r.try_get(0)?));
@@ -665,7 +665,7 @@ impl Store for SqliteStore {
             "SELECT segment, version FROM audience_versions WHERE account_id = ? ORDER BY segment",
         )
         .bind(aid)
-        .fetch_all(&self.writer)
+        .fetch_all(&self.reader)
         .await?;
         rows.iter()
             .map(|r| {
@@ -770,7 +770,7 @@ impl Store for SqliteStore {
         )
         .bind(aid)
         .bind(consumer)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&self.reader)
         .await?;
         Ok(pos.unwrap_or(0))
     }

@@ -9,25 +9,17 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde_json::json;
-use tributary_core::{AccountId, Definition, DefinitionKind, format_rfc3339, from_micros};
+use tributary_core::{AccountId, Definition, format_rfc3339, from_micros};
 use tributary_engine::ProfileState;
 
 use super::profiles::{audience_slugs, masks, render};
+use super::segments::find;
 use crate::AppState;
 use crate::api::{ApiError, ApiResult, ok};
 use crate::auth::{Authorized, ReadDefinitions, ReadProfiles};
 
 const MAX_PAGE: u32 = 1_000;
 const MAX_CHANGES: u32 = 10_000;
-
-async fn audience(state: &AppState, aid: AccountId, slug: &str) -> Result<Definition, ApiError> {
-    let slug = slug.to_lowercase();
-    state
-        .store
-        .definition(aid, DefinitionKind::Segment, &slug)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no audience with slug {slug:?}")))
-}
 
 /// `ready` once the stored membership was computed for the current definition.
 async fn status(
@@ -48,7 +40,7 @@ pub async fn size(
     Path(slug): Path<String>,
 ) -> ApiResult {
     let aid = auth.caller.account_id;
-    let def = audience(&state, aid, &slug).await?;
+    let def = find(&state, aid, &slug).await?;
     let size = state.store.audience_size(aid, &def.name).await?;
     let status = status(&state, aid, &def).await?;
     Ok(ok(
@@ -85,7 +77,7 @@ pub async fn scan(
     Query(params): Query<ScanParams>,
 ) -> ApiResult {
     let aid = auth.caller.account_id;
-    let def = audience(&state, aid, &slug).await?;
+    let def = find(&state, aid, &slug).await?;
     let limit = params.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let after = match params.start.as_deref() {
         Some(s) if !s.is_empty() => decode_cursor(s)?,
@@ -128,7 +120,7 @@ pub async fn changes(
     Query(params): Query<ChangesParams>,
 ) -> ApiResult {
     let aid = auth.caller.account_id;
-    let def = audience(&state, aid, &slug).await?;
+    let def = find(&state, aid, &slug).await?;
     let since = params.since.unwrap_or(0).max(0);
     let limit = params.limit.unwrap_or(1_000).clamp(1, MAX_CHANGES);
     let entries = state

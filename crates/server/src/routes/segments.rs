@@ -160,25 +160,26 @@ pub async fn list(
     Ok(ok(StatusCode::OK, items))
 }
 
+/// The audience a path names (slugs are case-insensitive), or 404.
+pub async fn find(state: &AppState, aid: AccountId, slug: &str) -> Result<Definition, ApiError> {
+    let slug = slug.to_lowercase();
+    state
+        .store
+        .definition(aid, DefinitionKind::Segment, &slug)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no audience with slug {slug:?}")))
+}
+
 pub async fn get(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadDefinitions>,
     Path(slug): Path<String>,
 ) -> ApiResult {
-    let slug = slug.to_lowercase();
-    match state
-        .store
-        .definition(auth.caller.account_id, DefinitionKind::Segment, &slug)
-        .await?
-    {
-        Some(d) => Ok(ok(
-            StatusCode::OK,
-            segment_json(&d, parse_filter(&d.text).ok().as_ref()),
-        )),
-        None => Err(ApiError::not_found(format!(
-            "no audience with slug {slug:?}"
-        ))),
-    }
+    let d = find(&state, auth.caller.account_id, &slug).await?;
+    Ok(ok(
+        StatusCode::OK,
+        segment_json(&d, parse_filter(&d.text).ok().as_ref()),
+    ))
 }
 
 pub async fn delete(
