@@ -161,7 +161,7 @@ fn set_array(
 ) -> Applied {
     if items.iter().all(Value::is_object) && !items.is_empty() {
         // An array of objects: one point per property of each object (contract §3).
-        if !items.iter().all(|o| nested_is_valid(o)) {
+        if !items.iter().all(nested_is_valid) {
             return ignored();
         }
         let points = items

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use crate::attributes::STANDARD_FIELDS;
 use crate::users::{Alias, User};
-use crate::{Sim, authorize, finish, inject, message};
+use crate::{Sim, finish, inject, message, refusal};
 
 /// At most 50 external ids and aliases together per request.
 const MAX_IDS: usize = 50;
@@ -34,9 +34,8 @@ pub struct ExportIds {
 }
 
 pub async fn export_ids(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(denied) = authorize(&sim, &headers, "users.export.ids") {
-        crate::count(&sim, denied.status());
-        return denied;
+    if let Some(refused) = refusal(&sim, &headers, "users.export.ids") {
+        return refused;
     }
     let verdict = sim.state().export_limit.take();
     if !verdict.allowed {

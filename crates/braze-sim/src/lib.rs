@@ -166,21 +166,23 @@ pub(crate) fn message(status: StatusCode, text: &str) -> Response {
     (status, axum::Json(json!({ "message": text }))).into_response()
 }
 
-/// Checks the Bearer key and its permission: 401 for a missing or unknown key (also a key in
-/// quotes), 403 when the key lacks `permission`.
-pub(crate) fn authorize(sim: &Sim, headers: &HeaderMap, permission: &str) -> Result<(), Response> {
+/// Checks the Bearer key and its permission: the refusal, if any: 401 for a missing or unknown
+/// key (also a key in quotes), 403 when the key lacks `permission`.
+pub(crate) fn refusal(sim: &Sim, headers: &HeaderMap, permission: &str) -> Option<Response> {
     let key = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    match key.and_then(|k| sim.config.keys.get(k)) {
-        None => Err(message(StatusCode::UNAUTHORIZED, "Invalid API Key")),
+    let refusal = match key.and_then(|k| sim.config.keys.get(k)) {
+        None => message(StatusCode::UNAUTHORIZED, "Invalid API Key"),
         Some(perms) if !perms.contains(permission) => {
-            Err(message(StatusCode::FORBIDDEN, "Access Denied"))
+            message(StatusCode::FORBIDDEN, "Access Denied")
         }
-        Some(_) => Ok(()),
-    }
+        Some(_) => return None,
+    };
+    count(sim, refusal.status());
+    Some(refusal)
 }
 
 /// Adds the rate-limit headers to a response and counts it.

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::attributes::{self, CONTROL_KEYS};
 use crate::users::{Creation, EventSummary, Identifier, User};
-use crate::{MAX_OBJECTS, MAX_PAYLOAD_BYTES, Sim, authorize, finish, inject, message};
+use crate::{MAX_OBJECTS, MAX_PAYLOAD_BYTES, Sim, finish, inject, message, refusal};
 
 const NO_VALID_DATA: &str =
     "Valid data must be provided in the 'attributes', 'events', or 'purchases' fields.";
@@ -23,9 +23,8 @@ const NO_VALID_DATA: &str =
 const ARRAYS: [&str; 3] = ["attributes", "events", "purchases"];
 
 pub async fn track(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(denied) = authorize(&sim, &headers, "users.track") {
-        crate::count(&sim, denied.status());
-        return denied;
+    if let Some(refused) = refusal(&sim, &headers, "users.track") {
+        return refused;
     }
     let verdict = sim.state().track_limit.take();
     if !verdict.allowed {
