@@ -2,8 +2,10 @@
 //! other crate can depend on it and its behaviour is tested without a database or a network.
 
 pub mod account;
+pub mod crypto;
 pub mod definition;
 pub mod event;
+pub mod job;
 pub mod membership;
 pub mod profile;
 pub mod timestamp;
@@ -12,6 +14,7 @@ pub mod token;
 pub use account::{Account, AccountId};
 pub use definition::{Definition, DefinitionKind};
 pub use event::{NewEvent, StoredEvent, StreamInfo, validate_stream_name};
+pub use job::{AuthKind, Authorization, Job, JobLogLine, JobReport, JobState, LogLevel, NewJob};
 pub use membership::{AudienceVersion, LogEntry, MembershipChange};
 pub use profile::{IdentityKey, MergeRecord, PipelineCommit, StoredProfile};
 pub use token::{Expiry, NewToken, Role, TokenHash, TokenRecord, TokenSecret};

@@ -15,6 +15,8 @@ macro_rules! token_columns {
     };
 }
 
+#[macro_use]
+mod jobs;
 mod migrate;
 mod postgres;
 mod sqlite;
@@ -27,9 +29,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tributary_core::{
-    Account, AccountId, AudienceVersion, Definition, DefinitionKind, IdentityKey, LogEntry,
-    MembershipChange, MergeRecord, Micros, NewEvent, NewToken, PipelineCommit, StoredEvent,
-    StoredProfile, StreamInfo, TokenHash, TokenRecord,
+    Account, AccountId, AudienceVersion, Authorization, Definition, DefinitionKind, IdentityKey,
+    Job, JobLogLine, JobReport, JobState, LogEntry, LogLevel, MembershipChange, MergeRecord,
+    Micros, NewEvent, NewJob, NewToken, PipelineCommit, StoredEvent, StoredProfile, StreamInfo,
+    TokenHash, TokenRecord,
 };
 
 pub use postgres::PgStore;
@@ -72,7 +75,7 @@ pub enum Bootstrap {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: JobStore {
     fn backend(&self) -> Backend;
 
     /// On an empty store, creates account 1 (named `account_name`) and the install-wide admin
@@ -226,6 +229,59 @@ pub trait Store: Send + Sync + 'static {
     async fn try_lease(&self, name: &str, holder: &str, now: Micros, until: Micros)
     -> Result<bool>;
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+}
+
+/// Authorizations, jobs and their logs: part of every [`Store`] (a supertrait only because
+/// both backends share one implementation, `jobs::job_store_impl!`).
+#[async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    // ---- authorizations (secrets sealed by the caller) ----
+
+    /// Stores a new authorization (its `id` is ignored) and returns it with its id.
+    async fn create_authorization(&self, auth: &Authorization) -> Result<Authorization>;
+    async fn authorizations(&self, aid: AccountId) -> Result<Vec<Authorization>>;
+    async fn authorization(&self, aid: AccountId, id: i64) -> Result<Option<Authorization>>;
+    /// Replaces label, description, config and secret; false when there is no such row.
+    async fn update_authorization(&self, auth: &Authorization) -> Result<bool>;
+    /// Deletes it, and in the same transaction fails every running, sleeping or paused job
+    /// that uses it ("authorization N was deleted"). False when there is no such row.
+    async fn delete_authorization(&self, aid: AccountId, id: i64, at: Micros) -> Result<bool>;
+
+    // ---- jobs ----
+
+    /// A new job, in state running.
+    async fn create_job(&self, job: &NewJob) -> Result<Job>;
+    async fn jobs(&self, aid: AccountId) -> Result<Vec<Job>>;
+    async fn job(&self, aid: AccountId, id: i64) -> Result<Option<Job>>;
+    /// Running and sleeping jobs of every account: what the runners pick work from.
+    async fn active_jobs(&self) -> Result<Vec<Job>>;
+    /// Moves a job from one of `from` to `to` (compare-and-set); keeps `last_error` when
+    /// `None`. False when the job is not in one of `from`.
+    async fn set_job_state(
+        &self,
+        aid: AccountId,
+        id: i64,
+        from: &[JobState],
+        to: JobState,
+        last_error: Option<&str>,
+        at: Micros,
+    ) -> Result<bool>;
+    /// A runner's report; written only while the job is active (so a pause or kill from the
+    /// API wins). False when the job is no longer active: its runner must stop.
+    async fn report_job(&self, id: i64, report: &JobReport) -> Result<bool>;
+    /// Appends a line to the job's log, keeping only the newest `keep` lines.
+    async fn append_job_log(
+        &self,
+        job_id: i64,
+        level: LogLevel,
+        message: &str,
+        at: Micros,
+        keep: i64,
+    ) -> Result<()>;
+    /// The newest `limit` lines, oldest first.
+    async fn job_logs(&self, job_id: i64, limit: u32) -> Result<Vec<JobLogLine>>;
+    /// The last sequence number of the account's membership log (0 when empty).
+    async fn membership_head(&self, aid: AccountId) -> Result<i64>;
 }
 
 /// The changes of a commit that took effect (`effective` holds `(segment, profile, entered)`

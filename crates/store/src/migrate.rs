@@ -29,6 +29,7 @@ pub(crate) const SQLITE: &[Migration] = migrations!("sqlite":
     3 "profiles" "0003_profiles.sql",
     4 "compact_profiles" "0004_compact_profiles.sql",
     5 "audiences" "0005_audiences.sql",
+    6 "jobs" "0006_jobs.sql",
 );
 
 pub(crate) const POSTGRES: &[Migration] = migrations!("postgres":
@@ -37,6 +38,7 @@ pub(crate) const POSTGRES: &[Migration] = migrations!("postgres":
     3 "profiles" "0003_profiles.sql",
     4 "compact_profiles" "0004_compact_profiles.sql",
     5 "audiences" "0005_audiences.sql",
+    6 "jobs" "0006_jobs.sql",
 );
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -916,3 +916,5 @@ async fn append_log(
     .await?;
     Ok(())
 }
+
+job_store_impl!(PgStore, pool, pool);

@@ -1029,3 +1029,5 @@ async fn append_log(
     .await?;
     Ok(())
 }
+
+job_store_impl!(SqliteStore, writer, reader);

@@ -639,7 +639,151 @@ async fn profiles_scan_in_id_order_and_come_due(store: Arc<dyn Store>) {
     assert!(store.scan_profiles(2, 0, 10).await.unwrap().is_empty());
 }
 
+fn authorization(aid: i64, label: &str) -> tributary_core::Authorization {
+    tributary_core::Authorization {
+        id: 0,
+        account_id: aid,
+        kind: tributary_core::AuthKind::Braze,
+        label: label.into(),
+        description: "d".into(),
+        config: serde_json::json!({"instance": "US-03"}),
+        sealed_secret: vec![0, 1, 2, 255],
+        created_at: 10,
+        updated_at: 10,
+    }
+}
+
+fn new_job(aid: i64, auth_ids: Vec<i64>) -> tributary_core::NewJob {
+    tributary_core::NewJob {
+        account_id: aid,
+        workflow: "braze-export".into(),
+        name: "export".into(),
+        description: String::new(),
+        auth_ids,
+        config: serde_json::json!({"segment_ids": ["vip"]}),
+        created_at: 20,
+    }
+}
+
+async fn authorizations_are_per_account_and_keep_sealed_bytes(store: Arc<dyn Store>) {
+    let a = store
+        .create_authorization(&authorization(1, "one"))
+        .await
+        .unwrap();
+    let b = store
+        .create_authorization(&authorization(2, "two"))
+        .await
+        .unwrap();
+    assert_ne!(a.id, b.id);
+    let listed = store.authorizations(1).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].sealed_secret, vec![0, 1, 2, 255]);
+    assert_eq!(listed[0].config["instance"], "US-03");
+    assert!(
+        store.authorization(2, a.id).await.unwrap().is_none(),
+        "no cross-account reads"
+    );
+    let mut changed = a.clone();
+    changed.label = "renamed".into();
+    changed.sealed_secret = vec![9];
+    changed.updated_at = 11;
+    assert!(store.update_authorization(&changed).await.unwrap());
+    let got = store.authorization(1, a.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.label.as_str(), got.sealed_secret),
+        ("renamed", vec![9])
+    );
+    let mut foreign = changed.clone();
+    foreign.account_id = 2;
+    assert!(!store.update_authorization(&foreign).await.unwrap());
+}
+
+async fn jobs_move_through_states_and_lose_their_authorization(store: Arc<dyn Store>) {
+    use tributary_core::{JobReport, JobState};
+    let auth = store
+        .create_authorization(&authorization(1, "braze"))
+        .await
+        .unwrap();
+    let job = store.create_job(&new_job(1, vec![auth.id])).await.unwrap();
+    let other = store.create_job(&new_job(1, vec![])).await.unwrap();
+    assert_eq!(job.state, JobState::Running);
+    assert_eq!(job.auth_ids, vec![auth.id]);
+    assert_eq!(store.active_jobs().await.unwrap().len(), 2);
+    assert!(store.job(2, job.id).await.unwrap().is_none());
+
+    // A report is written while the job is active...
+    let report = JobReport {
+        state: JobState::Sleeping,
+        progress: serde_json::json!({"sent": 5}),
+        metrics: serde_json::json!({"requests": 1}),
+        last_error: None,
+        at: 30,
+    };
+    assert!(store.report_job(job.id, &report).await.unwrap());
+    // ...a pause from the API wins over the runner's next report.
+    assert!(
+        store
+            .set_job_state(1, job.id, &JobState::ACTIVE, JobState::Paused, None, 31)
+            .await
+            .unwrap()
+    );
+    assert!(!store.report_job(job.id, &report).await.unwrap());
+    let paused = store.job(1, job.id).await.unwrap().unwrap();
+    assert_eq!(paused.state, JobState::Paused);
+    assert_eq!(paused.progress["sent"], 5);
+    assert!(
+        !store
+            .set_job_state(1, job.id, &JobState::ACTIVE, JobState::Killed, None, 32)
+            .await
+            .unwrap(),
+        "compare-and-set: the job is not active"
+    );
+
+    // Deleting the authorization fails the (paused) job that uses it, not the other one.
+    assert!(store.delete_authorization(1, auth.id, 40).await.unwrap());
+    assert!(!store.delete_authorization(1, auth.id, 40).await.unwrap());
+    let failed = store.job(1, job.id).await.unwrap().unwrap();
+    assert_eq!(failed.state, JobState::Failed);
+    assert_eq!(
+        failed.last_error.as_deref(),
+        Some(format!("authorization {} was deleted", auth.id).as_str())
+    );
+    assert_eq!(
+        store.job(1, other.id).await.unwrap().unwrap().state,
+        JobState::Running
+    );
+    assert_eq!(store.jobs(1).await.unwrap().len(), 2);
+}
+
+async fn job_logs_are_bounded_and_ordered(store: Arc<dyn Store>) {
+    use tributary_core::LogLevel;
+    let job = store.create_job(&new_job(1, vec![])).await.unwrap();
+    for i in 0..25 {
+        let level = if i % 10 == 9 {
+            LogLevel::Warn
+        } else {
+            LogLevel::Info
+        };
+        store
+            .append_job_log(job.id, level, &format!("line {i}"), 100 + i, 10)
+            .await
+            .unwrap();
+    }
+    let lines = store.job_logs(job.id, 100).await.unwrap();
+    assert_eq!(lines.len(), 10);
+    assert_eq!(lines[0].message, "line 15");
+    assert_eq!(lines[9].message, "line 24");
+    assert_eq!(lines[4].level, LogLevel::Warn);
+    let newest = store.job_logs(job.id, 3).await.unwrap();
+    let texts: Vec<_> = newest.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(texts, ["line 22", "line 23", "line 24"]);
+    assert_eq!(store.membership_head(1).await.unwrap(), 0);
+}
+
 tributary_store::backend_tests!(
+    authorizations_are_per_account_and_keep_sealed_bytes,
+    jobs_move_through_states_and_lose_their_authorization,
+    job_logs_are_bounded_and_ordered,
     membership_changes_are_logged_once_in_order,
     profiles_scan_in_id_order_and_come_due,
     bootstrap_creates_account_one_once,
