@@ -2,6 +2,7 @@
 //! other crate can depend on it and its behaviour is tested without a database or a network.
 
 pub mod account;
+pub mod braze;
 pub mod crypto;
 pub mod definition;
 pub mod event;

@@ -1,0 +1,134 @@
+//! What a kind of job is (`Workflow`) and what a running job gets to work with
+//! (`JobContext`): its record, its opened credentials, a stop signal, and a way to report
+//! progress and write its log.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tokio::sync::watch;
+use tributary_core::{AccountId, AuthKind, Job, JobReport, JobState, LogLevel, Micros};
+use tributary_store::Store;
+
+use crate::authorization::Secrets;
+use crate::now;
+
+/// How many lines a job's log keeps.
+pub const LOG_LINES_KEPT: i64 = 1_000;
+
+/// How a run ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Completed,
+    /// Cannot proceed: the job goes to `failed` with this reason.
+    Failed(String),
+    /// Asked to stop (pause, kill, lost lease, shutdown): the job's state is left as is.
+    Stopped,
+}
+
+/// An authorization as a running job sees it: public config and secrets in clear.
+pub struct Credentials {
+    pub id: i64,
+    pub kind: AuthKind,
+    pub config: Value,
+    pub secrets: Secrets,
+}
+
+#[async_trait]
+pub trait Workflow: Send + Sync + 'static {
+    /// The name in `POST /v2/job/{workflow}`.
+    fn name(&self) -> &'static str;
+    /// The kind of authorization the job needs (exactly one).
+    fn auth_kind(&self) -> AuthKind;
+    /// Checks a new job's config; the error names the field.
+    fn validate(&self, config: &Value) -> Result<(), String>;
+    /// What a run would do, without doing it (`dryrun` on creation).
+    async fn dryrun(
+        &self,
+        store: &Arc<dyn Store>,
+        aid: AccountId,
+        config: &Value,
+    ) -> Result<Value, String>;
+    async fn run(&self, ctx: JobContext) -> Outcome;
+}
+
+/// The workflows a process knows, by name.
+#[derive(Default, Clone)]
+pub struct Registry(HashMap<&'static str, Arc<dyn Workflow>>);
+
+impl Registry {
+    pub fn with(mut self, workflow: Arc<dyn Workflow>) -> Registry {
+        self.0.insert(workflow.name(), workflow);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Workflow>> {
+        self.0.get(name).cloned()
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names: Vec<_> = self.0.keys().copied().collect();
+        names.sort_unstable();
+        names
+    }
+}
+
+pub struct JobContext {
+    pub job: Job,
+    pub store: Arc<dyn Store>,
+    pub credentials: Vec<Credentials>,
+    pub(crate) stop: watch::Receiver<bool>,
+}
+
+impl JobContext {
+    pub fn stop_requested(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Resolves when the runner asks the job to stop.
+    pub async fn stopped(&self) {
+        let mut stop = self.stop.clone();
+        let _ = stop.wait_for(|s| *s).await;
+    }
+
+    /// Writes a line to the job's log (and to the process log). A failure to write is
+    /// logged, not fatal: the log is for people, the position is what matters.
+    pub async fn log(&self, level: LogLevel, message: &str) {
+        match level {
+            LogLevel::Error => tracing::error!(job = self.job.id, "{message}"),
+            LogLevel::Warn => tracing::warn!(job = self.job.id, "{message}"),
+            LogLevel::Info => tracing::info!(job = self.job.id, "{message}"),
+        }
+        if let Err(e) = self
+            .store
+            .append_job_log(self.job.id, level, message, now(), LOG_LINES_KEPT)
+            .await
+        {
+            tracing::warn!(job = self.job.id, error = %e, "could not write the job log");
+        }
+    }
+
+    /// Reports state, progress and metrics. `Ok(false)`: the job is no longer active (paused
+    /// or killed from the API); stop.
+    pub async fn report(
+        &self,
+        state: JobState,
+        progress: Value,
+        metrics: Value,
+        last_error: Option<String>,
+    ) -> Result<bool, tributary_store::StoreError> {
+        let report = JobReport {
+            state,
+            progress,
+            metrics,
+            last_error,
+            at: now(),
+        };
+        self.store.report_job(self.job.id, &report).await
+    }
+
+    pub fn now(&self) -> Micros {
+        now()
+    }
+}
