@@ -1,0 +1,152 @@
+//! The `braze-export` job's configuration and the Braze authorization's settings.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+use tributary_jobs::Credentials;
+
+/// Which membership changes are sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AudienceEvents {
+    #[default]
+    Both,
+    EntersOnly,
+    ExitsOnly,
+}
+
+impl AudienceEvents {
+    pub fn sends(self, entered: bool) -> bool {
+        match self {
+            AudienceEvents::Both => true,
+            AudienceEvents::EntersOnly => entered,
+            AudienceEvents::ExitsOnly => !entered,
+        }
+    }
+}
+
+/// How membership is written on the Braze user.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttributeMode {
+    /// The seed's shape: one array attribute, `{"add": [..], "remove": [..]}`.
+    #[default]
+    Array,
+    /// One boolean attribute per audience, `<attribute_prefix><slug>`: the shape Segment and
+    /// RudderStack users have their Braze segments built on.
+    Boolean,
+}
+
+fn default_attribute() -> String {
+    "lytics_segments".into()
+}
+fn default_prefix() -> String {
+    "lytics_".into()
+}
+fn default_in_flight() -> usize {
+    64
+}
+fn default_retry_max() -> u64 {
+    600
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportConfig {
+    /// The profile field holding the Braze `external_id`.
+    pub identifier_field: String,
+    /// Audience slugs to export.
+    pub segment_ids: Vec<String>,
+    /// Send every current member first (the "Existing Users" box).
+    #[serde(default)]
+    pub withbackfill: bool,
+    #[serde(default)]
+    pub audience_events: AudienceEvents,
+    #[serde(default = "default_attribute")]
+    pub attribute: String,
+    #[serde(default)]
+    pub attribute_mode: AttributeMode,
+    #[serde(default = "default_prefix")]
+    pub attribute_prefix: String,
+    /// Most requests in flight at once (the AIMD window's ceiling).
+    #[serde(default = "default_in_flight")]
+    pub max_in_flight: usize,
+    /// How long a request is retried (5xx, timeouts) before the job fails.
+    #[serde(default = "default_retry_max")]
+    pub retry_max_seconds: u64,
+}
+
+impl ExportConfig {
+    /// Parses and checks a job's config; errors name the field.
+    pub fn parse(config: &Value) -> Result<ExportConfig, String> {
+        let parsed: ExportConfig =
+            serde_json::from_value(config.clone()).map_err(|e| format!("config: {e}"))?;
+        if parsed.identifier_field.trim().is_empty() {
+            return Err("config.identifier_field must not be empty".into());
+        }
+        if parsed.segment_ids.is_empty() {
+            return Err("config.segment_ids must name at least one audience".into());
+        }
+        let name_ok = |s: &str| !s.is_empty() && s.len() <= 255 && !s.starts_with('$');
+        if parsed.attribute_mode == AttributeMode::Array && !name_ok(&parsed.attribute) {
+            return Err("config.attribute must be 1-255 characters, not starting with $".into());
+        }
+        if parsed.attribute_mode == AttributeMode::Boolean
+            && !parsed
+                .segment_ids
+                .iter()
+                .all(|s| name_ok(&format!("{}{s}", parsed.attribute_prefix)))
+        {
+            return Err("config.attribute_prefix makes an invalid Braze attribute name".into());
+        }
+        if !(1..=512).contains(&parsed.max_in_flight) {
+            return Err("config.max_in_flight must be between 1 and 512".into());
+        }
+        if parsed.retry_max_seconds == 0 {
+            return Err("config.retry_max_seconds must be at least 1".into());
+        }
+        Ok(parsed)
+    }
+}
+
+/// The Braze authorization's settings, opened.
+pub struct BrazeAuth {
+    pub endpoint: String,
+    pub apikey: String,
+    pub requests: u32,
+    pub per: Duration,
+    pub timeout: Duration,
+}
+
+impl BrazeAuth {
+    pub fn from_credentials(credentials: &Credentials) -> Result<BrazeAuth, String> {
+        let instance = credentials.config["instance"]
+            .as_str()
+            .ok_or("the Braze authorization has no instance")?;
+        let endpoint = tributary_core::braze::rest_endpoint(instance)?;
+        let apikey = credentials
+            .secrets
+            .get("apikey")
+            .ok_or("the Braze authorization has no apikey")?;
+        let limit = &credentials.config["rate_limit"];
+        let requests = limit["requests"]
+            .as_u64()
+            .unwrap_or(3_000)
+            .clamp(1, 1_000_000) as u32;
+        let per = Duration::from_secs_f64(limit["per_seconds"].as_f64().unwrap_or(3.0).max(0.001));
+        let timeout = Duration::from_secs_f64(
+            credentials.config["timeout_seconds"]
+                .as_f64()
+                .unwrap_or(30.0)
+                .clamp(0.1, 3_600.0),
+        );
+        Ok(BrazeAuth {
+            endpoint,
+            apikey,
+            requests,
+            per,
+            timeout,
+        })
+    }
+}

@@ -1,0 +1,89 @@
+//! The Braze export (`braze-export` jobs): audience membership to `POST /users/track`.
+
+pub mod config;
+pub mod request_builder;
+pub mod service;
+pub mod sink;
+pub mod source;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use tributary_core::{AccountId, AuthKind};
+use tributary_jobs::{JobContext, Outcome, Workflow};
+use tributary_store::Store;
+
+use config::ExportConfig;
+use request_builder::MAX_USERS;
+use source::{Position, Source};
+
+pub struct BrazeExport;
+
+#[async_trait]
+impl Workflow for BrazeExport {
+    fn name(&self) -> &'static str {
+        "braze-export"
+    }
+
+    fn auth_kind(&self) -> AuthKind {
+        AuthKind::Braze
+    }
+
+    fn validate(&self, config: &Value) -> Result<(), String> {
+        ExportConfig::parse(config).map(|_| ())
+    }
+
+    /// What the backfill would send: users, requests and Braze data points (one per user per
+    /// audience), and the members skipped for lack of the identifier field.
+    async fn dryrun(
+        &self,
+        store: &Arc<dyn Store>,
+        aid: AccountId,
+        config: &Value,
+    ) -> Result<Value, String> {
+        let config = ExportConfig::parse(config)?;
+        let head = store
+            .membership_head(aid)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut source = Source::new(
+            store.clone(),
+            aid,
+            &config,
+            head,
+            Position::Backfill { after: 0 },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let (mut users, mut points, mut skipped, mut gone) = (0u64, 0u64, 0u64, 0u64);
+        while let Position::Backfill { .. } = source.position {
+            let chunk = source.next_chunk().await.map_err(|e| e.to_string())?;
+            let mut ids: Vec<&str> = chunk
+                .changes
+                .iter()
+                .map(|c| c.external_id.as_str())
+                .collect();
+            ids.dedup();
+            users += ids.len() as u64;
+            points += chunk.changes.len() as u64;
+            skipped += chunk.skipped_no_identifier;
+            gone += chunk.skipped_gone;
+        }
+        Ok(json!({
+            "users": users,
+            "data_points": if config.withbackfill { points } else { 0 },
+            "backfill_data_points": points,
+            "requests": users.div_ceil(MAX_USERS as u64),
+            "skipped_no_identifier": skipped,
+            "skipped_gone": gone,
+            "withbackfill": config.withbackfill,
+        }))
+    }
+
+    async fn run(&self, ctx: JobContext) -> Outcome {
+        sink::run(ctx).await
+    }
+}

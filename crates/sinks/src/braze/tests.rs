@@ -1,0 +1,431 @@
+//! The export against the Braze simulator (in process) and real stores: backfill then
+//! follow, no backfill, coalescing, faults, rate limits, fatal errors, boolean mode.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tributary_core::crypto::MasterKey;
+use tributary_core::{
+    AuthKind, Authorization, Definition, DefinitionKind, JobState, NewEvent, NewJob, NewToken,
+    Role, TokenSecret,
+};
+use tributary_engine::{Engine, EngineConfig, builtin};
+use tributary_jobs::{Registry, Runner, RunnerConfig, authorization};
+use tributary_store::Store;
+
+use super::BrazeExport;
+
+struct World {
+    store: Arc<dyn Store>,
+    engine: Arc<Engine>,
+    key: Arc<MasterKey>,
+    sim: String,
+    http: reqwest::Client,
+    runner: Arc<Runner>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn world(store: Arc<dyn Store>, sim_config: braze_sim::SimConfig) -> World {
+    let secret = TokenSecret::generate();
+    let admin = NewToken {
+        account_id: None,
+        name: "a".into(),
+        description: String::new(),
+        roles: vec![Role::Admin],
+        hash: secret.hash(),
+        created_at: 0,
+        expires_at: None,
+    };
+    store
+        .bootstrap("Default", &admin, 0)
+        .await
+        .expect("bootstrap");
+    builtin::seed_account(store.as_ref(), 1)
+        .await
+        .expect("seed");
+    store
+        .put_definition(&Definition {
+            account_id: 1,
+            kind: DefinitionKind::Segment,
+            name: "vip".into(),
+            text: r#"FILTER custom.plan = "gold" FROM user ALIAS vip"#.into(),
+            created_at: 1,
+            updated_at: 1,
+        })
+        .await
+        .expect("segment");
+    let engine = Engine::new(store.clone(), EngineConfig::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let sim = format!("http://{}", listener.local_addr().expect("addr"));
+    let sim_config = braze_sim::SimConfig {
+        keys: [(
+            "good-key".to_string(),
+            ["users.track".to_string()].into_iter().collect(),
+        )]
+        .into_iter()
+        .collect(),
+        ..sim_config
+    };
+    tokio::spawn(braze_sim::serve(
+        listener,
+        braze_sim::Sim::new(sim_config),
+        std::future::pending(),
+    ));
+    let key = Arc::new(MasterKey::generate());
+    let runner = Runner::new(
+        store.clone(),
+        key.clone(),
+        Registry::default().with(Arc::new(BrazeExport)),
+        RunnerConfig {
+            lease_ttl: Duration::from_secs(5),
+            poll: Duration::from_millis(50),
+        },
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(runner.clone().run(async {
+        let _ = stopped.await;
+    }));
+    World {
+        store,
+        engine,
+        key,
+        sim,
+        http: reqwest::Client::new(),
+        runner,
+        _stop: stop,
+    }
+}
+
+impl World {
+    /// Sends Braze-webhook-like events and runs the pipeline and audiences to completion.
+    async fn events(&self, users: &[(&str, &str)]) {
+        let events: Vec<NewEvent> = users
+            .iter()
+            .enumerate()
+            .map(|(i, (id, plan))| NewEvent {
+                account_id: 1,
+                stream: "braze_users".into(),
+                received_at: 1_000 + i as i64,
+                event_time: tributary_jobs::now(),
+                payload: json!({"external_id": id, "plan": plan}).to_string(),
+            })
+            .collect();
+        self.store.append_events(&events).await.expect("append");
+        self.settle().await;
+    }
+
+    async fn settle(&self) {
+        self.engine.sync_audiences(1).await.expect("sync");
+        self.engine.catch_up(1).await.expect("catch up");
+        self.engine.sync_audiences(1).await.expect("sync");
+    }
+
+    async fn auth(&self, apikey: &str, extra: Value) -> i64 {
+        let mut config = json!({"apikey": apikey, "instance": self.sim});
+        if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        let split = authorization::split(AuthKind::Braze, &config, None).expect("valid");
+        let auth = Authorization {
+            id: 0,
+            account_id: 1,
+            kind: AuthKind::Braze,
+            label: "braze".into(),
+            description: String::new(),
+            config: split.public,
+            sealed_secret: authorization::seal(&self.key, 1, AuthKind::Braze, &split.secrets),
+            created_at: 0,
+            updated_at: 0,
+        };
+        self.store
+            .create_authorization(&auth)
+            .await
+            .expect("auth")
+            .id
+    }
+
+    async fn job(&self, auth: i64, config: Value) -> i64 {
+        let id = self
+            .store
+            .create_job(&NewJob {
+                account_id: 1,
+                workflow: "braze-export".into(),
+                name: "export".into(),
+                description: String::new(),
+                auth_ids: vec![auth],
+                config,
+                created_at: 0,
+            })
+            .await
+            .expect("job")
+            .id;
+        self.runner.wake();
+        id
+    }
+
+    async fn sim_get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.sim))
+            .send()
+            .await
+            .expect("sim")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    async fn segments_of(&self, external_id: &str) -> Option<Value> {
+        let user = self.sim_get(&format!("/_sim/users/{external_id}")).await;
+        user.get("user")
+            .map(|u| u["custom_attributes"]["lytics_segments"].clone())
+    }
+
+    async fn job_state(&self, id: i64) -> tributary_core::Job {
+        self.store.job(1, id).await.expect("read").expect("job")
+    }
+
+    /// Waits until the job has committed everything up to the log's head.
+    async fn caught_up(&self, id: i64) -> tributary_core::Job {
+        let head = self.store.membership_head(1).await.expect("head");
+        for _ in 0..500 {
+            let job = self.job_state(id).await;
+            if job.progress["phase"] == "following"
+                && job.progress["log_position"].as_i64() >= Some(head)
+                && job.metrics["requests"].as_u64().is_some()
+            {
+                return job;
+            }
+            assert!(
+                job.state.is_active(),
+                "job ended: {:?} {:?}",
+                job.state,
+                job.last_error
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "job {id} did not catch up: {:?}",
+            self.job_state(id).await.progress
+        );
+    }
+}
+
+fn gold_users(n: usize) -> Vec<(String, &'static str)> {
+    (0..n).map(|i| (format!("u{i:04}"), "gold")).collect()
+}
+
+fn refs<'a>(users: &'a [(String, &'static str)]) -> Vec<(&'a str, &'a str)> {
+    users.iter().map(|(a, b)| (a.as_str(), *b)).collect()
+}
+
+fn export_config(backfill: bool) -> Value {
+    json!({"identifier_field": "external_id", "segment_ids": ["vip"], "withbackfill": backfill})
+}
+
+async fn backfill_then_follow_the_log(store: Arc<dyn Store>) {
+    let w = world(store, braze_sim::SimConfig::default()).await;
+    let users = gold_users(200);
+    w.events(&refs(&users)).await;
+    let auth = w.auth("good-key", json!({})).await;
+    let job = w.job(auth, export_config(true)).await;
+    let done = w.caught_up(job).await;
+    let stats = w.sim_get("/_sim/stats").await;
+    assert_eq!(stats["users"], 200);
+    assert_eq!(w.segments_of("u0000").await, Some(json!(["vip"])));
+    // One data point per user per audience, counted the same on both sides: nothing wasted.
+    assert_eq!(stats["data_points"], 200);
+    assert_eq!(done.metrics["data_points"], 200);
+    assert_eq!(done.metrics["users_sent"], 200);
+    assert_eq!(stats["attributes_processed"], 200);
+    // 200 users in batches of at most 75.
+    assert_eq!(stats["requests"], 3);
+
+    // Then changes from the log: one exit, one entry, and a user without the field.
+    w.events(&[("u0001", "silver"), ("u9999", "gold")]).await;
+    w.store
+        .append_events(&[NewEvent {
+            account_id: 1,
+            stream: "braze_users".into(),
+            received_at: 5,
+            event_time: tributary_jobs::now(),
+            payload: json!({"email": "anon@example.com", "plan": "gold"}).to_string(),
+        }])
+        .await
+        .expect("append");
+    w.settle().await;
+    let done = w.caught_up(job).await;
+    assert_eq!(w.segments_of("u0001").await, Some(json!([])));
+    assert_eq!(w.segments_of("u9999").await, Some(json!(["vip"])));
+    assert_eq!(done.metrics["skipped_no_identifier"], 1);
+    let stats = w.sim_get("/_sim/stats").await;
+    assert_eq!(stats["data_points"], 202);
+    assert_eq!(done.state, JobState::Sleeping);
+}
+
+async fn without_backfill_only_later_changes_are_sent(store: Arc<dyn Store>) {
+    let w = world(store, braze_sim::SimConfig::default()).await;
+    w.events(&refs(&gold_users(50))).await;
+    let auth = w.auth("good-key", json!({})).await;
+    let job = w.job(auth, export_config(false)).await;
+    w.caught_up(job).await;
+    assert_eq!(w.sim_get("/_sim/stats").await["requests"], 0);
+    w.events(&[("u0003", "silver"), ("new", "gold")]).await;
+    w.caught_up(job).await;
+    let stats = w.sim_get("/_sim/stats").await;
+    assert_eq!(stats["users"], 2);
+    assert_eq!(w.segments_of("u0003").await, Some(json!([])));
+    assert_eq!(w.segments_of("new").await, Some(json!(["vip"])));
+}
+
+async fn changes_made_while_paused_are_coalesced(store: Arc<dyn Store>) {
+    let w = world(store, braze_sim::SimConfig::default()).await;
+    let auth = w.auth("good-key", json!({})).await;
+    let job = w.job(auth, export_config(false)).await;
+    w.caught_up(job).await;
+    assert!(
+        w.store
+            .set_job_state(1, job, &JobState::ACTIVE, JobState::Paused, None, 1)
+            .await
+            .expect("pause")
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // "blink" enters then leaves (nothing to send for it); "stay" enters.
+    w.events(&[("blink", "gold")]).await;
+    w.events(&[("blink", "silver"), ("stay", "gold")]).await;
+    w.store
+        .set_job_state(1, job, &[JobState::Paused], JobState::Running, None, 2)
+        .await
+        .expect("resume");
+    w.runner.wake();
+    w.caught_up(job).await;
+    let stats = w.sim_get("/_sim/stats").await;
+    assert_eq!(
+        stats["users"], 1,
+        "blink entered and left: nothing sent for it"
+    );
+    assert_eq!(w.segments_of("stay").await, Some(json!(["vip"])));
+    assert_eq!(stats["data_points"], 1);
+}
+
+async fn faults_are_retried_and_nothing_is_lost_or_wasted(store: Arc<dyn Store>) {
+    let faults = braze_sim::Faults {
+        error_rate: 0.3,
+        burst_429: 3,
+        ..braze_sim::Faults::default()
+    };
+    let w = world(
+        store,
+        braze_sim::SimConfig {
+            faults,
+            retry_after: true,
+            ..braze_sim::SimConfig::default()
+        },
+    )
+    .await;
+    w.events(&refs(&gold_users(600))).await;
+    let auth = w.auth("good-key", json!({})).await;
+    let job = w.job(auth, export_config(true)).await;
+    let done = w.caught_up(job).await;
+    let stats = w.sim_get("/_sim/stats").await;
+    assert_eq!(stats["users"], 600);
+    // Failed requests are not processed by the simulator, so retries waste nothing.
+    assert_eq!(stats["data_points"], 600);
+    assert!(done.metrics["retries"].as_u64() > Some(0));
+    assert!(done.metrics["rate_limited"].as_u64() >= Some(3));
+}
+
+async fn the_rate_limit_is_respected(store: Arc<dyn Store>) {
+    let w = world(store, braze_sim::SimConfig::default()).await;
+    w.events(&refs(&gold_users(1_500))).await;
+    // 10 requests per second: 20 requests take about two seconds and meet no 429.
+    let auth = w
+        .auth(
+            "good-key",
+            json!({"rate_limit": {"requests": 10, "per_seconds": 1}}),
+        )
+        .await;
+    let started = std::time::Instant::now();
+    let job = w.job(auth, export_config(true)).await;
+    let done = w.caught_up(job).await;
+    let elapsed = started.elapsed();
+    assert_eq!(done.metrics["requests"], 20);
+    assert_eq!(done.metrics["rate_limited"], 0);
+    assert!(elapsed >= Duration::from_millis(1_000), "{elapsed:?}");
+    assert_eq!(w.sim_get("/_sim/stats").await["users"], 1_500);
+}
+
+async fn a_bad_key_fails_the_job_with_the_reason(store: Arc<dyn Store>) {
+    let w = world(store, braze_sim::SimConfig::default()).await;
+    w.events(&[("u1", "gold")]).await;
+    let auth = w.auth("wrong-key", json!({})).await;
+    let job = w.job(auth, export_config(true)).await;
+    for _ in 0..250 {
+        if w.job_state(job).await.state == JobState::Failed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let failed = w.job_state(job).await;
+    assert_eq!(failed.state, JobState::Failed);
+    let reason = failed.last_error.unwrap_or_default();
+    assert!(
+        reason.contains("401") && reason.contains("apikey"),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains("wrong-key"),
+        "the key never appears in a reason"
+    );
+}
+
+async fn boolean_mode_sets_one_attribute_per_audience(store: Arc<dyn Store>) {
+    let w = world(store, braze_sim::SimConfig::default()).await;
+    w.events(&[("u1", "gold")]).await;
+    let auth = w.auth("good-key", json!({})).await;
+    let job = w
+        .job(
+            auth,
+            json!({"identifier_field": "external_id", "segment_ids": ["vip", "lytics_known"],
+                   "withbackfill": true, "attribute_mode": "boolean", "attribute_prefix": "seg_"}),
+        )
+        .await;
+    w.caught_up(job).await;
+    w.events(&[("u1", "silver")]).await;
+    w.caught_up(job).await;
+    let user = w.sim_get("/_sim/users/u1").await;
+    assert_eq!(
+        user["user"]["custom_attributes"],
+        json!({"seg_vip": false, "seg_lytics_known": true})
+    );
+}
+
+async fn dryrun_counts_users_and_data_points(store: Arc<dyn Store>) {
+    use tributary_jobs::Workflow;
+    let w = world(store, braze_sim::SimConfig::default()).await;
+    w.events(&refs(&gold_users(100))).await;
+    let estimate = BrazeExport
+        .dryrun(
+            &w.store,
+            1,
+            &json!({"identifier_field": "external_id", "segment_ids": ["vip", "lytics_all"], "withbackfill": true}),
+        )
+        .await
+        .expect("dryrun");
+    assert_eq!(estimate["users"], 100);
+    assert_eq!(estimate["data_points"], 200);
+    assert_eq!(estimate["requests"], 2);
+}
+
+tributary_store::backend_tests!(
+    backfill_then_follow_the_log,
+    without_backfill_only_later_changes_are_sent,
+    changes_made_while_paused_are_coalesced,
+    faults_are_retried_and_nothing_is_lost_or_wasted,
+    the_rate_limit_is_respected,
+    a_bad_key_fails_the_job_with_the_reason,
+    boolean_mode_sets_one_attribute_per_audience,
+    dryrun_counts_users_and_data_points,
+);
