@@ -297,6 +297,7 @@ pub(crate) async fn start_tributary() -> anyhow::Result<Tributary> {
         listener,
         store.clone(),
         tributary_server::ServerConfig::default(),
+        std::sync::Arc::new(tributary_core::crypto::MasterKey::generate()),
         async move {
             let _ = stopped.await;
         },

@@ -1,5 +1,6 @@
 //! The `tributary` binary.
 
+mod master_key;
 mod rebuild;
 mod serve;
 

@@ -26,6 +26,13 @@ pub struct ServeArgs {
     /// dies, another takes its accounts over after this long.
     #[arg(long, env = "TRIBUTARY_PIPELINE_LEASE_SECS", default_value_t = 15)]
     pipeline_lease_secs: u64,
+    /// How long a node's hold on a job lasts without renewal: after a node dies, another
+    /// takes its jobs over after this long.
+    #[arg(long, env = "TRIBUTARY_JOB_LEASE_SECS", default_value_t = 15)]
+    job_lease_secs: u64,
+    /// Where the managed SFTP server listens (given to `sftp-managed` authorizations).
+    #[arg(long, env = "TRIBUTARY_MANAGED_SFTP", default_value = "127.0.0.1:2222")]
+    managed_sftp: SocketAddr,
     /// Largest body accepted by `/collect/bulk`, in bytes.
     #[arg(long, env = "TRIBUTARY_MAX_BULK_BYTES", default_value_t = 256 * 1024 * 1024)]
     max_bulk_bytes: usize,
@@ -38,6 +45,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("opening the store")?;
     bootstrap(store.as_ref()).await?;
+    let master_key = std::sync::Arc::new(crate::master_key::load(&args.data_dir)?);
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -54,9 +62,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             lease_ttl: std::time::Duration::from_secs(args.pipeline_lease_secs.max(1)),
             ..tributary_engine::EngineConfig::default()
         },
+        jobs: tributary_jobs::RunnerConfig {
+            lease_ttl: std::time::Duration::from_secs(args.job_lease_secs.max(1)),
+            ..tributary_jobs::RunnerConfig::default()
+        },
+        managed_sftp: args.managed_sftp,
         ..ServerConfig::default()
     };
-    tributary_server::serve(listener, store, config, shutdown_signal()).await?;
+    tributary_server::serve(listener, store, config, master_key, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -41,8 +41,14 @@ pub trait Workflow: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// The kind of authorization the job needs (exactly one).
     fn auth_kind(&self) -> AuthKind;
-    /// Checks a new job's config; the error names the field.
-    fn validate(&self, config: &Value) -> Result<(), String>;
+    /// Checks a new job's config against the account (the audiences it names exist, ...);
+    /// the error names the field.
+    async fn validate(
+        &self,
+        store: &Arc<dyn Store>,
+        aid: AccountId,
+        config: &Value,
+    ) -> Result<(), String>;
     /// What a run would do, without doing it (`dryrun` on creation).
     async fn dryrun(
         &self,

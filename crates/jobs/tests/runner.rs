@@ -30,7 +30,7 @@ impl Workflow for Ticker {
     fn auth_kind(&self) -> AuthKind {
         AuthKind::Braze
     }
-    fn validate(&self, _: &Value) -> Result<(), String> {
+    async fn validate(&self, _: &Arc<dyn Store>, _: i64, _: &Value) -> Result<(), String> {
         Ok(())
     }
     async fn dryrun(&self, _: &Arc<dyn Store>, _: i64, _: &Value) -> Result<Value, String> {

@@ -61,6 +61,14 @@ policy!(/// Erasing a person, rebuilding profiles, changing the identity blockli
     ManageProfiles, [DataManager], "erase people or rebuild profiles");
 policy!(/// Creating, listing and deleting access tokens.
     ManageTokens, [], "manage access tokens");
+policy!(/// Creating, changing and deleting authorizations (credentials for Braze and SFTP).
+    ManageAuthorizations, [DataManager], "manage authorizations");
+policy!(/// Listing authorizations (secrets are always redacted).
+    ReadAuthorizations, [DataManager, AudienceManager, Observer], "read authorizations");
+policy!(/// Creating jobs (exports, imports) and pausing, resuming or killing them.
+    ManageJobs, [DataManager, AudienceManager], "manage jobs");
+policy!(/// Reading jobs, their progress, metrics and logs.
+    ReadJobs, [DataManager, AudienceManager, Observer], "read jobs");
 policy!(/// Creating accounts.
     ManageAccounts, [], "create accounts", install_admin_only = true);
 

@@ -29,6 +29,9 @@ pub struct ServerConfig {
     pub max_bulk_bytes: usize,
     pub writer: WriterConfig,
     pub engine: tributary_engine::EngineConfig,
+    pub jobs: tributary_jobs::RunnerConfig,
+    /// Where the managed SFTP server listens (told to users of `sftp-managed`).
+    pub managed_sftp: std::net::SocketAddr,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +41,8 @@ impl Default for ServerConfig {
             max_bulk_bytes: 256 * 1024 * 1024,
             writer: WriterConfig::default(),
             engine: tributary_engine::EngineConfig::default(),
+            jobs: tributary_jobs::RunnerConfig::default(),
+            managed_sftp: std::net::SocketAddr::from(([127, 0, 0, 1], 2222)),
         }
     }
 }
@@ -48,6 +53,8 @@ pub struct AppState {
     pub writer: EventWriter,
     pub tokens: auth::TokenCache,
     pub config: ServerConfig,
+    /// The job runner; it also holds the master key and the workflows.
+    pub jobs: Arc<tributary_jobs::Runner>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -75,6 +82,23 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(routes::admin::create_token).get(routes::admin::list_tokens),
         )
         .route("/v2/token/{id}", delete(routes::admin::delete_token))
+        .route("/v2/auth", get(routes::authorizations::list))
+        // `{key}` is a type for POST and an id for the others.
+        .route(
+            "/v2/auth/{key}",
+            post(routes::authorizations::create)
+                .get(routes::authorizations::get)
+                .put(routes::authorizations::update)
+                .delete(routes::authorizations::delete),
+        )
+        .route("/v2/job", get(routes::jobs::list))
+        // `{key}` is a workflow for POST and an id for GET.
+        .route(
+            "/v2/job/{key}",
+            post(routes::jobs::create).get(routes::jobs::get),
+        )
+        .route("/v2/job/{id}/logs", get(routes::jobs::logs))
+        .route("/v2/job/{id}/{action}", post(routes::jobs::control))
         .route(
             "/api/segment",
             post(routes::segments::upsert).get(routes::segments::list),
@@ -121,6 +145,7 @@ pub async fn serve(
     listener: TcpListener,
     store: Arc<dyn Store>,
     config: ServerConfig,
+    master_key: Arc<tributary_core::crypto::MasterKey>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (writer, writer_task) = EventWriter::spawn(store.clone(), config.writer);
@@ -134,12 +159,20 @@ pub async fn serve(
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let worker = tokio::spawn(engine.clone().run(stopped(stop_rx.clone())));
+    let jobs = tributary_jobs::Runner::new(
+        store.clone(),
+        master_key,
+        tributary_sinks::braze::workflows(),
+        config.jobs.clone(),
+    );
+    let runner = tokio::spawn(jobs.clone().run(stopped(stop_rx.clone())));
     let state = Arc::new(AppState {
         store,
         engine,
         writer,
         tokens: auth::TokenCache::default(),
         config,
+        jobs,
     });
     let app = router(state);
     axum::serve(listener, app)
@@ -151,6 +184,9 @@ pub async fn serve(
     }
     if let Err(e) = worker.await {
         tracing::error!(error = %e, "pipeline worker failed");
+    }
+    if let Err(e) = runner.await {
+        tracing::error!(error = %e, "job runner failed");
     }
     Ok(())
 }

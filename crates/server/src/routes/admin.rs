@@ -18,12 +18,12 @@ const MAX_NAME: usize = 200;
 const MAX_DESCRIPTION: usize = 2_000;
 
 /// Parses a JSON body into `T`, with a 400 that says which field was wrong.
-fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn json_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
 }
 
-fn check_name(name: &str) -> Result<(), ApiError> {
+pub(crate) fn check_name(name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() {
         return Err(ApiError::bad_request("name must not be empty"));
     }
@@ -35,7 +35,16 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn now() -> i64 {
+pub(crate) fn check_description(description: &str) -> Result<(), ApiError> {
+    if description.chars().count() > MAX_DESCRIPTION {
+        return Err(ApiError::bad_request(format!(
+            "description is longer than {MAX_DESCRIPTION} characters"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn now() -> i64 {
     to_micros(time::OffsetDateTime::now_utc())
 }
 
@@ -96,11 +105,7 @@ pub async fn create_token(
 ) -> ApiResult {
     let body: NewTokenBody = json_body(&body)?;
     check_name(&body.name)?;
-    if body.description.chars().count() > MAX_DESCRIPTION {
-        return Err(ApiError::bad_request(format!(
-            "description is longer than {MAX_DESCRIPTION} characters"
-        )));
-    }
+    check_description(&body.description)?;
     if body.roles.is_empty() {
         return Err(ApiError::bad_request(
             "roles must name at least one of admin, data_manager, audience_manager, observer",

@@ -1,6 +1,8 @@
 pub mod admin;
+pub mod authorizations;
 pub mod collect;
 mod definitions;
+pub mod jobs;
 pub mod membership;
 pub mod ops;
 pub mod profiles;

@@ -46,12 +46,23 @@ impl App {
         let (writer, _task) = EventWriter::spawn(store.clone(), config.writer);
         let engine =
             tributary_engine::Engine::new(store.clone(), tributary_engine::EngineConfig::default());
+        let jobs = tributary_jobs::Runner::new(
+            store.clone(),
+            Arc::new(tributary_core::crypto::MasterKey::generate()),
+            tributary_sinks::braze::workflows(),
+            tributary_jobs::RunnerConfig {
+                poll: std::time::Duration::from_millis(50),
+                ..tributary_jobs::RunnerConfig::default()
+            },
+        );
+        tokio::spawn(jobs.clone().run(std::future::pending()));
         let state = Arc::new(AppState {
             engine,
             store: store.clone(),
             writer,
             tokens: TokenCache::default(),
             config,
+            jobs,
         });
         App {
             engine: state.engine.clone(),
@@ -127,6 +138,15 @@ impl App {
     pub async fn post_text(&self, uri: &str, token: &str, body: &str) -> (StatusCode, Value) {
         let r = Request::post(uri)
             .header("content-type", "text/plain")
+            .header("authorization", token)
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        self.send(r).await
+    }
+
+    pub async fn put(&self, uri: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        let r = Request::put(uri)
+            .header("content-type", "application/json")
             .header("authorization", token)
             .body(Body::from(body.to_string()))
             .unwrap();

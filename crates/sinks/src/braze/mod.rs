@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use tributary_core::{AccountId, AuthKind};
+use tributary_core::{AccountId, AuthKind, DefinitionKind};
 use tributary_jobs::{JobContext, Outcome, Workflow};
 use tributary_store::Store;
 
@@ -21,6 +21,11 @@ use request_builder::MAX_USERS;
 use source::{Position, Source};
 
 pub struct BrazeExport;
+
+/// Every workflow this crate provides, for a process's job runner.
+pub fn workflows() -> tributary_jobs::Registry {
+    tributary_jobs::Registry::default().with(Arc::new(BrazeExport))
+}
 
 #[async_trait]
 impl Workflow for BrazeExport {
@@ -32,8 +37,25 @@ impl Workflow for BrazeExport {
         AuthKind::Braze
     }
 
-    fn validate(&self, config: &Value) -> Result<(), String> {
-        ExportConfig::parse(config).map(|_| ())
+    async fn validate(
+        &self,
+        store: &Arc<dyn Store>,
+        aid: AccountId,
+        config: &Value,
+    ) -> Result<(), String> {
+        let config = ExportConfig::parse(config)?;
+        for slug in &config.segment_ids {
+            let found = store
+                .definition(aid, DefinitionKind::Segment, slug)
+                .await
+                .map_err(|e| e.to_string())?;
+            if found.is_none() {
+                return Err(format!(
+                    "config.segment_ids: account {aid} has no audience {slug:?}"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// What the backfill would send: users, requests and Braze data points (one per user per

@@ -1,0 +1,233 @@
+//! `/v2/job`: creating jobs (or estimating them with `dryrun`), reading their state,
+//! progress, metrics and logs, and pausing, resuming or killing them.
+
+use std::sync::Arc;
+
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tributary_core::{Job, JobState, LogLevel, NewJob, format_rfc3339, from_micros};
+
+use crate::AppState;
+use crate::api::{ApiError, ApiResult, flag, ok, query_map};
+use crate::auth::{Authorized, ManageJobs, ReadJobs};
+use crate::routes::admin::{check_description, check_name, json_body, now};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewJobBody {
+    name: String,
+    #[serde(default)]
+    description: String,
+    auth_ids: Vec<i64>,
+    #[serde(default)]
+    config: Value,
+    #[serde(default)]
+    dryrun: bool,
+}
+
+pub(crate) fn job_json(j: &Job) -> Value {
+    json!({
+        "id": j.id,
+        "account_id": j.account_id,
+        "workflow": j.workflow,
+        "name": j.name,
+        "description": j.description,
+        "auth_ids": j.auth_ids,
+        "config": j.config,
+        "state": j.state,
+        "progress": j.progress,
+        "metrics": j.metrics,
+        "last_error": j.last_error,
+        "created": format_rfc3339(from_micros(j.created_at)),
+        "updated": format_rfc3339(from_micros(j.updated_at)),
+    })
+}
+
+/// `POST /v2/job/{workflow}` (`?dryrun=true` or `"dryrun": true` estimates instead).
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ManageJobs>,
+    Path(workflow_name): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    body: bytes::Bytes,
+) -> ApiResult {
+    let registry = state.jobs.registry();
+    let workflow = registry.get(&workflow_name).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "unknown workflow {workflow_name:?} (known: {})",
+            registry.names().join(", ")
+        ))
+    })?;
+    let body: NewJobBody = json_body(&body)?;
+    check_name(&body.name)?;
+    check_description(&body.description)?;
+    let aid = auth.caller.account_id;
+    let wanted = workflow.auth_kind();
+    if body.auth_ids.len() != 1 {
+        return Err(ApiError::bad_request(format!(
+            "auth_ids must name exactly one {} authorization",
+            wanted.as_str()
+        )));
+    }
+    for id in &body.auth_ids {
+        let found = state.store.authorization(aid, *id).await?.ok_or_else(|| {
+            ApiError::bad_request(format!("auth_ids: account {aid} has no authorization {id}"))
+        })?;
+        if found.kind != wanted {
+            return Err(ApiError::bad_request(format!(
+                "auth_ids: authorization {id} is {}, the {workflow_name} workflow needs {}",
+                found.kind.as_str(),
+                wanted.as_str()
+            )));
+        }
+    }
+    workflow
+        .validate(&state.store, aid, &body.config)
+        .await
+        .map_err(ApiError::bad_request)?;
+    let query = query_map(&uri)?;
+    if body.dryrun || flag(&query, "dryrun")? {
+        let estimate = workflow
+            .dryrun(&state.store, aid, &body.config)
+            .await
+            .map_err(|e| ApiError::internal("estimating a job", &e))?;
+        return Ok(ok(
+            StatusCode::OK,
+            json!({ "dryrun": true, "estimate": estimate }),
+        ));
+    }
+    let job = state
+        .store
+        .create_job(&NewJob {
+            account_id: aid,
+            workflow: workflow_name,
+            name: body.name.trim().to_string(),
+            description: body.description,
+            auth_ids: body.auth_ids,
+            config: body.config,
+            created_at: now(),
+        })
+        .await?;
+    tracing::info!(aid, job = job.id, workflow = %job.workflow, "job created");
+    let _ = state
+        .store
+        .append_job_log(
+            job.id,
+            LogLevel::Info,
+            "job created",
+            now(),
+            tributary_jobs::LOG_LINES_KEPT,
+        )
+        .await;
+    state.jobs.wake();
+    Ok(ok(StatusCode::CREATED, job_json(&job)))
+}
+
+pub async fn list(State(state): State<Arc<AppState>>, auth: Authorized<ReadJobs>) -> ApiResult {
+    let jobs = state.store.jobs(auth.caller.account_id).await?;
+    Ok(ok(
+        StatusCode::OK,
+        jobs.iter().map(job_json).collect::<Vec<_>>(),
+    ))
+}
+
+async fn find(state: &AppState, aid: i64, id: &str) -> Result<Job, ApiError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("{id:?} is not a job id")))?;
+    state
+        .store
+        .job(aid, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("account {aid} has no job {id}")))
+}
+
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ReadJobs>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let job = find(&state, auth.caller.account_id, &id).await?;
+    Ok(ok(StatusCode::OK, job_json(&job)))
+}
+
+/// `POST /v2/job/{id}/{pause|resume|kill}`.
+pub async fn control(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ManageJobs>,
+    Path((id, action)): Path<(String, String)>,
+) -> ApiResult {
+    use JobState::*;
+    let aid = auth.caller.account_id;
+    let job = find(&state, aid, &id).await?;
+    let (from, to): (&[JobState], JobState) = match action.as_str() {
+        "pause" => (&[Running, Sleeping], Paused),
+        "resume" => (&[Paused, Failed], Running),
+        "kill" => (&[Running, Sleeping, Paused, Failed], Killed),
+        other => {
+            return Err(ApiError::not_found(format!(
+                "unknown job action {other:?} (known: pause, resume, kill)"
+            )));
+        }
+    };
+    if !state
+        .store
+        .set_job_state(aid, job.id, from, to, None, now())
+        .await?
+    {
+        let current = find(&state, aid, &id).await?;
+        return Err(ApiError::conflict(format!(
+            "job {} is {}: it cannot {action}",
+            job.id,
+            current.state.as_str()
+        )));
+    }
+    let _ = state
+        .store
+        .append_job_log(
+            job.id,
+            LogLevel::Info,
+            &format!("{action} requested"),
+            now(),
+            tributary_jobs::LOG_LINES_KEPT,
+        )
+        .await;
+    tracing::info!(aid, job = job.id, action, "job state changed");
+    state.jobs.wake();
+    let job = find(&state, aid, &id).await?;
+    Ok(ok(StatusCode::OK, job_json(&job)))
+}
+
+/// `GET /v2/job/{id}/logs?limit=`: the newest lines, oldest first.
+pub async fn logs(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ReadJobs>,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> ApiResult {
+    let job = find(&state, auth.caller.account_id, &id).await?;
+    let query = query_map(&uri)?;
+    let limit = match query.get("limit") {
+        None => 200,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=tributary_jobs::LOG_LINES_KEPT as u32).contains(n))
+            .ok_or_else(|| ApiError::bad_request("limit must be between 1 and 1000"))?,
+    };
+    let lines = state.store.job_logs(job.id, limit).await?;
+    let lines: Vec<Value> = lines
+        .iter()
+        .map(|l| {
+            json!({
+                "seq": l.seq,
+                "at": format_rfc3339(from_micros(l.at)),
+                "level": l.level,
+                "message": l.message,
+            })
+        })
+        .collect();
+    Ok(ok(StatusCode::OK, lines))
+}
