@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const ADMIN: &str = "process-test-admin-token-0123456789";
+/// Every node of a test shares one master key, as nodes on one database must.
+pub const MASTER_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 pub struct Serve {
     pub child: Child,
@@ -28,6 +30,8 @@ impl Serve {
             .env("TRIBUTARY_ADMIN_TOKEN", ADMIN)
             .env("TRIBUTARY_LOG", "debug")
             .env("TRIBUTARY_PIPELINE_LEASE_SECS", "2")
+            .env("TRIBUTARY_JOB_LEASE_SECS", "2")
+            .env("TRIBUTARY_MASTER_KEY", MASTER_KEY)
             .env_remove("TRIBUTARY_DATABASE_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -81,6 +85,76 @@ impl Serve {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// The `braze-sim` binary, built on demand when only this package's tests were built.
+pub fn braze_sim_binary() -> PathBuf {
+    let tributary = PathBuf::from(env!("CARGO_BIN_EXE_tributary"));
+    let sim = tributary.with_file_name("braze-sim");
+    if !sim.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "braze-sim", "--bin", "braze-sim"])
+            .status()
+            .expect("running cargo build -p braze-sim");
+        assert!(status.success(), "building braze-sim failed");
+    }
+    sim
+}
+
+/// `braze-sim` as a child process on a free port.
+pub struct BrazeSim {
+    pub child: Child,
+    pub base: String,
+}
+
+impl BrazeSim {
+    pub fn start(args: &[&str]) -> BrazeSim {
+        let mut child = Command::new(braze_sim_binary())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning braze-sim");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("braze-sim listening on ")
+            .unwrap_or_else(|| panic!("braze-sim did not start: {line:?}"))
+            .to_string();
+        BrazeSim { child, base }
+    }
+
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        client()
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) {
+        let r = client()
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+    }
+}
+
+impl Drop for BrazeSim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
