@@ -3,6 +3,7 @@
 //! of several runs. `--write` replaces this scenario's section of BENCHMARKS.md.
 
 mod audiences;
+mod export;
 mod ingest;
 mod load;
 mod pipeline;
@@ -32,6 +33,8 @@ enum Scenario {
     Pipeline(pipeline::Args),
     /// Event → membership log latency with 20 audiences, and recomputing audiences.
     Audiences(audiences::Args),
+    /// A Braze export backfill of 1,000,000 members against braze-sim, vs the rate limit.
+    Export(export::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,5 +50,6 @@ fn main() -> anyhow::Result<()> {
         Scenario::Query(args) => query::run(args),
         Scenario::Pipeline(args) => pipeline::run(args),
         Scenario::Audiences(args) => audiences::run(args),
+        Scenario::Export(args) => export::run(args),
     }
 }

@@ -14,6 +14,8 @@ pub struct Faults {
     pub error_rate: f64,
     /// The next N API requests are answered 429, whatever the bucket says.
     pub burst_429: u32,
+    /// The next N API requests (after any 429 burst) are answered 503, unprocessed.
+    pub burst_5xx: u32,
     /// Share (0..1) of API requests that hang for `hang_ms` and are then dropped unprocessed:
     /// the client sees a timeout.
     pub timeout_rate: f64,
@@ -34,6 +36,10 @@ impl Faults {
         if self.burst_429 > 0 {
             self.burst_429 -= 1;
             return Injected::RateLimited;
+        }
+        if self.burst_5xx > 0 {
+            self.burst_5xx -= 1;
+            return Injected::ServerError(503);
         }
         let mut rng = rand::rng();
         if self.timeout_rate > 0.0 && rng.random_bool(self.timeout_rate.clamp(0.0, 1.0)) {

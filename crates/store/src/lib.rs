@@ -147,6 +147,9 @@ pub trait Store: JobStore {
         keys: &[IdentityKey],
     ) -> Result<Vec<(IdentityKey, i64)>>;
     async fn load_profiles(&self, aid: AccountId, ids: &[i64]) -> Result<Vec<StoredProfile>>;
+    /// `load_profiles` for readers outside the pipeline (the Braze export): on SQLite it uses
+    /// the read pool, so it never queues behind the pipeline's commits or event appends.
+    async fn read_profiles(&self, aid: AccountId, ids: &[i64]) -> Result<Vec<StoredProfile>>;
     /// Applies a batch atomically; `Ok(false)` (and nothing changed) when the cursor is no
     /// longer `expected_cursor` because another node got there first.
     async fn commit_pipeline(&self, aid: AccountId, commit: &PipelineCommit) -> Result<bool>;

@@ -394,6 +394,10 @@ impl Store for PgStore {
         rows.iter().map(profile_from_row).collect()
     }
 
+    async fn read_profiles(&self, aid: AccountId, ids: &[i64]) -> Result<Vec<StoredProfile>> {
+        self.load_profiles(aid, ids).await
+    }
+
     async fn commit_pipeline(&self, aid: AccountId, c: &PipelineCommit) -> Result<bool> {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin().await?;

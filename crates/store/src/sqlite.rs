@@ -430,21 +430,11 @@ impl Store for SqliteStore {
     }
 
     async fn load_profiles(&self, aid: AccountId, ids: &[i64]) -> Result<Vec<StoredProfile>> {
-        let mut out = Vec::new();
-        for chunk in ids.chunks(KEYS_PER_QUERY) {
-            let sql = format!(
-                "SELECT {PROFILE_COLUMNS} FROM profiles WHERE account_id = ? AND id IN ({})",
-                vec!["?"; chunk.len()].join(",")
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            for r in q.fetch_all(&self.writer).await? {
-                out.push(profile_from_row(&r)?);
-            }
-        }
-        Ok(out)
+        profiles_by_id(&self.writer, aid, ids).await
+    }
+
+    async fn read_profiles(&self, aid: AccountId, ids: &[i64]) -> Result<Vec<StoredProfile>> {
+        profiles_by_id(&self.reader, aid, ids).await
     }
 
     async fn commit_pipeline(&self, aid: AccountId, c: &PipelineCommit) -> Result<bool> {
@@ -1031,3 +1021,26 @@ async fn append_log(
 }
 
 job_store_impl!(SqliteStore, writer, reader);
+
+/// Profiles by id, read on `pool` (the writer for the pipeline, the readers for others).
+async fn profiles_by_id(
+    pool: &SqlitePool,
+    aid: AccountId,
+    ids: &[i64],
+) -> Result<Vec<StoredProfile>> {
+    let mut out = Vec::new();
+    for chunk in ids.chunks(KEYS_PER_QUERY) {
+        let sql = format!(
+            "SELECT {PROFILE_COLUMNS} FROM profiles WHERE account_id = ? AND id IN ({})",
+            vec!["?"; chunk.len()].join(",")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
+        for id in chunk {
+            q = q.bind(*id);
+        }
+        for r in q.fetch_all(pool).await? {
+            out.push(profile_from_row(&r)?);
+        }
+    }
+    Ok(out)
+}

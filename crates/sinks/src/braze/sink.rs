@@ -359,7 +359,7 @@ impl Progress {
                 "phase": "following",
                 "start_position": self.start,
                 "log_position": seq,
-                "read_position": match read {
+                "batches.read": match read {
                     Position::Log { seq } => seq,
                     Position::Backfill { .. } => self.start,
                 },
@@ -472,7 +472,7 @@ async fn drive(
         attribute: config.attribute.clone(),
         prefix: config.attribute_prefix.clone(),
     };
-    let mut source = Source::new(ctx.store.clone(), aid, &config, start, position).await?;
+    let source = Source::new(ctx.store.clone(), aid, &config, start, position).await?;
     let mut progress = Progress {
         start,
         committed: position,
@@ -501,18 +501,28 @@ async fn drive(
     )
     .await;
 
-    let mut batches = Batches::default();
-    let mut ledger = Ledger::default();
+    let mut batches = Batches {
+        open: BatchBuilder::default(),
+        ready: VecDeque::new(),
+        ledger: Ledger::default(),
+        next_id: 0,
+        read: position,
+        caught_up_at: None,
+        shape,
+    };
     let mut in_flight = Flights::default();
-    let mut caught_up_at: Option<Instant> = None;
     let mut fatal: Option<String> = None;
+    // Chunks are read ahead by a task of their own, so sending never waits for the store.
+    let (chunks, reader) = read_ahead(source);
+    let mut chunks = chunks;
+    let _reader = AbortOnDrop(reader);
 
     loop {
         // 1. Completed requests: acknowledge, free their users, advance the position.
         while let Some(Some(joined)) = in_flight.tasks.next().now_or_never() {
-            in_flight.settle(joined, &mut ledger, &mut fatal);
+            in_flight.settle(joined, &mut batches.ledger, &mut fatal);
         }
-        if let Some(p) = ledger.advance() {
+        if let Some(p) = batches.ledger.advance() {
             progress.committed = p;
         }
 
@@ -523,7 +533,7 @@ async fn drive(
                     ctx,
                     &shared,
                     &consumer,
-                    source.position,
+                    batches.read,
                     JobState::Running,
                     fatal.clone(),
                 )
@@ -558,7 +568,7 @@ async fn drive(
                     ctx,
                     &shared,
                     &consumer,
-                    source.position,
+                    batches.read,
                     JobState::Running,
                     None,
                 )
@@ -568,75 +578,124 @@ async fn drive(
             }
         }
 
-        // 4. Read more while there is room ahead of the window.
-        let want_more = batches.ready.len() < 2 * shared.window_size() + 2;
-        let may_poll = caught_up_at.is_none_or(|t| t.elapsed() >= IDLE_POLL);
-        if !stopping && want_more && may_poll {
-            let before = source.position;
-            let chunk = source.next_chunk().await?;
-            if matches!(before, Position::Backfill { .. }) {
-                progress.backfill_changes += chunk.changes.len() as u64;
-            }
-            let caught_up = chunk.caught_up;
-            batches.absorb(chunk, before, source.position, &mut ledger, &shape, &shared);
-            if caught_up {
-                caught_up_at = Some(Instant::now());
-                batches.close(source.position, &mut ledger, &shape, &shared);
-            } else {
-                caught_up_at = None;
-            }
+        // 4. Take chunks already read while there is room ahead of the window.
+        let want_more = !stopping && batches.ready.len() < 2 * shared.window_size() + 2;
+        if want_more && let Ok(read) = chunks.try_recv() {
+            let read = read?;
+            batches.take(read, &mut progress, &shared);
             continue;
         }
 
         // 5. Idle: say so. Then wait for a completion, a stop, or time to poll the log.
         let idle = in_flight.is_empty() && batches.ready.is_empty();
         if idle && (progress.unsaved() || progress.last_saved.elapsed() >= REPORT_EVERY * 4) {
-            let state = match caught_up_at {
+            let state = match batches.caught_up_at {
                 Some(_) => JobState::Sleeping,
                 None => JobState::Running,
             };
             let active = progress
-                .save(ctx, &shared, &consumer, source.position, state, None)
+                .save(ctx, &shared, &consumer, batches.read, state, None)
                 .await?;
             if !active {
                 return Ok(Outcome::Stopped);
             }
         }
         tokio::select! {
-            Some(joined) = in_flight.tasks.next() => in_flight.settle(joined, &mut ledger, &mut fatal),
+            Some(joined) = in_flight.tasks.next() => in_flight.settle(joined, &mut batches.ledger, &mut fatal),
+            Some(read) = chunks.recv(), if want_more => {
+                batches.take(read?, &mut progress, &shared);
+            }
             _ = ctx.stopped() => {}
             _ = tokio::time::sleep(IDLE_POLL) => {}
         }
     }
 }
 
-/// The open batch and the closed ones waiting to be sent.
-#[derive(Default)]
+/// A chunk as read: the positions before and after it.
+struct Read {
+    before: Position,
+    after: Position,
+    chunk: Chunk,
+}
+
+/// Chunks read ahead (at most a few): the reading task polls the log every `IDLE_POLL` once
+/// caught up, and ends when the receiver is dropped.
+fn read_ahead(
+    mut source: Source,
+) -> (
+    tokio::sync::mpsc::Receiver<Result<Read, tributary_store::StoreError>>,
+    JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let task = tokio::spawn(async move {
+        loop {
+            let before = source.position;
+            let read = source.next_chunk().await.map(|chunk| Read {
+                before,
+                after: source.position,
+                chunk,
+            });
+            let failed = read.is_err();
+            let caught_up = read.as_ref().is_ok_and(|r| r.chunk.caught_up);
+            if tx.send(read).await.is_err() || failed {
+                return;
+            }
+            if caught_up {
+                tokio::time::sleep(IDLE_POLL).await;
+            }
+        }
+    });
+    (rx, task)
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The open batch, the closed ones waiting to be sent, and the ledger of all of them.
 struct Batches {
     open: BatchBuilder,
     ready: VecDeque<Pending>,
+    ledger: Ledger,
     next_id: u64,
+    /// Where reading has got (everything before it is in a batch or skipped).
+    read: Position,
+    /// When the source last had nothing more to read.
+    caught_up_at: Option<Instant>,
+    shape: Shape,
 }
 
 impl Batches {
+    /// Puts a chunk's changes into batches; a caught-up chunk closes the open batch.
+    fn take(&mut self, read: Read, progress: &mut Progress, shared: &Shared) {
+        if matches!(read.before, Position::Backfill { .. }) {
+            progress.backfill_changes += read.chunk.changes.len() as u64;
+        }
+        let caught_up = read.chunk.caught_up;
+        self.absorb(read.chunk, read.before, read.after, shared);
+        self.read = read.after;
+        if caught_up {
+            self.caught_up_at = Some(Instant::now());
+            self.close(read.after, shared);
+        } else {
+            self.caught_up_at = None;
+        }
+    }
+
     /// Adds a chunk's changes to the open batch, closing it (at the position before this
     /// chunk: its earlier changes are all in it or before it) whenever it fills up.
-    fn absorb(
-        &mut self,
-        chunk: Chunk,
-        before: Position,
-        after: Position,
-        ledger: &mut Ledger,
-        shape: &Shape,
-        shared: &Shared,
-    ) {
+    fn absorb(&mut self, chunk: Chunk, before: Position, after: Position, shared: &Shared) {
         let c = &shared.counters;
         Counters::add(&c.changes_read, chunk.read);
         Counters::add(&c.skipped_no_identifier, chunk.skipped_no_identifier);
         Counters::add(&c.skipped_gone, chunk.skipped_gone);
         for change in chunk.changes {
             if self.open.is_full() && !self.open.contains(&change.external_id) {
-                self.close(before, ledger, shape, shared);
+                self.close(before, shared);
             }
             self.open
                 .push(&change.external_id, &change.segment, change.entered);
@@ -645,22 +704,22 @@ impl Batches {
             // Nothing pending before `after`: the position may move there once the earlier
             // batches are done.
             self.next_id += 1;
-            ledger.open(self.next_id, after, true);
+            self.ledger.open(self.next_id, after, true);
         }
     }
 
     /// Closes the open batch (if it has anything) as of `through`.
-    fn close(&mut self, through: Position, ledger: &mut Ledger, shape: &Shape, shared: &Shared) {
+    fn close(&mut self, through: Position, shared: &Shared) {
         if self.open.is_empty() {
             return;
         }
         let batch = std::mem::take(&mut self.open);
         self.next_id += 1;
-        let request = batch.finish(shape);
+        let request = batch.finish(&self.shape);
         if request.is_none() {
             Counters::add(&shared.counters.coalesced_away, 1);
         }
-        ledger.open(self.next_id, through, request.is_none());
+        self.ledger.open(self.next_id, through, request.is_none());
         self.ready.push_back(Pending {
             id: self.next_id,
             request,
