@@ -436,7 +436,7 @@ of {runs} backfills per rate limit).
 Baseline in the same run: reading every member and its identifier, without sending, takes
 {read_s:.1} s per 1,000,000 users ({read_rate:.0} users/s).
 
-The client's token bucket allows a burst of 5 % of the limit and then paces at 95 % of it, so
+The client's token bucket allows a burst of 2 % of the limit and then paces at 98 % of it, so
 no fixed window on Braze's side ever sees more than the limit; over a long backfill that pacing
 is the ceiling of these figures. At {low} per 3 s the machine is not the bottleneck. At Braze's
 default of 3,000 per 3 s it is shared by the exporter and the simulator (two cores, and the

@@ -189,34 +189,40 @@ pub fn classify(
     }
 }
 
-/// A token bucket: `requests` per `per`, paced evenly, with a burst of 5 % of the limit. It
-/// runs at 95 % of the limit so that no fixed window on Braze's side ever sees more than the
-/// limit (burst + rate × window ≤ limit). Braze's own signals (a 429, `X-RateLimit-Remaining:
-/// 0`) pause it until the time Braze gave.
+/// The rate limit as a token bucket, `requests` per `per`, kept in GCRA form: each caller
+/// reserves the next slot under the lock and sleeps once until it (no herd of waiters polling
+/// for tokens). It allows a burst of 2 % of the limit and then paces at 98 % of it, so no fixed
+/// window on Braze's side ever sees more than the limit (burst + rate × window ≤ limit).
+/// Braze's own signals (a 429, `X-RateLimit-Remaining: 0`) pause it until the time Braze gave.
 pub struct RateLimiter {
     state: Mutex<Bucket>,
 }
 
 struct Bucket {
+    /// Time between requests at the paced rate.
     interval: Duration,
-    burst: f64,
-    tokens: f64,
-    refreshed: Instant,
+    /// How far ahead of the paced schedule a request may go (the burst).
+    tolerance: Duration,
+    /// The theoretical arrival time of the next request on the paced schedule.
+    next: Instant,
     paused_until: Instant,
 }
+
+/// The share of the limit allowed as a burst; the rest is paced.
+const BURST_SHARE: f64 = 0.02;
 
 impl RateLimiter {
     pub fn new(requests: u32, per: Duration) -> RateLimiter {
         let requests = f64::from(requests.max(1));
-        let burst = (requests * 0.05).max(1.0);
+        let burst = (requests * BURST_SHARE).floor().max(1.0);
         let rate = (requests - burst).max(requests * 0.5) / per.as_secs_f64();
+        let interval = Duration::from_secs_f64(1.0 / rate.max(1e-6));
         let now = Instant::now();
         RateLimiter {
             state: Mutex::new(Bucket {
-                interval: Duration::from_secs_f64(1.0 / rate.max(1e-6)),
-                burst,
-                tokens: burst,
-                refreshed: now,
+                interval,
+                tolerance: interval.mul_f64(burst - 1.0),
+                next: now,
                 paused_until: now,
             }),
         }
@@ -226,37 +232,34 @@ impl RateLimiter {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits for a token.
+    /// Waits for this request's slot.
     pub async fn acquire(&self) {
         loop {
-            let wait = {
+            let slot = {
                 let mut b = self.bucket();
-                let now = Instant::now();
-                if now < b.paused_until {
-                    b.paused_until - now
-                } else {
-                    let earned =
-                        now.duration_since(b.refreshed).as_secs_f64() / b.interval.as_secs_f64();
-                    b.tokens = (b.tokens + earned).min(b.burst);
-                    b.refreshed = now;
-                    if b.tokens >= 1.0 {
-                        b.tokens -= 1.0;
-                        return;
-                    }
-                    b.interval.mul_f64(1.0 - b.tokens)
-                }
+                let earliest = Instant::now().max(b.paused_until);
+                let next = b.next.max(earliest);
+                b.next = next + b.interval;
+                next.checked_sub(b.tolerance)
+                    .unwrap_or(earliest)
+                    .max(earliest)
             };
-            tokio::time::sleep(wait).await;
+            tokio::time::sleep_until(slot).await;
+            // A pause that came while this request slept moves it after the pause.
+            if Instant::now() >= self.bucket().paused_until {
+                return;
+            }
         }
     }
 
-    /// Sends nothing before `until` (a 429, or Braze saying nothing is left of this window).
+    /// Sends nothing before `now + wait` (a 429, or Braze saying nothing is left of this
+    /// window); the paced schedule restarts there.
     pub fn pause(&self, wait: Duration) {
         let mut b = self.bucket();
         let until = Instant::now() + wait.min(Duration::from_secs(300));
         if until > b.paused_until {
             b.paused_until = until;
-            b.tokens = 0.0;
+            b.next = b.next.max(until);
         }
     }
 }
@@ -336,16 +339,57 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_limiter_paces_at_95_percent_of_the_limit() {
+    async fn the_limiter_paces_at_98_percent_of_the_limit() {
         let limiter = RateLimiter::new(200, Duration::from_secs(1));
         let started = Instant::now();
         for _ in 0..100 {
             limiter.acquire().await;
         }
-        // 10 burst tokens, then 190/s: 90 more take about 0.47 s.
+        // A burst of 4, then 196/s: 96 more take about 0.49 s.
         let elapsed = started.elapsed();
         assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
         assert!(elapsed < Duration::from_millis(900), "{elapsed:?}");
+    }
+
+    #[tokio::test]
+    async fn no_window_of_the_period_sees_more_than_the_limit() {
+        // 50 per 500 ms, 8 callers at once: count the grants in every 500 ms window.
+        let limiter = std::sync::Arc::new(RateLimiter::new(50, Duration::from_millis(500)));
+        let started = Instant::now();
+        let times = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let (limiter, times) = (limiter.clone(), times.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..20 {
+                    limiter.acquire().await;
+                    times
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(started.elapsed());
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        let mut times = times.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        times.sort();
+        assert_eq!(times.len(), 160);
+        for (i, t) in times.iter().enumerate() {
+            let in_window = times[i..]
+                .iter()
+                .take_while(|u| **u < *t + Duration::from_millis(500))
+                .count();
+            assert!(
+                in_window <= 50,
+                "{in_window} grants within 500 ms from {t:?}"
+            );
+        }
+        // And it is not much slower than the limit either: 160 grants at 49/500 ms after a
+        // burst of 1 take about 1.6 s.
+        let total = times.last().copied().unwrap_or_default();
+        assert!(total < Duration::from_millis(1_900), "{total:?}");
     }
 
     #[test]

@@ -338,6 +338,98 @@ async fn faults_are_retried_and_nothing_is_lost_or_wasted(store: Arc<dyn Store>)
     assert!(done.metrics["rate_limited"].as_u64() >= Some(3));
 }
 
+async fn timeouts_are_retried(store: Arc<dyn Store>) {
+    let faults = braze_sim::Faults {
+        timeout_rate: 0.3,
+        hang_ms: 2_000,
+        ..braze_sim::Faults::default()
+    };
+    let w = world(
+        store,
+        braze_sim::SimConfig {
+            faults,
+            ..braze_sim::SimConfig::default()
+        },
+    )
+    .await;
+    w.events(&refs(&gold_users(300))).await;
+    let auth = w.auth("good-key", json!({"timeout_seconds": 0.3})).await;
+    let job = w.job(auth, export_config(true)).await;
+    w.caught_up(job).await;
+    let stats = w.sim_get("/_sim/stats").await;
+    assert_eq!(stats["users"], 300);
+    assert_eq!(
+        stats["data_points"], 300,
+        "a timed-out request was never processed"
+    );
+}
+
+async fn one_jobs_broken_braze_does_not_delay_another(store: Arc<dyn Store>) {
+    let w = world(store, braze_sim::SimConfig::default()).await;
+    // A second Braze that answers every request with a 5xx after a second.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let broken = format!("http://{}", listener.local_addr().expect("addr"));
+    let config = braze_sim::SimConfig {
+        keys: [(
+            "good-key".to_string(),
+            ["users.track".to_string()].into_iter().collect(),
+        )]
+        .into_iter()
+        .collect(),
+        faults: braze_sim::Faults {
+            error_rate: 1.0,
+            latency_ms: 1_000,
+            ..braze_sim::Faults::default()
+        },
+        ..braze_sim::SimConfig::default()
+    };
+    tokio::spawn(braze_sim::serve(
+        listener,
+        braze_sim::Sim::new(config),
+        std::future::pending(),
+    ));
+    w.events(&refs(&gold_users(500))).await;
+    let split = authorization::split(
+        AuthKind::Braze,
+        &json!({"apikey": "good-key", "instance": broken}),
+        None,
+    )
+    .expect("valid");
+    let bad_auth = w
+        .store
+        .create_authorization(&Authorization {
+            id: 0,
+            account_id: 1,
+            kind: AuthKind::Braze,
+            label: "broken".into(),
+            description: String::new(),
+            config: split.public,
+            sealed_secret: authorization::seal(&w.key, 1, AuthKind::Braze, &split.secrets),
+            created_at: 0,
+            updated_at: 0,
+        })
+        .await
+        .expect("auth")
+        .id;
+    let stuck = w.job(bad_auth, export_config(true)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let good_auth = w.auth("good-key", json!({})).await;
+    let started = std::time::Instant::now();
+    let good = w.job(good_auth, export_config(true)).await;
+    w.caught_up(good).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(w.sim_get("/_sim/stats").await["users"], 500);
+    let stuck = w.job_state(stuck).await;
+    assert!(stuck.state.is_active());
+    assert_eq!(stuck.metrics["users_sent"].as_u64().unwrap_or(0), 0);
+}
+
 async fn the_rate_limit_is_respected(store: Arc<dyn Store>) {
     let w = world(store, braze_sim::SimConfig::default()).await;
     w.events(&refs(&gold_users(1_500))).await;
@@ -426,6 +518,8 @@ tributary_store::backend_tests!(
     changes_made_while_paused_are_coalesced,
     faults_are_retried_and_nothing_is_lost_or_wasted,
     the_rate_limit_is_respected,
+    timeouts_are_retried,
+    one_jobs_broken_braze_does_not_delay_another,
     a_bad_key_fails_the_job_with_the_reason,
     boolean_mode_sets_one_attribute_per_audience,
     dryrun_counts_users_and_data_points,
