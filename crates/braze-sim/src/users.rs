@@ -95,7 +95,9 @@ impl Identifier {
 
 #[derive(Debug, Default)]
 pub struct Users {
-    by_braze_id: HashMap<String, User>,
+    /// Boxed: growing the map moves pointers, not users (a million users would otherwise
+    /// stall every request behind a rehash of hundreds of megabytes).
+    by_braze_id: HashMap<String, Box<User>>,
     external: HashMap<String, String>,
     aliases: HashMap<Alias, String>,
     clock: u64,
@@ -112,21 +114,25 @@ impl Users {
     }
 
     pub fn all(&self) -> impl Iterator<Item = &User> {
-        self.by_braze_id.values()
+        self.by_braze_id.values().map(|u| &**u)
     }
 
     pub fn by_external_id(&self, id: &str) -> Option<&User> {
-        self.external.get(id).and_then(|b| self.by_braze_id.get(b))
+        self.external
+            .get(id)
+            .and_then(|b| self.by_braze_id.get(b))
+            .map(|u| &**u)
     }
 
     pub fn by_braze_id(&self, id: &str) -> Option<&User> {
-        self.by_braze_id.get(id)
+        self.by_braze_id.get(id).map(|u| &**u)
     }
 
     pub fn by_alias(&self, alias: &Alias) -> Option<&User> {
         self.aliases
             .get(alias)
             .and_then(|b| self.by_braze_id.get(b))
+            .map(|u| &**u)
     }
 
     /// The user an object addresses, created when the contract says so; `None` when the
@@ -197,7 +203,7 @@ impl Users {
             }
             Identifier::BrazeId(_) => {}
         }
-        self.by_braze_id.insert(braze_id.clone(), user);
+        self.by_braze_id.insert(braze_id.clone(), Box::new(user));
         braze_id
     }
 
