@@ -57,6 +57,30 @@ impl Counters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Counters carried on from the job's saved metrics: a job's metrics cover its whole
+    /// life, across restarts and pauses.
+    fn resume(saved: &Value) -> Counters {
+        let c = Counters::default();
+        let pairs: [(&AtomicU64, &str); 12] = [
+            (&c.requests, "requests"),
+            (&c.accepted, "requests_accepted"),
+            (&c.rejected_requests, "requests_rejected"),
+            (&c.rate_limited, "rate_limited"),
+            (&c.retries, "retries"),
+            (&c.users_sent, "users_sent"),
+            (&c.data_points, "data_points"),
+            (&c.object_errors, "object_errors"),
+            (&c.changes_read, "changes_read"),
+            (&c.skipped_no_identifier, "skipped_no_identifier"),
+            (&c.skipped_gone, "skipped_gone"),
+            (&c.coalesced_away, "batches_coalesced_away"),
+        ];
+        for (counter, name) in pairs {
+            counter.store(saved[name].as_u64().unwrap_or(0), Ordering::Relaxed);
+        }
+        c
+    }
+
     fn to_json(&self, window: usize) -> Value {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         json!({
@@ -462,7 +486,7 @@ async fn drive(
         client,
         limiter: RateLimiter::new(auth.requests, auth.per),
         window: std::sync::Mutex::new(Window::new(config.max_in_flight)),
-        counters: Counters::default(),
+        counters: Counters::resume(&ctx.job.metrics),
         retry_max: Duration::from_secs(config.retry_max_seconds),
         job: ctx.job.id,
         store: ctx.store.clone(),
