@@ -57,47 +57,42 @@ impl Counters {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Each counter with its name in the job's metrics.
+    fn named(&self) -> [(&AtomicU64, &'static str); 12] {
+        [
+            (&self.requests, "requests"),
+            (&self.accepted, "requests_accepted"),
+            (&self.rejected_requests, "requests_rejected"),
+            (&self.rate_limited, "rate_limited"),
+            (&self.retries, "retries"),
+            (&self.users_sent, "users_sent"),
+            (&self.data_points, "data_points"),
+            (&self.object_errors, "object_errors"),
+            (&self.changes_read, "changes_read"),
+            (&self.skipped_no_identifier, "skipped_no_identifier"),
+            (&self.skipped_gone, "skipped_gone"),
+            (&self.coalesced_away, "batches_coalesced_away"),
+        ]
+    }
+
     /// Counters carried on from the job's saved metrics: a job's metrics cover its whole
     /// life, across restarts and pauses.
     fn resume(saved: &Value) -> Counters {
-        let c = Counters::default();
-        let pairs: [(&AtomicU64, &str); 12] = [
-            (&c.requests, "requests"),
-            (&c.accepted, "requests_accepted"),
-            (&c.rejected_requests, "requests_rejected"),
-            (&c.rate_limited, "rate_limited"),
-            (&c.retries, "retries"),
-            (&c.users_sent, "users_sent"),
-            (&c.data_points, "data_points"),
-            (&c.object_errors, "object_errors"),
-            (&c.changes_read, "changes_read"),
-            (&c.skipped_no_identifier, "skipped_no_identifier"),
-            (&c.skipped_gone, "skipped_gone"),
-            (&c.coalesced_away, "batches_coalesced_away"),
-        ];
-        for (counter, name) in pairs {
+        let counters = Counters::default();
+        for (counter, name) in counters.named() {
             counter.store(saved[name].as_u64().unwrap_or(0), Ordering::Relaxed);
         }
-        c
+        counters
     }
 
     fn to_json(&self, window: usize) -> Value {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        json!({
-            "requests": get(&self.requests),
-            "requests_accepted": get(&self.accepted),
-            "requests_rejected": get(&self.rejected_requests),
-            "rate_limited": get(&self.rate_limited),
-            "retries": get(&self.retries),
-            "users_sent": get(&self.users_sent),
-            "data_points": get(&self.data_points),
-            "object_errors": get(&self.object_errors),
-            "changes_read": get(&self.changes_read),
-            "skipped_no_identifier": get(&self.skipped_no_identifier),
-            "skipped_gone": get(&self.skipped_gone),
-            "batches_coalesced_away": get(&self.coalesced_away),
-            "in_flight_window": window,
-        })
+        let mut out: serde_json::Map<String, Value> = self
+            .named()
+            .into_iter()
+            .map(|(counter, name)| (name.to_string(), json!(counter.load(Ordering::Relaxed))))
+            .collect();
+        out.insert("in_flight_window".into(), json!(window));
+        Value::Object(out)
     }
 }
 
