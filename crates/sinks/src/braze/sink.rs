@@ -600,8 +600,7 @@ async fn drive(
         // 4. Take chunks already read while there is room ahead of the window.
         let want_more = !stopping && batches.ready.len() < 2 * shared.window_size() + 2;
         if want_more && let Ok(read) = chunks.try_recv() {
-            let read = read?;
-            batches.take(read, &mut progress, &shared);
+            take(read?, &mut batches, &mut progress, &shared).await;
             continue;
         }
 
@@ -622,11 +621,31 @@ async fn drive(
         tokio::select! {
             Some(joined) = in_flight.tasks.next() => in_flight.settle(joined, &mut batches.ledger, &mut fatal),
             Some(read) = chunks.recv(), if want_more => {
-                batches.take(read?, &mut progress, &shared);
+                take(read?, &mut batches, &mut progress, &shared).await;
             }
             _ = ctx.stopped() => {}
             _ = tokio::time::sleep(IDLE_POLL) => {}
         }
+    }
+}
+
+/// Takes a chunk into batches, and says in the job's log when the backfill has been read.
+async fn take(read: Read, batches: &mut Batches, progress: &mut Progress, shared: &Shared) {
+    let backfill_read = match (read.before, read.after) {
+        (Position::Backfill { .. }, Position::Log { seq }) => Some(seq),
+        _ => None,
+    };
+    batches.take(read, progress, shared);
+    if let Some(seq) = backfill_read {
+        shared
+            .log(
+                LogLevel::Info,
+                &format!(
+                    "backfill read: {} memberships to send; then following the membership log from {seq}",
+                    progress.backfill_changes
+                ),
+            )
+            .await;
     }
 }
 

@@ -280,6 +280,88 @@ async fn without_backfill_only_later_changes_are_sent(store: Arc<dyn Store>) {
     assert_eq!(w.segments_of("new").await, Some(json!(["vip"])));
 }
 
+async fn enters_only_sends_no_exits(store: Arc<dyn Store>) {
+    let w = world(store, braze_sim::SimConfig::default()).await;
+    w.events(&[("u1", "gold"), ("u2", "gold")]).await;
+    let auth = w.auth("good-key", json!({})).await;
+    let job = w
+        .job(
+            auth,
+            json!({"identifier_field": "external_id", "segment_ids": ["vip"],
+                   "withbackfill": true, "audience_events": "enters_only"}),
+        )
+        .await;
+    w.caught_up(job).await;
+    w.events(&[("u1", "silver"), ("u3", "gold")]).await;
+    let done = w.caught_up(job).await;
+    assert_eq!(
+        w.segments_of("u1").await,
+        Some(json!(["vip"])),
+        "the exit was not sent"
+    );
+    assert_eq!(w.segments_of("u3").await, Some(json!(["vip"])));
+    assert_eq!(done.metrics["users_sent"], 3);
+    let logs = w.store.job_logs(job, 100).await.expect("logs");
+    assert!(
+        logs.iter()
+            .any(|l| l.message.starts_with("backfill read: 2 memberships")),
+        "{logs:?}"
+    );
+}
+
+async fn an_unreachable_braze_fails_the_job_after_the_retry_limit(store: Arc<dyn Store>) {
+    let w = world(store, braze_sim::SimConfig::default()).await;
+    w.events(&[("u1", "gold")]).await;
+    // A port nothing listens on.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let split = authorization::split(
+        AuthKind::Braze,
+        &json!({"apikey": "k", "instance": format!("http://{closed}")}),
+        None,
+    )
+    .expect("valid");
+    let auth = w
+        .store
+        .create_authorization(&Authorization {
+            id: 0,
+            account_id: 1,
+            kind: AuthKind::Braze,
+            label: "nowhere".into(),
+            description: String::new(),
+            config: split.public,
+            sealed_secret: authorization::seal(&w.key, 1, AuthKind::Braze, &split.secrets),
+            created_at: 0,
+            updated_at: 0,
+        })
+        .await
+        .expect("auth")
+        .id;
+    let job = w
+        .job(
+            auth,
+            json!({"identifier_field": "external_id", "segment_ids": ["vip"],
+                   "withbackfill": true, "retry_max_seconds": 1}),
+        )
+        .await;
+    for _ in 0..250 {
+        if w.job_state(job).await.state == JobState::Failed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let failed = w.job_state(job).await;
+    assert_eq!(failed.state, JobState::Failed);
+    let reason = failed.last_error.unwrap_or_default();
+    assert!(
+        reason.starts_with("Braze kept failing for 1 s (last: connection error"),
+        "{reason}"
+    );
+    assert!(failed.metrics["retries"].as_u64() >= Some(1));
+}
+
 async fn changes_made_while_paused_are_coalesced(store: Arc<dyn Store>) {
     let w = world(store, braze_sim::SimConfig::default()).await;
     let auth = w.auth("good-key", json!({})).await;
@@ -516,6 +598,8 @@ tributary_store::backend_tests!(
     backfill_then_follow_the_log,
     without_backfill_only_later_changes_are_sent,
     changes_made_while_paused_are_coalesced,
+    enters_only_sends_no_exits,
+    an_unreachable_braze_fails_the_job_after_the_retry_limit,
     faults_are_retried_and_nothing_is_lost_or_wasted,
     the_rate_limit_is_respected,
     timeouts_are_retried,
