@@ -47,6 +47,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     bootstrap(store.as_ref()).await?;
     let master_key = std::sync::Arc::new(crate::master_key::load(&args.data_dir)?);
 
+    let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -69,7 +70,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         managed_sftp: args.managed_sftp,
         ..ServerConfig::default()
     };
-    tributary_server::serve(listener, store, config, master_key, shutdown_signal()).await?;
+    tributary_server::serve(listener, store, config, master_key, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -111,27 +112,17 @@ async fn bootstrap(store: &dyn Store) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
+/// SIGTERM or Ctrl-C. The handlers are installed here, before `serve` says it listens, so a
+/// signal sent right after start-up is never met by the default action (an abrupt exit).
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
+        tracing::info!("shutting down: finishing in-flight requests");
+    })
 }

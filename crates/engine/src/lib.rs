@@ -159,9 +159,16 @@ impl Engine {
         let _guard = self.pipeline.lock().await;
         let mut total = Stats::default();
         let mut prefetched = None;
+        // The lease is renewed once a third of its time has passed, not before every batch:
+        // on SQLite a renewal is a synchronous commit of its own. (Holding it a little longer
+        // between renewals is safe: each batch's commit is a compare-and-set on the cursor.)
+        let mut renewed: Option<std::time::Instant> = None;
         loop {
-            if !self.lease(aid).await? {
-                return Ok(total);
+            if renewed.is_none_or(|t| t.elapsed() >= self.config.lease_ttl / 3) {
+                if !self.lease(aid).await? {
+                    return Ok(total);
+                }
+                renewed = Some(std::time::Instant::now());
             }
             match self.process_batch(aid, prefetched.take()).await? {
                 Some((s, next)) => {
