@@ -80,6 +80,18 @@ async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
 }
 
 /// A batch read ahead: its events after `after`, already mapped.
+/// What a batch needs besides its events: the account's compiled LQL and audiences and its
+/// identity blocklist. A catch-up reads it again once it is a second old, so definition
+/// changes take effect within a second without a batch paying for reading and compiling them.
+struct Setup {
+    plans: Arc<Plans>,
+    audiences: Audiences,
+    blocklist: HashSet<String>,
+    read_at: std::time::Instant,
+}
+
+const SETUP_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
+
 struct Fetched {
     after: i64,
     events: Vec<tributary_core::StoredEvent>,
@@ -163,6 +175,7 @@ impl Engine {
         // on SQLite a renewal is a synchronous commit of its own. (Holding it a little longer
         // between renewals is safe: each batch's commit is a compare-and-set on the cursor.)
         let mut renewed: Option<std::time::Instant> = None;
+        let mut setup: Option<Setup> = None;
         loop {
             if renewed.is_none_or(|t| t.elapsed() >= self.config.lease_ttl / 3) {
                 if !self.lease(aid).await? {
@@ -170,7 +183,12 @@ impl Engine {
                 }
                 renewed = Some(std::time::Instant::now());
             }
-            match self.process_batch(aid, prefetched.take()).await? {
+            let current = match setup.take() {
+                Some(s) if s.read_at.elapsed() < SETUP_MAX_AGE => s,
+                _ => self.setup(aid).await?,
+            };
+            let setup = setup.insert(current);
+            match self.process_batch(aid, setup, prefetched.take()).await? {
                 Some((s, next)) => {
                     prefetched = next;
                     total.events += s.events;
@@ -181,6 +199,18 @@ impl Engine {
                 None => return Ok(total),
             }
         }
+    }
+
+    async fn setup(&self, aid: AccountId) -> Result<Setup, StoreError> {
+        Ok(Setup {
+            plans: Arc::new(self.plans(aid).await?),
+            audiences: self
+                .audiences(aid)
+                .await?
+                .with_stored_versions(&self.store.audience_versions(aid).await?),
+            blocklist: self.blocklist(aid).await?,
+            read_at: std::time::Instant::now(),
+        })
     }
 
     async fn plans(&self, aid: AccountId) -> Result<Plans, StoreError> {
@@ -236,10 +266,11 @@ impl Engine {
     async fn process_batch(
         &self,
         aid: AccountId,
+        setup: &Setup,
         prefetched: Option<Fetched>,
     ) -> Result<Option<(Stats, Option<Fetched>)>, EngineError> {
         let t = std::time::Instant::now();
-        let plans = Arc::new(self.plans(aid).await?);
+        let plans = setup.plans.clone();
         if plans.is_empty() {
             // Nothing maps any stream: leave the events for when a query exists.
             return Ok(None);
@@ -253,7 +284,6 @@ impl Engine {
             return Ok(None);
         };
         let t_fetch = t.elapsed();
-        let blocklist = self.blocklist(aid).await?;
         let mut keys: Vec<IdentityKey> =
             mapped.iter().flat_map(|m| m.keys.iter().cloned()).collect();
         keys.sort();
@@ -265,14 +295,10 @@ impl Engine {
         let loaded = self.store.load_profiles(aid, &ids).await?;
         let t_load = t.elapsed();
         let now = now_micros();
-        let audiences = self
-            .audiences(aid)
-            .await?
-            .with_stored_versions(&self.store.audience_versions(aid).await?);
         let mut resolver = resolve::Resolver::new(
             &plans,
-            &audiences,
-            &blocklist,
+            &setup.audiences,
+            &setup.blocklist,
             self.config.identity_cap,
             index,
             loaded,
