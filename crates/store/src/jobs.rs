@@ -102,7 +102,9 @@ where
 
 /// (Every dynamic SQL text here is built from constants and enum names, never from input.)
 /// `JobStore` for a backend type with pools `$write` and `$read` (the same pool on
-/// PostgreSQL).
+/// PostgreSQL). Reads go to `$read`: the runners poll jobs and states every half second, and
+/// on SQLite that must not queue behind the pipeline's commits on the one writer connection
+/// (a WAL reader sees every committed write).
 macro_rules! job_store_impl {
     ($store:ty, $write:ident, $read:ident) => {
         #[async_trait::async_trait]
@@ -153,7 +155,7 @@ macro_rules! job_store_impl {
             let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(aid)
                 .bind(id)
-                .fetch_optional(&self.$write)
+                .fetch_optional(&self.$read)
                 .await?;
             row.as_ref().map(crate::jobs::auth_from_row).transpose()
         }
@@ -253,7 +255,7 @@ macro_rules! job_store_impl {
             let row = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(aid)
                 .bind(id)
-                .fetch_optional(&self.$write)
+                .fetch_optional(&self.$read)
                 .await?;
             row.as_ref().map(crate::jobs::job_from_row).transpose()
         }
@@ -264,7 +266,7 @@ macro_rules! job_store_impl {
                 crate::jobs::JOB_COLUMNS,
                 crate::jobs::state_list(&tributary_core::JobState::ACTIVE)
             );
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.$write).await?;
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.$read).await?;
             rows.iter().map(crate::jobs::job_from_row).collect()
         }
 
@@ -365,7 +367,7 @@ macro_rules! job_store_impl {
             let last: Option<i64> =
                 sqlx::query_scalar("SELECT last FROM membership_seq WHERE account_id = $1")
                     .bind(aid)
-                    .fetch_optional(&self.$write)
+                    .fetch_optional(&self.$read)
                     .await?;
             Ok(last.unwrap_or(0))
         }
