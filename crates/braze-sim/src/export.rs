@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use crate::attributes::STANDARD_FIELDS;
 use crate::users::{Alias, User};
-use crate::{Sim, finish, inject, message, refusal};
+use crate::{Limit, Sim, api_call, message};
 
 /// At most 50 external ids and aliases together per request.
 const MAX_IDS: usize = 50;
@@ -34,25 +34,17 @@ pub struct ExportIds {
 }
 
 pub async fn export_ids(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(refused) = refusal(&sim, &headers, "users.export.ids") {
-        return refused;
-    }
-    let verdict = sim.state().export_limit.take();
-    if !verdict.allowed {
-        return finish(
-            &sim,
-            verdict,
-            message(StatusCode::TOO_MANY_REQUESTS, "Rate Limit Exceeded"),
-        );
-    }
-    if let Some(injected) = inject(&sim, verdict).await {
-        return injected;
-    }
-    let response = match serde_json::from_slice::<ExportIds>(&body) {
-        Err(e) => message(StatusCode::BAD_REQUEST, &format!("Bad Request: {e}")),
-        Ok(request) => lookup(&sim, request),
-    };
-    finish(&sim, verdict, response)
+    api_call(
+        &sim,
+        &headers,
+        "users.export.ids",
+        Limit::ExportIds,
+        |sim| match serde_json::from_slice::<ExportIds>(&body) {
+            Err(e) => message(StatusCode::BAD_REQUEST, &format!("Bad Request: {e}")),
+            Ok(request) => lookup(sim, request),
+        },
+    )
+    .await
 }
 
 fn lookup(sim: &Sim, request: ExportIds) -> Response {

@@ -16,6 +16,7 @@
 mod admin;
 pub mod attributes;
 mod export;
+pub use export::CSV_COLUMNS;
 pub mod faults;
 pub mod limit;
 mod track;
@@ -168,7 +169,7 @@ pub(crate) fn message(status: StatusCode, text: &str) -> Response {
 
 /// Checks the Bearer key and its permission: the refusal, if any: 401 for a missing or unknown
 /// key (also a key in quotes), 403 when the key lacks `permission`.
-pub(crate) fn refusal(sim: &Sim, headers: &HeaderMap, permission: &str) -> Option<Response> {
+fn refusal(sim: &Sim, headers: &HeaderMap, permission: &str) -> Option<Response> {
     let key = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -185,8 +186,48 @@ pub(crate) fn refusal(sim: &Sim, headers: &HeaderMap, permission: &str) -> Optio
     Some(refusal)
 }
 
+/// Which rate limit an endpoint counts against.
+#[derive(Clone, Copy)]
+pub(crate) enum Limit {
+    Track,
+    ExportIds,
+}
+
+/// An API call: key and permission, then its rate limit, then injected faults and latency,
+/// then `process`; every answer past the key check carries the rate-limit headers.
+pub(crate) async fn api_call(
+    sim: &Sim,
+    headers: &HeaderMap,
+    permission: &str,
+    limit: Limit,
+    process: impl FnOnce(&Sim) -> Response,
+) -> Response {
+    if let Some(refused) = refusal(sim, headers, permission) {
+        return refused;
+    }
+    let verdict = {
+        let mut state = sim.state();
+        match limit {
+            Limit::Track => state.track_limit.take(),
+            Limit::ExportIds => state.export_limit.take(),
+        }
+    };
+    if !verdict.allowed {
+        return finish(
+            sim,
+            verdict,
+            message(StatusCode::TOO_MANY_REQUESTS, "Rate Limit Exceeded"),
+        );
+    }
+    if let Some(injected) = inject(sim, verdict).await {
+        return injected;
+    }
+    let response = process(sim);
+    finish(sim, verdict, response)
+}
+
 /// Adds the rate-limit headers to a response and counts it.
-pub(crate) fn finish(sim: &Sim, verdict: Verdict, mut response: Response) -> Response {
+fn finish(sim: &Sim, verdict: Verdict, mut response: Response) -> Response {
     let status = response.status();
     let headers = response.headers_mut();
     for (name, value) in [
@@ -220,7 +261,7 @@ pub(crate) fn count(sim: &Sim, status: StatusCode) {
 
 /// Applies the injected faults and the configured latency to an API request; `Some` is the
 /// response to send instead of processing it.
-pub(crate) async fn inject(sim: &Sim, verdict: Verdict) -> Option<Response> {
+async fn inject(sim: &Sim, verdict: Verdict) -> Option<Response> {
     let (injected, latency) = {
         let mut state = sim.state();
         (state.faults.draw(), state.faults.latency_ms)

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::attributes::{self, CONTROL_KEYS};
 use crate::users::{Creation, EventSummary, Identifier, User};
-use crate::{MAX_OBJECTS, MAX_PAYLOAD_BYTES, Sim, finish, inject, message, refusal};
+use crate::{Limit, MAX_OBJECTS, MAX_PAYLOAD_BYTES, Sim, api_call, message};
 
 const NO_VALID_DATA: &str =
     "Valid data must be provided in the 'attributes', 'events', or 'purchases' fields.";
@@ -23,22 +23,10 @@ const NO_VALID_DATA: &str =
 const ARRAYS: [&str; 3] = ["attributes", "events", "purchases"];
 
 pub async fn track(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(refused) = refusal(&sim, &headers, "users.track") {
-        return refused;
-    }
-    let verdict = sim.state().track_limit.take();
-    if !verdict.allowed {
-        return finish(
-            &sim,
-            verdict,
-            message(StatusCode::TOO_MANY_REQUESTS, "Rate Limit Exceeded"),
-        );
-    }
-    if let Some(injected) = inject(&sim, verdict).await {
-        return injected;
-    }
-    let response = handle(&sim, &body);
-    finish(&sim, verdict, response)
+    api_call(&sim, &headers, "users.track", Limit::Track, |sim| {
+        handle(sim, &body)
+    })
+    .await
 }
 
 fn handle(sim: &Sim, body: &[u8]) -> Response {

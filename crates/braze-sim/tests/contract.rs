@@ -395,7 +395,32 @@ async fn segment_exports_are_zipped_csv_in_brazes_columns() {
         .await
         .expect("send");
     assert_eq!(r.status(), 200);
-    let bytes = std::fs::read(&path).expect("zip written");
-    assert_eq!(&bytes[..2], b"PK");
+    let file = std::fs::File::open(&path).expect("zip written");
+    let mut zip = zip::ZipArchive::new(file).expect("a ZIP");
+    assert_eq!(zip.len(), 1);
+    let mut csv_text = String::new();
+    std::io::Read::read_to_string(&mut zip.by_index(0).expect("entry"), &mut csv_text)
+        .expect("utf-8 CSV");
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .expect("header")
+        .iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(header.len(), braze_sim::CSV_COLUMNS.len() + 1);
+    assert_eq!(&header[..3], ["appboy_id", "country", "created_at"]);
+    assert_eq!(header.last().map(String::as_str), Some("lytics_segments"));
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("row")).collect();
+    assert_eq!(rows.len(), 1, "only the segment's member");
+    let cell = |name: &str| {
+        let i = header.iter().position(|h| h == name).expect("column");
+        rows[0][i].to_string()
+    };
+    assert_eq!(cell("user_id"), "u1");
+    assert_eq!(cell("first_name"), "Ann");
+    assert_eq!(cell("city"), "Oslo");
+    assert_eq!(cell("lytics_segments"), r#"["vip"]"#);
+    assert!(!cell("appboy_id").is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -51,13 +51,8 @@ const SFTP: &[Field] = &[
     field("password", true, false, Shape::Text),
     field("private_key", true, false, Shape::Text),
 ];
-const SFTP_PGP: &[Field] = &[
-    field("host", false, true, Shape::Text),
-    field("port", false, false, Shape::Port),
-    field("username", false, true, Shape::Text),
-    field("host_key", false, false, Shape::Text),
-    field("password", true, false, Shape::Text),
-    field("private_key", true, false, Shape::Text),
+/// What `sftp-pgp` adds to `sftp`.
+const PGP: &[Field] = &[
     field("pgp_private_key", true, true, Shape::Text),
     field("pgp_passphrase", true, false, Shape::Text),
 ];
@@ -68,13 +63,14 @@ const SFTP_MANAGED: &[Field] = &[
     field("password", true, false, Shape::Text),
 ];
 
-fn fields(kind: AuthKind) -> &'static [Field] {
-    match kind {
-        AuthKind::Braze => BRAZE,
-        AuthKind::Sftp => SFTP,
-        AuthKind::SftpPgp => SFTP_PGP,
-        AuthKind::SftpManaged => SFTP_MANAGED,
-    }
+fn fields(kind: AuthKind) -> impl Iterator<Item = &'static Field> + Clone {
+    let (own, extra): (&[Field], &[Field]) = match kind {
+        AuthKind::Braze => (BRAZE, &[]),
+        AuthKind::Sftp => (SFTP, &[]),
+        AuthKind::SftpPgp => (SFTP, PGP),
+        AuthKind::SftpManaged => (SFTP_MANAGED, &[]),
+    };
+    own.iter().chain(extra)
 }
 
 /// An authorization's configuration, split: the public part (with secrets redacted) and the
@@ -115,8 +111,8 @@ pub fn split(kind: AuthKind, config: &Value, previous: Option<&Secrets>) -> Resu
     };
     let rules = fields(kind);
     for key in given.keys() {
-        if !rules.iter().any(|f| f.name == key) {
-            let known: Vec<_> = rules.iter().map(|f| f.name).collect();
+        if !rules.clone().any(|f| f.name == key) {
+            let known: Vec<_> = rules.clone().map(|f| f.name).collect();
             return Err(format!(
                 "config.{key} is not a {} setting (known: {})",
                 kind.as_str(),

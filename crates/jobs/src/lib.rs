@@ -18,7 +18,7 @@ mod runner;
 mod workflow;
 
 pub use runner::{Runner, RunnerConfig};
-pub use workflow::{Credentials, JobContext, LOG_LINES_KEPT, Outcome, Registry, Workflow};
+pub use workflow::{Credentials, JobContext, LOG_LINES_KEPT, Outcome, Registry, Workflow, job_log};
 
 /// Now, as stored.
 pub fn now() -> tributary_core::Micros {

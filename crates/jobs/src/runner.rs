@@ -231,17 +231,7 @@ impl Runner {
     }
 
     async fn fail(&self, job: &Job, reason: &str) {
-        tracing::warn!(job = job.id, reason, "job failed");
-        let _ = self
-            .store
-            .append_job_log(
-                job.id,
-                LogLevel::Error,
-                reason,
-                now(),
-                crate::LOG_LINES_KEPT,
-            )
-            .await;
+        crate::job_log(self.store.as_ref(), job.id, LogLevel::Error, reason).await;
         let _ = self
             .store
             .set_job_state(

@@ -80,6 +80,22 @@ impl Registry {
     }
 }
 
+/// Writes a line to a job's bounded log and to the process log. A failure to write is logged,
+/// not fatal: the log is for people; what a job committed is what matters.
+pub async fn job_log(store: &dyn Store, job: i64, level: LogLevel, message: &str) {
+    match level {
+        LogLevel::Error => tracing::error!(job, "{message}"),
+        LogLevel::Warn => tracing::warn!(job, "{message}"),
+        LogLevel::Info => tracing::info!(job, "{message}"),
+    }
+    if let Err(e) = store
+        .append_job_log(job, level, message, now(), LOG_LINES_KEPT)
+        .await
+    {
+        tracing::warn!(job, error = %e, "could not write the job log");
+    }
+}
+
 pub struct JobContext {
     pub job: Job,
     pub store: Arc<dyn Store>,
@@ -98,21 +114,9 @@ impl JobContext {
         let _ = stop.wait_for(|s| *s).await;
     }
 
-    /// Writes a line to the job's log (and to the process log). A failure to write is
-    /// logged, not fatal: the log is for people, the position is what matters.
+    /// Writes a line to the job's log (and to the process log): see [`job_log`].
     pub async fn log(&self, level: LogLevel, message: &str) {
-        match level {
-            LogLevel::Error => tracing::error!(job = self.job.id, "{message}"),
-            LogLevel::Warn => tracing::warn!(job = self.job.id, "{message}"),
-            LogLevel::Info => tracing::info!(job = self.job.id, "{message}"),
-        }
-        if let Err(e) = self
-            .store
-            .append_job_log(self.job.id, level, message, now(), LOG_LINES_KEPT)
-            .await
-        {
-            tracing::warn!(job = self.job.id, error = %e, "could not write the job log");
-        }
+        job_log(self.store.as_ref(), self.job.id, level, message).await;
     }
 
     /// Reports state, progress and metrics. `Ok(false)`: the job is no longer active (paused

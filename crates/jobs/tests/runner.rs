@@ -14,12 +14,12 @@ use tributary_jobs::{
 };
 use tributary_store::Store;
 
-/// Counts ticks while it runs; records which node ran each tick; fails when asked.
+/// Counts ticks while it runs (one per node); fails when asked.
 struct Ticker {
     ticks: AtomicU64,
-    /// Jobs running right now on any runner that uses this workflow.
-    concurrent: AtomicU64,
-    max_concurrent: AtomicU64,
+    /// Runs going on right now on every node (shared by the nodes' tickers).
+    concurrent: Arc<AtomicU64>,
+    max_concurrent: Arc<AtomicU64>,
 }
 
 #[async_trait]
@@ -76,15 +76,25 @@ impl Workflow for Ticker {
 fn ticker() -> Arc<Ticker> {
     Arc::new(Ticker {
         ticks: AtomicU64::new(0),
-        concurrent: AtomicU64::new(0),
-        max_concurrent: AtomicU64::new(0),
+        concurrent: Arc::new(AtomicU64::new(0)),
+        max_concurrent: Arc::new(AtomicU64::new(0)),
     })
 }
 
+/// Another node's ticker, sharing the concurrency counts.
+fn sibling(of: &Ticker) -> Arc<Ticker> {
+    Arc::new(Ticker {
+        ticks: AtomicU64::new(0),
+        concurrent: of.concurrent.clone(),
+        max_concurrent: of.max_concurrent.clone(),
+    })
+}
+
+/// A node: a runner on a runtime of its own, so that killing the runtime kills everything
+/// the node started (its runs and lease renewals), as a process's death would.
 struct Node {
     runner: Arc<Runner>,
-    task: tokio::task::JoinHandle<()>,
-    stop: tokio::sync::oneshot::Sender<()>,
+    runtime: tokio::runtime::Runtime,
 }
 
 fn node(store: &Arc<dyn Store>, key: &Arc<MasterKey>, workflow: Arc<Ticker>) -> Node {
@@ -97,11 +107,20 @@ fn node(store: &Arc<dyn Store>, key: &Arc<MasterKey>, workflow: Arc<Ticker>) -> 
             poll: Duration::from_millis(50),
         },
     );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(runner.clone().run(async {
-        let _ = stopped.await;
-    }));
-    Node { runner, task, stop }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.spawn(runner.clone().run(std::future::pending()));
+    Node { runner, runtime }
+}
+
+impl Node {
+    /// Dies: every task of the node stops where it is; nothing is released.
+    fn kill(self) {
+        self.runtime.shutdown_background();
+    }
 }
 
 async fn braze_auth(store: &Arc<dyn Store>, key: &MasterKey) -> i64 {
@@ -158,34 +177,40 @@ async fn state(store: &Arc<dyn Store>, id: i64) -> JobState {
 async fn one_runner_per_job_and_takeover_when_a_node_dies(store: Arc<dyn Store>) {
     let key = Arc::new(MasterKey::generate());
     let auth = braze_auth(&store, &key).await;
-    let work = ticker();
-    let a = node(&store, &key, work.clone());
-    let b = node(&store, &key, work.clone());
+    let on_a = ticker();
+    let on_b = sibling(&on_a);
+    let a = node(&store, &key, on_a.clone());
+    let b = node(&store, &key, on_b.clone());
     let id = create(&store, auth, json!({})).await;
     a.runner.wake();
-    wait_for("ticks", async || work.ticks.load(Ordering::SeqCst) > 5).await;
+    b.runner.wake();
+    let ticks = |t: &Ticker| t.ticks.load(Ordering::SeqCst);
+    wait_for("ticks", async || ticks(&on_a) + ticks(&on_b) > 5).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        work.max_concurrent.load(Ordering::SeqCst),
+        on_a.max_concurrent.load(Ordering::SeqCst),
         1,
         "one runner at a time"
     );
+    assert!(
+        ticks(&on_a) == 0 || ticks(&on_b) == 0,
+        "only one node ran the job"
+    );
 
-    // Kill whichever node runs it (abort: no release, no stop); the other takes over once
-    // the lease expires.
-    a.task.abort();
-    b.task.abort();
-    let c = node(&store, &key, work.clone());
-    work.concurrent.store(0, Ordering::SeqCst);
-    let before = work.ticks.load(Ordering::SeqCst);
-    wait_for("takeover", async || {
-        work.ticks.load(Ordering::SeqCst) > before + 5
-    })
-    .await;
+    // The node running the job dies; the other takes it over once the lease expires.
+    let (dead, dead_ticker, survivor, survivor_ticker) = if ticks(&on_a) > 0 {
+        (a, on_a, b, on_b)
+    } else {
+        (b, on_b, a, on_a)
+    };
+    dead.kill();
+    // The dead node's run never ended, so its share of the count is stale.
+    dead_ticker.concurrent.store(0, Ordering::SeqCst);
+    let frozen = ticks(&dead_ticker);
+    wait_for("takeover", async || ticks(&survivor_ticker) > 5).await;
+    assert_eq!(ticks(&dead_ticker), frozen, "the dead node does nothing");
     assert_eq!(state(&store, id).await, JobState::Running);
-    let _ = c.stop.send(());
-    let _ = c.task.await;
-    drop((a.stop, b.stop));
+    survivor.kill();
 }
 
 async fn pause_resume_kill_and_failures(store: Arc<dyn Store>) {
@@ -286,8 +311,7 @@ async fn pause_resume_kill_and_failures(store: Arc<dyn Store>) {
         job.last_error,
         Some(format!("authorization {auth} was deleted"))
     );
-    let _ = n.stop.send(());
-    let _ = n.task.await;
+    n.kill();
 }
 
 tributary_store::backend_tests!(

@@ -9,6 +9,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tributary_core::{Job, JobState, LogLevel, NewJob, format_rfc3339, from_micros};
 
+use tributary_jobs::job_log;
+
 use crate::AppState;
 use crate::api::{ApiError, ApiResult, flag, ok, query_map};
 use crate::auth::{Authorized, ManageJobs, ReadJobs};
@@ -110,17 +112,8 @@ pub async fn create(
             created_at: now(),
         })
         .await?;
-    tracing::info!(aid, job = job.id, workflow = %job.workflow, "job created");
-    let _ = state
-        .store
-        .append_job_log(
-            job.id,
-            LogLevel::Info,
-            "job created",
-            now(),
-            tributary_jobs::LOG_LINES_KEPT,
-        )
-        .await;
+    tracing::info!(aid, workflow = %job.workflow, "job created");
+    job_log(state.store.as_ref(), job.id, LogLevel::Info, "job created").await;
     state.jobs.wake();
     Ok(ok(StatusCode::CREATED, job_json(&job)))
 }
@@ -184,17 +177,13 @@ pub async fn control(
             current.state.as_str()
         )));
     }
-    let _ = state
-        .store
-        .append_job_log(
-            job.id,
-            LogLevel::Info,
-            &format!("{action} requested"),
-            now(),
-            tributary_jobs::LOG_LINES_KEPT,
-        )
-        .await;
-    tracing::info!(aid, job = job.id, action, "job state changed");
+    job_log(
+        state.store.as_ref(),
+        job.id,
+        LogLevel::Info,
+        &format!("{action} requested"),
+    )
+    .await;
     state.jobs.wake();
     let job = find(&state, aid, &id).await?;
     Ok(ok(StatusCode::OK, job_json(&job)))

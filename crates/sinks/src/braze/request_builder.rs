@@ -77,10 +77,6 @@ impl BatchBuilder {
         self.users.is_empty()
     }
 
-    pub fn user_count(&self) -> usize {
-        self.users.len()
-    }
-
     /// Adds one change. The caller checks `is_full()` first for a user not yet in it.
     pub fn push(&mut self, external_id: &str, segment: &str, entered: bool) {
         let slot = match self.index.get(external_id) {

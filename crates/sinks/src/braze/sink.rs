@@ -129,21 +129,7 @@ impl Shared {
     }
 
     async fn log(&self, level: LogLevel, message: &str) {
-        match level {
-            LogLevel::Error => tracing::error!(job = self.job, "{message}"),
-            LogLevel::Warn => tracing::warn!(job = self.job, "{message}"),
-            LogLevel::Info => tracing::info!(job = self.job, "{message}"),
-        }
-        let _ = self
-            .store
-            .append_job_log(
-                self.job,
-                level,
-                message,
-                tributary_jobs::now(),
-                tributary_jobs::LOG_LINES_KEPT,
-            )
-            .await;
+        tributary_jobs::job_log(self.store.as_ref(), self.job, level, message).await;
     }
 }
 

@@ -54,6 +54,19 @@ pub struct Source {
     /// The log position the backfill started at: the follow phase starts there.
     start: i64,
     pub position: Position,
+    /// Backfill: per audience, its members read but not yet taken.
+    ahead: Vec<MembersAhead>,
+}
+
+/// One audience's members read ahead during the backfill, so an audience much sparser or
+/// denser than another is never read twice.
+#[derive(Default)]
+struct MembersAhead {
+    buffered: std::collections::VecDeque<i64>,
+    /// Every member up to this profile id has been read.
+    read_to: i64,
+    /// Every member has been read.
+    done: bool,
 }
 
 impl Source {
@@ -74,38 +87,62 @@ impl Source {
             plans,
             start,
             position,
+            ahead: config
+                .segment_ids
+                .iter()
+                .map(|_| MembersAhead {
+                    read_to: match position {
+                        Position::Backfill { after } => after,
+                        Position::Log { .. } => i64::MAX,
+                    },
+                    ..MembersAhead::default()
+                })
+                .collect(),
         })
     }
 
     /// The next chunk of changes, and advances `position` past it.
     pub async fn next_chunk(&mut self) -> Result<Chunk, StoreError> {
         match self.position {
-            Position::Backfill { after } => self.backfill_chunk(after).await,
+            Position::Backfill { .. } => self.backfill_chunk().await,
             Position::Log { seq } => self.log_chunk(seq).await,
         }
     }
 
-    /// Members of all selected audiences with profile ids after `after`, merged by profile
-    /// (each audience's members come in id order), so a user in several audiences becomes
-    /// one attributes object.
-    async fn backfill_chunk(&mut self, after: i64) -> Result<Chunk, StoreError> {
-        let mut members: Vec<(i64, &str)> = Vec::new();
-        // Ids are complete up to `bound`: an audience that returned a full page may have more
-        // members past its last id, so the chunk stops at the smallest such last id.
-        let mut bound = i64::MAX;
-        for segment in &self.segments {
-            let page = self
-                .store
-                .audience_members(self.aid, segment, after, CHUNK)
-                .await?;
-            if page.len() as u32 == CHUNK
-                && let Some(&last) = page.last()
-            {
-                bound = bound.min(last);
+    /// The next members of all selected audiences, merged by profile (each audience's members
+    /// come in id order), so a user in several audiences becomes one attributes object.
+    async fn backfill_chunk(&mut self) -> Result<Chunk, StoreError> {
+        for (segment, ahead) in self.segments.iter().zip(&mut self.ahead) {
+            if ahead.buffered.is_empty() && !ahead.done {
+                let page = self
+                    .store
+                    .audience_members(self.aid, segment, ahead.read_to, CHUNK)
+                    .await?;
+                ahead.done = (page.len() as u32) < CHUNK;
+                if let Some(&last) = page.last() {
+                    ahead.read_to = last;
+                }
+                ahead.buffered.extend(page);
             }
-            members.extend(page.into_iter().map(|id| (id, segment.as_str())));
         }
-        members.retain(|(id, _)| *id <= bound);
+        // Members are complete up to `bound`: an audience not read to its end may have more
+        // past what was read of it.
+        let bound = self
+            .ahead
+            .iter()
+            .filter(|a| !a.done)
+            .map(|a| a.read_to)
+            .min()
+            .unwrap_or(i64::MAX);
+        let mut members: Vec<(i64, &str)> = Vec::new();
+        for (segment, ahead) in self.segments.iter().zip(&mut self.ahead) {
+            while let Some(&id) = ahead.buffered.front()
+                && id <= bound
+            {
+                members.push((id, segment.as_str()));
+                ahead.buffered.pop_front();
+            }
+        }
         members.sort_unstable();
         let exhausted = bound == i64::MAX;
         let mut chunk = Chunk {

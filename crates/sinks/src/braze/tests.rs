@@ -123,6 +123,7 @@ impl World {
         self.engine.sync_audiences(1).await.expect("sync");
     }
 
+    /// A Braze authorization for the simulator (`extra` may point `instance` elsewhere).
     async fn auth(&self, apikey: &str, extra: Value) -> i64 {
         let mut config = json!({"apikey": apikey, "instance": self.sim});
         if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
@@ -317,28 +318,9 @@ async fn an_unreachable_braze_fails_the_job_after_the_retry_limit(store: Arc<dyn
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         l.local_addr().expect("addr")
     };
-    let split = authorization::split(
-        AuthKind::Braze,
-        &json!({"apikey": "k", "instance": format!("http://{closed}")}),
-        None,
-    )
-    .expect("valid");
     let auth = w
-        .store
-        .create_authorization(&Authorization {
-            id: 0,
-            account_id: 1,
-            kind: AuthKind::Braze,
-            label: "nowhere".into(),
-            description: String::new(),
-            config: split.public,
-            sealed_secret: authorization::seal(&w.key, 1, AuthKind::Braze, &split.secrets),
-            created_at: 0,
-            updated_at: 0,
-        })
-        .await
-        .expect("auth")
-        .id;
+        .auth("k", json!({"instance": format!("http://{closed}")}))
+        .await;
     let job = w
         .job(
             auth,
@@ -473,28 +455,7 @@ async fn one_jobs_broken_braze_does_not_delay_another(store: Arc<dyn Store>) {
         std::future::pending(),
     ));
     w.events(&refs(&gold_users(500))).await;
-    let split = authorization::split(
-        AuthKind::Braze,
-        &json!({"apikey": "good-key", "instance": broken}),
-        None,
-    )
-    .expect("valid");
-    let bad_auth = w
-        .store
-        .create_authorization(&Authorization {
-            id: 0,
-            account_id: 1,
-            kind: AuthKind::Braze,
-            label: "broken".into(),
-            description: String::new(),
-            config: split.public,
-            sealed_secret: authorization::seal(&w.key, 1, AuthKind::Braze, &split.secrets),
-            created_at: 0,
-            updated_at: 0,
-        })
-        .await
-        .expect("auth")
-        .id;
+    let bad_auth = w.auth("good-key", json!({"instance": broken})).await;
     let stuck = w.job(bad_auth, export_config(true)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let good_auth = w.auth("good-key", json!({})).await;
@@ -594,6 +555,44 @@ async fn dryrun_counts_users_and_data_points(store: Arc<dyn Store>) {
     assert_eq!(estimate["requests"], 2);
 }
 
+async fn a_backfill_merges_a_sparse_and_a_dense_audience_over_several_chunks(
+    store: Arc<dyn Store>,
+) {
+    let w = world(store, braze_sim::SimConfig::default()).await;
+    // 4,500 users (more than two chunks of lytics_all), one in ten in vip.
+    let users: Vec<(String, &'static str)> = (0..4_500)
+        .map(|i| {
+            (
+                format!("m{i:05}"),
+                if i % 10 == 0 { "gold" } else { "silver" },
+            )
+        })
+        .collect();
+    w.events(&refs(&users)).await;
+    let auth = w.auth("good-key", json!({})).await;
+    let job = w
+        .job(
+            auth,
+            json!({"identifier_field": "external_id", "segment_ids": ["vip", "lytics_all"],
+                   "withbackfill": true}),
+        )
+        .await;
+    let done = w.caught_up(job).await;
+    let stats = w.sim_get("/_sim/stats").await;
+    assert_eq!(stats["users"], 4_500);
+    assert_eq!(stats["data_points"], 4_950, "each membership sent once");
+    assert_eq!(
+        done.metrics["users_sent"], 4_500,
+        "a user's audiences in one object"
+    );
+    let mut vip = w.segments_of("m04490").await.expect("sent");
+    if let Some(list) = vip.as_array_mut() {
+        list.sort_by_key(|v| v.to_string());
+    }
+    assert_eq!(vip, json!(["lytics_all", "vip"]));
+    assert_eq!(w.segments_of("m04491").await, Some(json!(["lytics_all"])));
+}
+
 tributary_store::backend_tests!(
     backfill_then_follow_the_log,
     without_backfill_only_later_changes_are_sent,
@@ -607,4 +606,5 @@ tributary_store::backend_tests!(
     a_bad_key_fails_the_job_with_the_reason,
     boolean_mode_sets_one_attribute_per_audience,
     dryrun_counts_users_and_data_points,
+    a_backfill_merges_a_sparse_and_a_dense_audience_over_several_chunks,
 );
