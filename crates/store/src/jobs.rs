@@ -363,14 +363,6 @@ macro_rules! job_store_impl {
             Ok(lines)
         }
 
-        async fn membership_head(&self, aid: AccountId) -> Result<i64> {
-            let last: Option<i64> =
-                sqlx::query_scalar("SELECT last FROM membership_seq WHERE account_id = $1")
-                    .bind(aid)
-                    .fetch_optional(&self.$read)
-                    .await?;
-            Ok(last.unwrap_or(0))
-        }
         }
     };
 }

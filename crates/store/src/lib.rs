@@ -17,6 +17,8 @@ macro_rules! token_columns {
 
 #[macro_use]
 mod jobs;
+#[macro_use]
+mod membership;
 mod migrate;
 mod postgres;
 mod sqlite;
@@ -30,9 +32,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tributary_core::{
     Account, AccountId, AudienceVersion, Authorization, Definition, DefinitionKind, IdentityKey,
-    Job, JobLogLine, JobReport, JobState, LogEntry, LogLevel, MembershipChange, MergeRecord,
-    Micros, NewEvent, NewJob, NewToken, PipelineCommit, StoredEvent, StoredProfile, StreamInfo,
-    TokenHash, TokenRecord,
+    Job, JobLogLine, JobReport, JobState, LogEntry, LogLevel, MergeRecord, Micros, NewEvent,
+    NewJob, NewToken, PipelineCommit, StoredEvent, StoredProfile, StreamInfo, TokenHash,
+    TokenRecord,
 };
 
 pub use postgres::PgStore;
@@ -75,7 +77,7 @@ pub enum Bootstrap {
 }
 
 #[async_trait]
-pub trait Store: JobStore {
+pub trait Store: JobStore + MembershipStore {
     fn backend(&self) -> Backend;
 
     /// On an empty store, creates account 1 (named `account_name`) and the install-wide admin
@@ -188,6 +190,27 @@ pub trait Store: JobStore {
         now: Micros,
         limit: u32,
     ) -> Result<Vec<StoredProfile>>;
+    async fn audience_versions(&self, aid: AccountId) -> Result<Vec<AudienceVersion>>;
+    async fn set_audience_version(&self, aid: AccountId, version: &AudienceVersion) -> Result<()>;
+    /// The last log position a consumer committed (0 before its first).
+    async fn log_position(&self, aid: AccountId, consumer: &str) -> Result<i64>;
+    async fn set_log_position(&self, aid: AccountId, consumer: &str, position: i64) -> Result<()>;
+    async fn set_identity_blocklist(&self, aid: AccountId, values: &[String]) -> Result<()>;
+
+    // ---- leases: one holder at a time per name, across processes ----
+
+    /// Takes or renews the lease `name` for `holder` until `until`; false when another holder
+    /// has it and it has not expired at `now`.
+    async fn try_lease(&self, name: &str, holder: &str, now: Micros, until: Micros)
+    -> Result<bool>;
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+}
+
+/// Audience members and the membership log (stored as bitmaps: see `membership.rs`),
+/// written once for both backends. Members and log change only inside the commits of
+/// [`Store`] (the pipeline's, an erasure) and [`MembershipStore::drop_audience`].
+#[async_trait]
+pub trait MembershipStore: Send + Sync + 'static {
     /// `(segment, profile_id)` of the members of `segments` whose profile id is in
     /// `(after, upto]` (no upper bound when `upto` is `None`).
     async fn members_between(
@@ -197,8 +220,6 @@ pub trait Store: JobStore {
         after: i64,
         upto: Option<i64>,
     ) -> Result<Vec<(String, i64)>>;
-    async fn audience_versions(&self, aid: AccountId) -> Result<Vec<AudienceVersion>>;
-    async fn set_audience_version(&self, aid: AccountId, version: &AudienceVersion) -> Result<()>;
     /// Removes an audience's members, logging each exit, and forgets its version. Returns how
     /// many members left.
     async fn drop_audience(&self, aid: AccountId, segment: &str, at: Micros) -> Result<u64>;
@@ -212,7 +233,8 @@ pub trait Store: JobStore {
         after: i64,
         limit: u32,
     ) -> Result<Vec<i64>>;
-    /// The membership log after `after`, for one audience or all.
+    /// The membership log after `after`, for one audience or all: one entry per profile,
+    /// at most `limit`.
     async fn membership_log(
         &self,
         aid: AccountId,
@@ -220,18 +242,8 @@ pub trait Store: JobStore {
         after: i64,
         limit: u32,
     ) -> Result<Vec<LogEntry>>;
-    /// The last log position a consumer committed (0 before its first).
-    async fn log_position(&self, aid: AccountId, consumer: &str) -> Result<i64>;
-    async fn set_log_position(&self, aid: AccountId, consumer: &str, position: i64) -> Result<()>;
-    async fn set_identity_blocklist(&self, aid: AccountId, values: &[String]) -> Result<()>;
-
-    // ---- leases: one holder at a time per name, across processes ----
-
-    /// Takes or renews the lease `name` for `holder` until `until`; false when another holder
-    /// has it and it has not expired at `now`.
-    async fn try_lease(&self, name: &str, holder: &str, now: Micros, until: Micros)
-    -> Result<bool>;
-    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+    /// The last sequence number of the account's membership log (0 when empty).
+    async fn membership_head(&self, aid: AccountId) -> Result<i64>;
 }
 
 /// Authorizations, jobs and their logs: part of every [`Store`] (a supertrait only because
@@ -283,24 +295,6 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> Result<()>;
     /// The newest `limit` lines, oldest first.
     async fn job_logs(&self, job_id: i64, limit: u32) -> Result<Vec<JobLogLine>>;
-    /// The last sequence number of the account's membership log (0 when empty).
-    async fn membership_head(&self, aid: AccountId) -> Result<i64>;
-}
-
-/// The changes of a commit that took effect (`effective` holds `(segment, profile, entered)`
-/// of the rows the membership table actually gained or lost), in the commit's order.
-fn effective_changes<'c>(
-    changes: &'c [MembershipChange],
-    effective: &std::collections::HashSet<(String, i64, bool)>,
-) -> Vec<&'c MembershipChange> {
-    let mut seen = std::collections::HashSet::new();
-    changes
-        .iter()
-        .filter(|c| {
-            let key = (c.segment.clone(), c.profile_id, c.entered);
-            effective.contains(&key) && seen.insert(key)
-        })
-        .collect()
 }
 
 /// SQL that reads a profile row, for every query that returns [`StoredProfile`]s.
@@ -442,24 +436,6 @@ where
         next_check: row.try_get("next_check")?,
     })
 }
-
-fn log_entry_from_row<R>(row: &R) -> Result<LogEntry>
-where
-    R: sqlx::Row,
-    i64: Decodes<R>,
-    bool: Decodes<R>,
-    String: Decodes<R>,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-{
-    Ok(LogEntry {
-        seq: row.try_get("seq")?,
-        segment: row.try_get("segment")?,
-        profile_id: row.try_get("profile_id")?,
-        entered: row.try_get("entered")?,
-        at: row.try_get("at")?,
-    })
-}
-
 fn merge_from_row<R>(row: &R) -> Result<MergeRecord>
 where
     R: sqlx::Row,

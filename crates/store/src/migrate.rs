@@ -30,6 +30,7 @@ pub(crate) const SQLITE: &[Migration] = migrations!("sqlite":
     4 "compact_profiles" "0004_compact_profiles.sql",
     5 "audiences" "0005_audiences.sql",
     6 "jobs" "0006_jobs.sql",
+    7 "membership_chunks" "0007_membership_chunks.sql",
 );
 
 pub(crate) const POSTGRES: &[Migration] = migrations!("postgres":
@@ -39,6 +40,7 @@ pub(crate) const POSTGRES: &[Migration] = migrations!("postgres":
     4 "compact_profiles" "0004_compact_profiles.sql",
     5 "audiences" "0005_audiences.sql",
     6 "jobs" "0006_jobs.sql",
+    7 "membership_chunks" "0007_membership_chunks.sql",
 );
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -21,8 +21,8 @@ use tributary_core::{
 
 use crate::{
     Backend, Bootstrap, PROFILE_COLUMNS, Result, Store, account_from_row, definition_from_row,
-    effective_changes, event_from_row, log_entry_from_row, merge_from_row, migrate,
-    profile_from_row, redact_url, stream_deltas, stream_from_row, token_from_row,
+    event_from_row, merge_from_row, migrate, profile_from_row, redact_url, stream_deltas,
+    stream_from_row, token_from_row,
 };
 
 const LOCK_MIGRATE: i64 = 0x7472_6962_0001;
@@ -47,9 +47,12 @@ impl PgStore {
                 .bind(LOCK_MIGRATE)
                 .execute(&mut *conn)
                 .await?;
-            let migrated =
+            let migrated = async {
                 migrate::run::<sqlx::Postgres>(&mut conn, migrate::POSTGRES, &redact_url(url))
-                    .await;
+                    .await?;
+                convert_v1_memberships(&mut conn).await
+            }
+            .await;
             sqlx::query("SELECT pg_advisory_unlock($1)")
                 .bind(LOCK_MIGRATE)
                 .execute(&mut *conn)
@@ -473,8 +476,7 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await?;
         }
-        apply_changes(&mut tx, aid, &c.changes, true, c.at).await?;
-        apply_changes(&mut tx, aid, &c.checked, false, c.at).await?;
+        apply_changes(&mut tx, aid, c.changes.iter().chain(&c.checked), c.at).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -527,22 +529,7 @@ impl Store for PgStore {
     ) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin().await?;
-        let left: Vec<MembershipChange> = sqlx::query(
-            "DELETE FROM memberships WHERE account_id = $1 AND profile_id = $2 RETURNING segment",
-        )
-        .bind(aid)
-        .bind(profile_id)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(MembershipChange::exit(
-                r.try_get::<String, _>(0)?,
-                profile_id,
-            ))
-        })
-        .collect::<Result<_>>()?;
-        append_log(&mut tx, aid, &left.iter().collect::<Vec<_>>(), at).await?;
+        erase_memberships(&mut tx, aid, profile_id, at).await?;
         sqlx::query("DELETE FROM profiles WHERE account_id = $1 AND id = $2")
             .bind(aid)
             .bind(profile_id)
@@ -637,28 +624,6 @@ impl Store for PgStore {
         rows.iter().map(profile_from_row).collect()
     }
 
-    async fn members_between(
-        &self,
-        aid: AccountId,
-        segments: &[String],
-        after: i64,
-        upto: Option<i64>,
-    ) -> Result<Vec<(String, i64)>> {
-        let rows = sqlx::query(
-            "SELECT segment, profile_id FROM memberships
-             WHERE account_id = $1 AND segment = ANY($2) AND profile_id > $3 AND profile_id <= $4",
-        )
-        .bind(aid)
-        .bind(segments)
-        .bind(after)
-        .bind(upto.unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect()
-    }
-
     async fn audience_versions(&self, aid: AccountId) -> Result<Vec<AudienceVersion>> {
         let rows = sqlx::query(
             "SELECT segment, version FROM audience_versions WHERE account_id = $1 ORDER BY segment",
@@ -687,80 +652,6 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(())
-    }
-
-    async fn drop_audience(&self, aid: AccountId, segment: &str, at: Micros) -> Result<u64> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = conn.begin().await?;
-        let left: Vec<MembershipChange> = sqlx::query(
-            "DELETE FROM memberships WHERE account_id = $1 AND segment = $2 RETURNING profile_id",
-        )
-        .bind(aid)
-        .bind(segment)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| Ok(MembershipChange::exit(segment, r.try_get::<i64, _>(0)?)))
-        .collect::<Result<_>>()?;
-        append_log(&mut tx, aid, &left.iter().collect::<Vec<_>>(), at).await?;
-        sqlx::query("DELETE FROM audience_versions WHERE account_id = $1 AND segment = $2")
-            .bind(aid)
-            .bind(segment)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(left.len() as u64)
-    }
-
-    async fn audience_size(&self, aid: AccountId, segment: &str) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM memberships WHERE account_id = $1 AND segment = $2",
-        )
-        .bind(aid)
-        .bind(segment)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(n as u64)
-    }
-
-    async fn audience_members(
-        &self,
-        aid: AccountId,
-        segment: &str,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT profile_id FROM memberships WHERE account_id = $1 AND segment = $2 AND profile_id > $3
-             ORDER BY profile_id LIMIT $4",
-        )
-        .bind(aid)
-        .bind(segment)
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    async fn membership_log(
-        &self,
-        aid: AccountId,
-        segment: Option<&str>,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<LogEntry>> {
-        let rows = sqlx::query(
-            "SELECT seq, segment, profile_id, entered, at FROM membership_log
-             WHERE account_id = $1 AND ($2::text IS NULL OR segment = $2) AND seq > $3
-             ORDER BY seq LIMIT $4",
-        )
-        .bind(aid)
-        .bind(segment)
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(log_entry_from_row).collect()
     }
 
     async fn log_position(&self, aid: AccountId, consumer: &str) -> Result<i64> {
@@ -817,108 +708,12 @@ impl Store for PgStore {
 }
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Postgres>;
-
-/// Applies membership changes to the membership table and logs them: all of them when they are
-/// `exact`, else only those that changed the table (found with `RETURNING`).
-async fn apply_changes(
-    tx: &mut Tx<'_>,
-    aid: AccountId,
-    changes: &[MembershipChange],
-    exact: bool,
-    at: Micros,
-) -> Result<()> {
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let mut effective = std::collections::HashSet::new();
-    let (enters, exits): (Vec<&MembershipChange>, Vec<&MembershipChange>) =
-        changes.iter().partition(|c| c.entered);
-    let columns = |part: &[&MembershipChange]| {
-        (
-            part.iter()
-                .map(|c| c.segment.clone())
-                .collect::<Vec<String>>(),
-            part.iter().map(|c| c.profile_id).collect::<Vec<i64>>(),
-        )
-    };
-    if !enters.is_empty() {
-        let (segments, ids) = columns(&enters);
-        let rows = sqlx::query(
-            "INSERT INTO memberships (account_id, segment, profile_id, since)
-             SELECT $1, s, p, $4 FROM UNNEST($2::text[], $3::bigint[]) AS x(s, p)
-             ON CONFLICT DO NOTHING RETURNING segment, profile_id",
-        )
-        .bind(aid)
-        .bind(&segments)
-        .bind(&ids)
-        .bind(at)
-        .fetch_all(&mut **tx)
-        .await?;
-        for r in rows {
-            effective.insert((r.try_get(0)?, r.try_get(1)?, true));
-        }
-    }
-    if !exits.is_empty() {
-        let (segments, ids) = columns(&exits);
-        let rows = sqlx::query(
-            "DELETE FROM memberships m USING UNNEST($2::text[], $3::bigint[]) AS x(s, p)
-             WHERE m.account_id = $1 AND m.segment = x.s AND m.profile_id = x.p
-             RETURNING m.segment, m.profile_id",
-        )
-        .bind(aid)
-        .bind(&segments)
-        .bind(&ids)
-        .fetch_all(&mut **tx)
-        .await?;
-        for r in rows {
-            effective.insert((r.try_get(0)?, r.try_get(1)?, false));
-        }
-    }
-    if exact {
-        append_log(tx, aid, &changes.iter().collect::<Vec<_>>(), at).await
-    } else {
-        append_log(tx, aid, &effective_changes(changes, &effective), at).await
-    }
-}
-
-/// Appends changes to the account's log under the next sequence numbers. The counter row's
-/// lock orders concurrent writers of one account.
-async fn append_log(
-    tx: &mut Tx<'_>,
-    aid: AccountId,
-    changes: &[&MembershipChange],
-    at: Micros,
-) -> Result<()> {
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let n = changes.len() as i64;
-    let last: i64 = sqlx::query_scalar(
-        "INSERT INTO membership_seq (account_id, last) VALUES ($1, $2)
-         ON CONFLICT (account_id) DO UPDATE SET last = membership_seq.last + excluded.last
-         RETURNING last",
-    )
-    .bind(aid)
-    .bind(n)
-    .fetch_one(&mut **tx)
-    .await?;
-    let seqs: Vec<i64> = (last - n + 1..=last).collect();
-    let segments: Vec<&str> = changes.iter().map(|c| c.segment.as_str()).collect();
-    let ids: Vec<i64> = changes.iter().map(|c| c.profile_id).collect();
-    let entered: Vec<bool> = changes.iter().map(|c| c.entered).collect();
-    sqlx::query(
-        "INSERT INTO membership_log (account_id, seq, segment, profile_id, entered, at)
-         SELECT $1, q, s, p, e, $6 FROM UNNEST($2::bigint[], $3::text[], $4::bigint[], $5::bool[]) AS x(q, s, p, e)",
-    )
-    .bind(aid)
-    .bind(&seqs)
-    .bind(&segments)
-    .bind(&ids)
-    .bind(&entered)
-    .bind(at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 job_store_impl!(PgStore, pool, pool);
+membership_store_impl!(
+    PgStore,
+    sqlx::PgConnection,
+    pool,
+    pool,
+    " FOR UPDATE",
+    "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1"
+);

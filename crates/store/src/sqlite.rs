@@ -21,8 +21,8 @@ use tributary_core::{
 
 use crate::{
     Backend, Bootstrap, PROFILE_COLUMNS, Result, Store, account_from_row, definition_from_row,
-    effective_changes, event_from_row, log_entry_from_row, merge_from_row, migrate,
-    profile_from_row, stream_deltas, stream_from_row, token_from_row,
+    event_from_row, merge_from_row, migrate, profile_from_row, stream_deltas, stream_from_row,
+    token_from_row,
 };
 
 /// SQLite's default limit on bound parameters is 32766; six per event row.
@@ -76,6 +76,7 @@ impl SqliteStore {
             let mut conn = writer.acquire().await?;
             migrate::run::<sqlx::Sqlite>(&mut conn, migrate::SQLITE, &path.display().to_string())
                 .await?;
+            convert_v1_memberships(&mut conn).await?;
         }
         let checkpointer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -506,22 +507,7 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let mut conn = self.writer.acquire().await?;
         let mut tx = conn.begin().await?;
-        let left: Vec<MembershipChange> = sqlx::query(
-            "DELETE FROM memberships WHERE account_id = ? AND profile_id = ? RETURNING segment",
-        )
-        .bind(aid)
-        .bind(profile_id)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(MembershipChange::exit(
-                r.try_get::<String, _>(0)?,
-                profile_id,
-            ))
-        })
-        .collect::<Result<_>>()?;
-        append_log(&mut tx, aid, &left.iter().collect::<Vec<_>>(), at).await?;
+        erase_memberships(&mut tx, aid, profile_id, at).await?;
         sqlx::query("DELETE FROM profiles WHERE account_id = ? AND id = ?")
             .bind(aid)
             .bind(profile_id)
@@ -624,32 +610,6 @@ impl Store for SqliteStore {
         rows.iter().map(profile_from_row).collect()
     }
 
-    async fn members_between(
-        &self,
-        aid: AccountId,
-        segments: &[String],
-        after: i64,
-        upto: Option<i64>,
-    ) -> Result<Vec<(String, i64)>> {
-        let mut out = Vec::new();
-        for segment in segments {
-            let rows = sqlx::query(
-                "SELECT profile_id FROM memberships
-                 WHERE account_id = ? AND segment = ? AND profile_id > ? AND profile_id <= ?",
-            )
-            .bind(aid)
-            .bind(segment.as_str())
-            .bind(after)
-            .bind(upto.unwrap_or(i64::MAX))
-            .fetch_all(&self.reader)
-            .await?;
-            for r in rows {
-                out.push((segment.clone(), r.try_get(0)?));
-            }
-        }
-        Ok(out)
-    }
-
     async fn audience_versions(&self, aid: AccountId) -> Result<Vec<AudienceVersion>> {
         let rows = sqlx::query(
             "SELECT segment, version FROM audience_versions WHERE account_id = ? ORDER BY segment",
@@ -678,80 +638,6 @@ impl Store for SqliteStore {
         .execute(&self.writer)
         .await?;
         Ok(())
-    }
-
-    async fn drop_audience(&self, aid: AccountId, segment: &str, at: Micros) -> Result<u64> {
-        let mut conn = self.writer.acquire().await?;
-        let mut tx = conn.begin().await?;
-        let left: Vec<MembershipChange> = sqlx::query(
-            "DELETE FROM memberships WHERE account_id = ? AND segment = ? RETURNING profile_id",
-        )
-        .bind(aid)
-        .bind(segment)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| Ok(MembershipChange::exit(segment, r.try_get::<i64, _>(0)?)))
-        .collect::<Result<_>>()?;
-        append_log(&mut tx, aid, &left.iter().collect::<Vec<_>>(), at).await?;
-        sqlx::query("DELETE FROM audience_versions WHERE account_id = ? AND segment = ?")
-            .bind(aid)
-            .bind(segment)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(left.len() as u64)
-    }
-
-    async fn audience_size(&self, aid: AccountId, segment: &str) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM memberships WHERE account_id = ? AND segment = ?",
-        )
-        .bind(aid)
-        .bind(segment)
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(n as u64)
-    }
-
-    async fn audience_members(
-        &self,
-        aid: AccountId,
-        segment: &str,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT profile_id FROM memberships WHERE account_id = ? AND segment = ? AND profile_id > ?
-             ORDER BY profile_id LIMIT ?",
-        )
-        .bind(aid)
-        .bind(segment)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?)
-    }
-
-    async fn membership_log(
-        &self,
-        aid: AccountId,
-        segment: Option<&str>,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<LogEntry>> {
-        let rows = sqlx::query(
-            "SELECT seq, segment, profile_id, entered, at FROM membership_log
-             WHERE account_id = ? AND (? IS NULL OR segment = ?) AND seq > ? ORDER BY seq LIMIT ?",
-        )
-        .bind(aid)
-        .bind(segment)
-        .bind(segment)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter().map(log_entry_from_row).collect()
     }
 
     async fn log_position(&self, aid: AccountId, consumer: &str) -> Result<i64> {
@@ -888,7 +774,8 @@ async fn commit_pipeline_on(
             .collect();
         let rows =
             serde_json::to_string(&rows).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
-        // One parameter for the whole batch (see `changes_json`).
+        // One parameter for the whole batch: binding three values per row through the
+        // driver costs more than the insert itself at pipeline volumes.
         sqlx::query(
             "INSERT INTO identities (account_id, field, value, profile_id)
              SELECT ?, value->>0, value->>1, value->>2 FROM json_each(?) WHERE true
@@ -917,110 +804,22 @@ async fn commit_pipeline_on(
         }
         q.execute(&mut *tx).await?;
     }
-    apply_changes(&mut tx, aid, &c.changes, true, c.at).await?;
-    apply_changes(&mut tx, aid, &c.checked, false, c.at).await?;
+    apply_changes(&mut tx, aid, c.changes.iter().chain(&c.checked), c.at).await?;
     tx.commit().await?;
     Ok(true)
 }
 
 type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
 
-/// `[[segment, profile_id, entered], ...]`: a whole batch of changes as one bound parameter,
-/// unpacked by SQLite's `json_each`. Binding three values per row through the driver costs
-/// more than the insert itself at pipeline volumes.
-fn changes_json<'c>(changes: impl Iterator<Item = &'c MembershipChange>) -> Result<String> {
-    let rows: Vec<(&str, i64, bool)> = changes
-        .map(|c| (c.segment.as_str(), c.profile_id, c.entered))
-        .collect();
-    serde_json::to_string(&rows).map_err(|e| crate::StoreError::Corrupt(e.to_string()))
-}
-
-/// Applies membership changes to the membership table and logs them: all of them when they are
-/// `exact`, else only those that changed the table (found with `RETURNING`).
-async fn apply_changes(
-    tx: &mut Tx<'_>,
-    aid: AccountId,
-    changes: &[MembershipChange],
-    exact: bool,
-    at: Micros,
-) -> Result<()> {
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let returning = if exact {
-        ""
-    } else {
-        " RETURNING segment, profile_id"
-    };
-    let enters = changes_json(changes.iter().filter(|c| c.entered))?;
-    let exits = changes_json(changes.iter().filter(|c| !c.entered))?;
-    // `WHERE true` tells the parser the `ON` that follows is the upsert's, not a join's.
-    let insert = format!(
-        "INSERT INTO memberships (account_id, segment, profile_id, since)
-         SELECT ?, value->>0, value->>1, ? FROM json_each(?) WHERE true
-         ON CONFLICT DO NOTHING{returning}"
-    );
-    let delete = format!(
-        "DELETE FROM memberships WHERE account_id = ?
-         AND (segment, profile_id) IN (SELECT value->>0, value->>1 FROM json_each(?)){returning}"
-    );
-    let insert = sqlx::query(sqlx::AssertSqlSafe(insert))
-        .bind(aid)
-        .bind(at)
-        .bind(enters);
-    let delete = sqlx::query(sqlx::AssertSqlSafe(delete))
-        .bind(aid)
-        .bind(exits);
-    if exact {
-        insert.execute(&mut **tx).await?;
-        delete.execute(&mut **tx).await?;
-        return append_log(tx, aid, &changes.iter().collect::<Vec<_>>(), at).await;
-    }
-    let mut effective = std::collections::HashSet::new();
-    for r in insert.fetch_all(&mut **tx).await? {
-        effective.insert((r.try_get(0)?, r.try_get(1)?, true));
-    }
-    for r in delete.fetch_all(&mut **tx).await? {
-        effective.insert((r.try_get(0)?, r.try_get(1)?, false));
-    }
-    append_log(tx, aid, &effective_changes(changes, &effective), at).await
-}
-
-/// Appends changes to the account's log under the next sequence numbers.
-async fn append_log(
-    tx: &mut Tx<'_>,
-    aid: AccountId,
-    changes: &[&MembershipChange],
-    at: Micros,
-) -> Result<()> {
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let n = changes.len() as i64;
-    let last: i64 = sqlx::query_scalar(
-        "INSERT INTO membership_seq (account_id, last) VALUES (?, ?)
-         ON CONFLICT (account_id) DO UPDATE SET last = membership_seq.last + excluded.last
-         RETURNING last",
-    )
-    .bind(aid)
-    .bind(n)
-    .fetch_one(&mut **tx)
-    .await?;
-    // Sequence numbers follow the array's order: `key` is the element's index.
-    sqlx::query(
-        "INSERT INTO membership_log (account_id, seq, segment, profile_id, entered, at)
-         SELECT ?, ? + key + 1, value->>0, value->>1, value->>2, ? FROM json_each(?)",
-    )
-    .bind(aid)
-    .bind(last - n)
-    .bind(at)
-    .bind(changes_json(changes.iter().copied())?)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 job_store_impl!(SqliteStore, writer, reader);
+membership_store_impl!(
+    SqliteStore,
+    sqlx::SqliteConnection,
+    writer,
+    reader,
+    "",
+    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1"
+);
 
 /// Profiles by id, read on `pool` (the writer for the pipeline, the readers for others).
 async fn profiles_by_id(

@@ -515,19 +515,21 @@ async fn membership_changes_are_logged_once_in_order(store: Arc<dyn Store>) {
     );
     assert!(store.commit_pipeline(1, &second).await.unwrap());
     let log = store.membership_log(1, None, 0, 100).await.unwrap();
+    // Within a commit: by audience, exits before entries, then by profile id.
     assert_eq!(
         log_lines(&log),
         vec![
-            (1, "vip", 7, true),
+            (1, "all", 7, true),
             (2, "vip", 3, true),
-            (3, "all", 7, true),
+            (3, "vip", 7, true),
             (4, "vip", 3, false),
         ]
     );
     assert_eq!(log[3].at, 200);
     assert_eq!(
-        log_lines(&store.membership_log(1, Some("vip"), 1, 100).await.unwrap()),
-        vec![(2, "vip", 3, true), (4, "vip", 3, false)]
+        log_lines(&store.membership_log(1, Some("vip"), 2, 100).await.unwrap()),
+        vec![(3, "vip", 7, true), (4, "vip", 3, false)],
+        "a position inside a commit's row"
     );
     assert_eq!(
         store.membership_log(1, None, 1, 2).await.unwrap().len(),
@@ -550,7 +552,7 @@ async fn membership_changes_are_logged_once_in_order(store: Arc<dyn Store>) {
             .is_empty()
     );
 
-    // Exact changes (computed against the table) are applied and logged as given.
+    // Changes the pipeline computed against the table are applied the same way.
     let mut exact = membership_commit(0, vec![], 250);
     exact.changes = vec![enter("vip", 11), exit("vip", 7)];
     assert!(store.commit_pipeline(1, &exact).await.unwrap());
@@ -558,17 +560,17 @@ async fn membership_changes_are_logged_once_in_order(store: Arc<dyn Store>) {
         store.audience_members(1, "vip", 0, 10).await.unwrap(),
         vec![11]
     );
-    // Exact changes and checked ones in one commit: exact first, then the checked ones that
-    // change the table (an exit of a non-member does not).
-    let mut undo = membership_commit(0, vec![exit("vip", 99)], 260);
-    undo.changes = vec![exit("vip", 11), enter("vip", 7)];
+    // Both kinds in one commit: only what changes the table is logged (an exit of a
+    // non-member is not), and a change undone within the commit is not either.
+    let mut undo = membership_commit(0, vec![exit("vip", 99), exit("vip", 12)], 260);
+    undo.changes = vec![exit("vip", 11), enter("vip", 7), enter("vip", 12)];
     assert!(store.commit_pipeline(1, &undo).await.unwrap());
     let log = store.membership_log(1, None, 4, 100).await.unwrap();
     assert_eq!(
         log_lines(&log),
         vec![
-            (5, "vip", 11, true),
-            (6, "vip", 7, false),
+            (5, "vip", 7, false),
+            (6, "vip", 11, true),
             (7, "vip", 11, false),
             (8, "vip", 7, true),
         ]
@@ -610,6 +612,85 @@ async fn membership_changes_are_logged_once_in_order(store: Arc<dyn Store>) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// Members far apart (the store keeps them in chunks of 65,536 ids) and commits of many
+/// entries: sizes, pages and log positions work across chunks and inside a commit.
+async fn membership_spans_chunks(store: Arc<dyn Store>) {
+    let (_, admin) = token(None, "admin", vec![Role::Admin]);
+    store.bootstrap("Default", &admin, 10).await.unwrap();
+    let ids: Vec<i64> = (0..3_000)
+        .map(|i| 1 + i * 97)
+        .chain([5_000_000_000])
+        .collect();
+    let enters = ids
+        .iter()
+        .map(|id| MembershipChange::enter("wide", *id))
+        .collect();
+    assert!(
+        store
+            .commit_pipeline(1, &membership_commit(0, enters, 10))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.audience_size(1, "wide").await.unwrap(), 3_001);
+    assert_eq!(store.membership_head(1).await.unwrap(), 3_001);
+    // Pages of members, in id order, across chunks.
+    let (mut after, mut seen) = (0, Vec::new());
+    loop {
+        let page = store.audience_members(1, "wide", after, 700).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = *last;
+        seen.extend(page);
+    }
+    assert_eq!(seen, ids);
+    // The log, read in pieces that end inside its rows, gives every entry once, in order.
+    let (mut pos, mut logged) = (0, Vec::new());
+    loop {
+        let part = store
+            .membership_log(1, Some("wide"), pos, 333)
+            .await
+            .unwrap();
+        let Some(last) = part.last() else { break };
+        assert!(part.len() <= 333);
+        pos = last.seq;
+        logged.extend(part);
+    }
+    let seqs: Vec<i64> = logged.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=3_001).collect::<Vec<_>>());
+    let logged_ids: Vec<i64> = logged.iter().map(|e| e.profile_id).collect();
+    assert_eq!(logged_ids, ids, "ascending profile ids within the commit");
+    // Members of a range, as a recompute page reads them.
+    let between = store
+        .members_between(1, &["wide".into()], 97 * 1_000, Some(97 * 2_000))
+        .await
+        .unwrap();
+    assert_eq!(between.len(), 1_000);
+    assert!(
+        between
+            .iter()
+            .all(|(s, id)| s == "wide" && *id > 97_000 && *id <= 194_000)
+    );
+    // Everyone leaves: the chunks go, and the exits are logged.
+    let exits = ids
+        .iter()
+        .map(|id| MembershipChange::exit("wide", *id))
+        .collect();
+    assert!(
+        store
+            .commit_pipeline(1, &membership_commit(0, exits, 20))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.audience_size(1, "wide").await.unwrap(), 0);
+    assert!(
+        store
+            .audience_members(1, "wide", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.membership_head(1).await.unwrap(), 6_002);
 }
 
 async fn profiles_scan_in_id_order_and_come_due(store: Arc<dyn Store>) {
@@ -788,6 +869,7 @@ tributary_store::backend_tests!(
     jobs_move_through_states_and_lose_their_authorization,
     job_logs_are_bounded_and_ordered,
     membership_changes_are_logged_once_in_order,
+    membership_spans_chunks,
     profiles_scan_in_id_order_and_come_due,
     bootstrap_creates_account_one_once,
     concurrent_bootstrap_creates_one_account,
