@@ -53,13 +53,13 @@ pub struct PipelineCommit {
     /// identities move by being listed in `identities` with the winner.
     pub merged: Vec<(i64, i64)>,
     pub merges: Vec<MergeRecord>,
-    /// Audience entries and exits known to change the membership table (each enter is of a
-    /// non-member, each exit of a member): applied and logged as they are.
+    /// Audience entries and exits, applied to the membership table in order; the log gets
+    /// their net effect on it (an entry of a member, or an exit undone later in the same
+    /// commit, is not logged).
     pub changes: Vec<crate::MembershipChange>,
-    /// Entries and exits whose effect on the table is unknown (the engine's record of the
-    /// profile's audiences may be older than the audience): the store logs only those that
-    /// change the table.
-    pub checked: Vec<crate::MembershipChange>,
+    /// `(profile, next_check)` for profiles of which only the next check moved (their
+    /// rows are not in `profiles`).
+    pub next_checks: Vec<(i64, Option<Micros>)>,
     /// The time the log records for this commit's changes.
     pub at: Micros,
 }

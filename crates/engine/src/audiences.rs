@@ -49,19 +49,8 @@ pub struct Audience {
     time_relative: bool,
 }
 
-/// Membership changes sorted by what the store must do with them (see `PipelineCommit`).
-#[derive(Default, Debug)]
-pub struct MembershipChanges {
-    pub exact: Vec<MembershipChange>,
-    pub checked: Vec<MembershipChange>,
-}
-
-impl MembershipChanges {
-    pub fn extend(&mut self, other: MembershipChanges) {
-        self.exact.extend(other.exact);
-        self.checked.extend(other.checked);
-    }
-}
+/// Entries and exits for the store, which logs their net effect on its membership table.
+pub type MembershipChanges = Vec<MembershipChange>;
 
 /// Which audiences to evaluate again for a profile.
 pub enum Scope<'a> {
@@ -150,11 +139,11 @@ impl Audiences {
     }
 
     /// The entries and exits that take a profile from its recorded audiences to `after`.
-    /// For audiences whose stored membership was computed for their current definition
-    /// (`with_stored_versions`), the profile's record is exact, unless the audience changed after
-    /// the record was made: then the record may be wrong either way, and the profile's whole
-    /// answer is checked against the table. For audiences still being computed, the
-    /// difference is checked (the recompute that follows reconciles the rest).
+    /// The store keeps only those that change its table, so the profile's record serves to
+    /// leave out audiences whose answer did not change, except where the record may be
+    /// wrong: for an audience computed (`with_stored_versions`) after the record was made,
+    /// the profile's answer is sent either way. For audiences still being computed, the
+    /// recompute that follows reconciles the rest.
     pub fn changes(
         &self,
         profile_id: i64,
@@ -170,14 +159,10 @@ impl Audiences {
                 profile_id,
                 entered: is,
             };
-            if !self.computed.contains(&a.slug) {
-                if was != is {
-                    out.checked.push(change());
-                }
-            } else if a.version > recorded.segments_version {
-                out.checked.push(change());
-            } else if was != is {
-                out.exact.push(change());
+            let record_stale =
+                self.computed.contains(&a.slug) && a.version > recorded.segments_version;
+            if was != is || record_stale {
+                out.push(change());
             }
         }
     }

@@ -337,7 +337,7 @@ impl Engine {
         metrics::counter!("tributary_identity_links_refused_total").increment(stats.refused_links);
         // Proposed changes: the checked ones that turn out to change nothing are not logged.
         metrics::counter!("tributary_membership_changes_total")
-            .increment((commit.changes.len() + commit.checked.len()) as u64);
+            .increment(commit.changes.len() as u64);
         let stats = Stats {
             events: events.len() as u64,
             ..stats

@@ -30,6 +30,8 @@ struct Outcome {
     id: i64,
     /// The row, when it must be rewritten.
     row: Option<StoredProfile>,
+    /// The new next check, when only that is written.
+    next_check: Option<Option<Micros>>,
     /// Entries and exits against the profile's own record of its audiences.
     changes: MembershipChanges,
     segments: BTreeSet<String>,
@@ -85,35 +87,57 @@ impl Engine {
         };
         let (mut entries, mut exits) = (0usize, 0usize);
         let mut next: Option<i64> = Some(0);
-        // Runs of pages under the pipeline's lock, each page's commit overlapping the next
-        // page's read and evaluation; between runs the pipeline gets its turn.
+        // Runs of pages under the pipeline's lock; between runs the pipeline gets its turn.
+        // Within a run, reading a page, evaluating the one before and committing the one
+        // before that go on at once (a stage waits when the next one is a page behind).
         while let Some(after) = next {
             let _guard = self.pipeline.lock().await;
             if !self.lease(aid).await? {
                 return Ok(false);
             }
-            let (mut page, mut upto) = self.recompute_page(&recompute, after).await?;
-            for i in 0..PAGES_PER_RUN {
-                entries += page.changes.exact.iter().filter(|c| c.entered).count();
-                exits += page.changes.exact.iter().filter(|c| !c.entered).count();
-                let read_next = upto.is_some() && i + 1 < PAGES_PER_RUN;
-                let (committed, following) =
-                    tokio::join!(self.commit_membership(aid, page), async {
-                        match upto {
-                            Some(after) if read_next => {
-                                Some(self.recompute_page(&recompute, after).await)
-                            }
-                            _ => None,
-                        }
-                    });
-                if !committed? {
-                    return Ok(false);
+            let (read_tx, mut read_rx) = tokio::sync::mpsc::channel(1);
+            let (eval_tx, mut eval_rx) = tokio::sync::mpsc::channel(1);
+            let reader = async {
+                let mut after = after;
+                for _ in 0..PAGES_PER_RUN {
+                    let read = self.read_page(&recompute, after).await?;
+                    let upto = read.upto;
+                    if read_tx.send(read).await.is_err() {
+                        break;
+                    }
+                    match upto {
+                        Some(u) => after = u,
+                        None => break,
+                    }
                 }
-                next = upto;
-                match following {
-                    Some(result) => (page, upto) = result?,
-                    None => break,
+                drop(read_tx);
+                Ok::<_, EngineError>(())
+            };
+            let evaluator = async {
+                while let Some(read) = read_rx.recv().await {
+                    let upto = read.upto;
+                    let page = recompute.evaluate(read).await?;
+                    if eval_tx.send((page, upto)).await.is_err() {
+                        break;
+                    }
                 }
+                drop(eval_tx);
+                Ok::<_, EngineError>(())
+            };
+            let committer = async {
+                while let Some((page, upto)) = eval_rx.recv().await {
+                    entries += page.changes.iter().filter(|c| c.entered).count();
+                    exits += page.changes.iter().filter(|c| !c.entered).count();
+                    if !self.commit_membership(aid, page).await? {
+                        return Ok(false);
+                    }
+                    next = upto;
+                }
+                Ok::<_, EngineError>(true)
+            };
+            let ((), (), committed) = tokio::try_join!(reader, evaluator, committer)?;
+            if !committed {
+                return Ok(false);
             }
         }
         for a in audiences
@@ -178,6 +202,7 @@ impl Engine {
             let o = o.map_err(EngineError::Corrupt)?;
             page.profiles.extend(o.row);
             page.changes.extend(o.changes);
+            page.next_checks.extend(o.next_check.map(|at| (o.id, at)));
         }
         self.commit_membership(aid, page).await?;
         Ok(due.len())
@@ -186,10 +211,7 @@ impl Engine {
     /// Commits profile rows and membership changes without moving the pipeline's cursor (the
     /// compare-and-set still guards against another node having taken over).
     async fn commit_membership(&self, aid: AccountId, page: Page) -> Result<bool, EngineError> {
-        if page.profiles.is_empty()
-            && page.changes.exact.is_empty()
-            && page.changes.checked.is_empty()
-        {
+        if page.profiles.is_empty() && page.changes.is_empty() && page.next_checks.is_empty() {
             return Ok(true);
         }
         let cursor = self.store.pipeline_cursor(aid).await?;
@@ -205,8 +227,8 @@ impl Engine {
                     expected_cursor: cursor,
                     new_cursor: cursor,
                     profiles,
-                    changes: page.changes.exact,
-                    checked: page.changes.checked,
+                    changes: page.changes,
+                    next_checks: page.next_checks,
                     at: page.at,
                     ..PipelineCommit::default()
                 },
@@ -215,8 +237,10 @@ impl Engine {
     }
 }
 
+/// What one page of re-evaluated profiles commits.
 struct Page {
     profiles: Vec<StoredProfile>,
+    next_checks: Vec<(i64, Option<Micros>)>,
     changes: MembershipChanges,
     at: Micros,
 }
@@ -225,10 +249,19 @@ impl Page {
     fn new(at: Micros) -> Page {
         Page {
             profiles: Vec::new(),
+            next_checks: Vec::new(),
             changes: MembershipChanges::default(),
             at,
         }
     }
+}
+
+/// A page of profiles read for a recompute, with the members the table has among them.
+struct ReadPage {
+    profiles: Vec<StoredProfile>,
+    members: Vec<(String, i64)>,
+    /// Where the next page starts (`None` after the last).
+    upto: Option<i64>,
 }
 
 /// What a recompute works with, shared by its pages.
@@ -242,32 +275,48 @@ struct Recompute {
 }
 
 impl Engine {
-    /// Reads and evaluates the page of profiles after `after`: its commit, and where the next
-    /// page starts (`None` after the last).
-    async fn recompute_page(
-        &self,
-        r: &Recompute,
-        after: i64,
-    ) -> Result<(Page, Option<i64>), EngineError> {
-        let page = self.store.scan_profiles(r.aid, after, PAGE).await?;
+    /// Reads the page of profiles after `after`, and the members among them.
+    async fn read_page(&self, r: &Recompute, after: i64) -> Result<ReadPage, EngineError> {
+        let profiles = self.store.scan_profiles(r.aid, after, PAGE).await?;
         // The last page also covers ids past every profile: members left behind there (by a
         // rebuild) are removed.
-        let upto = if page.len() < PAGE as usize {
+        let upto = if profiles.len() < PAGE as usize {
             None
         } else {
-            page.last().map(|p| p.id)
+            profiles.last().map(|p| p.id)
         };
         let members = self
             .store
             .members_between(r.aid, &r.slugs, after, upto)
             .await?;
-        let (audiences, plans, scope) = (r.audiences.clone(), r.plans.clone(), r.scope.clone());
-        let evaluated = tokio::task::spawn_blocking(move || {
-            evaluate_page(&page, members, &audiences, &plans, &scope, now_micros())
+        Ok(ReadPage {
+            profiles,
+            members,
+            upto,
+        })
+    }
+}
+
+impl Recompute {
+    /// Evaluates a page on the blocking pool: what it commits.
+    async fn evaluate(&self, read: ReadPage) -> Result<Page, EngineError> {
+        let (audiences, plans, scope) = (
+            self.audiences.clone(),
+            self.plans.clone(),
+            self.scope.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            evaluate_page(
+                &read.profiles,
+                read.members,
+                &audiences,
+                &plans,
+                &scope,
+                now_micros(),
+            )
         })
         .await
-        .map_err(|e| EngineError::Corrupt(format!("audience recompute failed: {e}")))??;
-        Ok((evaluated, upto))
+        .map_err(|e| EngineError::Corrupt(format!("audience recompute failed: {e}")))?
     }
 }
 
@@ -277,7 +326,7 @@ enum Record {
     /// It does (a due check): the row is rewritten when the audiences or the next check
     /// changed.
     Update,
-    /// It does not (a recompute): the row is rewritten only when its next check moved; the
+    /// It does not (a recompute): only the row's next check is updated, when it moved; the
     /// record stays as it was, older than the recomputed audiences' definitions, so the
     /// pipeline checks those audiences against the table when the profile next changes.
     Keep,
@@ -305,25 +354,26 @@ fn reevaluate(
     if record == Record::Update {
         audiences.changes(p.id, &e.state, &segments, &mut changes);
     }
-    let rewrite = match record {
-        Record::Update => segments != e.state.segments || next_check != p.next_check,
-        Record::Keep => next_check != p.next_check,
-    };
-    let row = rewrite.then(|| {
-        if record == Record::Update {
+    let moved = next_check != p.next_check;
+    let (row, next_check) = match record {
+        Record::Update if moved || segments != e.state.segments => {
             e.state.segments = segments.clone();
             e.state.segments_version = audiences.newest_version();
+            let row = StoredProfile {
+                state: e.state.to_json(),
+                modified_at: now,
+                next_check,
+                ..p.clone()
+            };
+            (Some(row), None)
         }
-        StoredProfile {
-            state: e.state.to_json(),
-            modified_at: now,
-            next_check,
-            ..p.clone()
-        }
-    });
+        Record::Update => (None, None),
+        Record::Keep => (None, moved.then_some(next_check)),
+    };
     Ok(Outcome {
         id: p.id,
         row,
+        next_check,
         changes,
         segments,
     })
@@ -357,6 +407,7 @@ fn evaluate_page(
     for o in outcomes {
         let o = o.map_err(EngineError::Corrupt)?;
         result.profiles.extend(o.row);
+        result.next_checks.extend(o.next_check.map(|at| (o.id, at)));
         desired.extend(
             o.segments
                 .into_iter()
@@ -374,8 +425,6 @@ fn evaluate_page(
             .difference(&actual)
             .map(|(s, id)| MembershipChange::enter(s.as_str(), *id)),
     );
-    changes.sort_by(|a, b| (a.profile_id, &a.segment).cmp(&(b.profile_id, &b.segment)));
-    // Diffed against the table itself: exact.
-    result.changes.exact = changes;
+    result.changes = changes;
     Ok(result)
 }

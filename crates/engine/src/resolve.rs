@@ -467,8 +467,8 @@ impl<'a> Resolver<'a> {
             identities,
             merged,
             merges,
-            changes: changes.exact,
-            checked: changes.checked,
+            changes,
+            next_checks: Vec::new(),
             at: now,
         }
     }

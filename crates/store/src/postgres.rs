@@ -476,7 +476,20 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await?;
         }
-        apply_changes(&mut tx, aid, c.changes.iter().chain(&c.checked), c.at).await?;
+        if !c.next_checks.is_empty() {
+            let (ids, checks): (Vec<i64>, Vec<Option<i64>>) = c.next_checks.iter().copied().unzip();
+            sqlx::query(
+                "UPDATE profiles p SET next_check = x.next_check
+                 FROM UNNEST($2::bigint[], $3::bigint[]) AS x(id, next_check)
+                 WHERE p.account_id = $1 AND p.id = x.id",
+            )
+            .bind(aid)
+            .bind(&ids)
+            .bind(&checks)
+            .execute(&mut *tx)
+            .await?;
+        }
+        apply_changes(&mut tx, aid, &c.changes, c.at).await?;
         tx.commit().await?;
         Ok(true)
     }

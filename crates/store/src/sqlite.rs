@@ -766,6 +766,18 @@ async fn commit_pipeline_on(
         }
         q.execute(&mut *tx).await?;
     }
+    if !c.next_checks.is_empty() {
+        let rows =
+            serde_json::to_string(&c.next_checks).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
+        sqlx::query(
+            "UPDATE profiles SET next_check = j.value->>1 FROM json_each(?) AS j
+             WHERE profiles.account_id = ? AND profiles.id = j.value->>0",
+        )
+        .bind(rows)
+        .bind(aid)
+        .execute(&mut *tx)
+        .await?;
+    }
     if !c.identities.is_empty() {
         let rows: Vec<(&str, &str, i64)> = c
             .identities
@@ -804,7 +816,7 @@ async fn commit_pipeline_on(
         }
         q.execute(&mut *tx).await?;
     }
-    apply_changes(&mut tx, aid, c.changes.iter().chain(&c.checked), c.at).await?;
+    apply_changes(&mut tx, aid, &c.changes, c.at).await?;
     tx.commit().await?;
     Ok(true)
 }

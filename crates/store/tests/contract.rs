@@ -468,13 +468,12 @@ async fn identity_blocklist_is_per_account(store: Arc<dyn Store>) {
     assert_eq!(store.identity_blocklist(1).await.unwrap(), vec!["0"]);
 }
 
-/// A commit that only changes membership (the cursor stays where it is); its changes are
-/// checked against the table.
-fn membership_commit(cursor: i64, checked: Vec<MembershipChange>, at: i64) -> PipelineCommit {
+/// A commit that only changes membership (the cursor stays where it is).
+fn membership_commit(cursor: i64, changes: Vec<MembershipChange>, at: i64) -> PipelineCommit {
     PipelineCommit {
         expected_cursor: cursor,
         new_cursor: cursor,
-        checked,
+        changes,
         at,
         ..PipelineCommit::default()
     }
@@ -552,18 +551,25 @@ async fn membership_changes_are_logged_once_in_order(store: Arc<dyn Store>) {
             .is_empty()
     );
 
-    // Changes the pipeline computed against the table are applied the same way.
-    let mut exact = membership_commit(0, vec![], 250);
-    exact.changes = vec![enter("vip", 11), exit("vip", 7)];
+    let exact = membership_commit(0, vec![enter("vip", 11), exit("vip", 7)], 250);
     assert!(store.commit_pipeline(1, &exact).await.unwrap());
     assert_eq!(
         store.audience_members(1, "vip", 0, 10).await.unwrap(),
         vec![11]
     );
-    // Both kinds in one commit: only what changes the table is logged (an exit of a
-    // non-member is not), and a change undone within the commit is not either.
-    let mut undo = membership_commit(0, vec![exit("vip", 99), exit("vip", 12)], 260);
-    undo.changes = vec![exit("vip", 11), enter("vip", 7), enter("vip", 12)];
+    // Only what changes the table is logged (an exit of a non-member is not), and a change
+    // undone within the commit is not either.
+    let undo = membership_commit(
+        0,
+        vec![
+            exit("vip", 11),
+            enter("vip", 7),
+            enter("vip", 12),
+            exit("vip", 99),
+            exit("vip", 12),
+        ],
+        260,
+    );
     assert!(store.commit_pipeline(1, &undo).await.unwrap());
     let log = store.membership_log(1, None, 4, 100).await.unwrap();
     assert_eq!(
@@ -721,6 +727,18 @@ async fn profiles_scan_in_id_order_and_come_due(store: Arc<dyn Store>) {
         Some(50)
     );
     assert!(store.scan_profiles(2, 0, 10).await.unwrap().is_empty());
+    // Moving only next checks leaves the rows' state alone.
+    let moved = PipelineCommit {
+        next_checks: vec![(30, None), (10, Some(40))],
+        ..PipelineCommit::default()
+    };
+    assert!(store.commit_pipeline(1, &moved).await.unwrap());
+    assert_eq!(
+        ids(store.due_profiles(1, 600, 10).await.unwrap()),
+        vec![10, 20]
+    );
+    let row = &store.load_profiles(1, &[10]).await.unwrap()[0];
+    assert_eq!((row.next_check, row.state.as_str()), (Some(40), "{}"));
 }
 
 fn authorization(aid: i64, label: &str) -> tributary_core::Authorization {

@@ -66,7 +66,7 @@ async fn check_upgraded(store: &dyn Store) {
     );
     // New changes continue the old sequence.
     let commit = tributary_core::PipelineCommit {
-        checked: vec![MembershipChange::exit("vip", 3)],
+        changes: vec![MembershipChange::exit("vip", 3)],
         at: 400,
         ..Default::default()
     };
