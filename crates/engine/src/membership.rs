@@ -80,7 +80,7 @@ impl Engine {
         slugs.sort();
         let recompute = Recompute {
             aid,
-            slugs,
+            slugs: Arc::new(slugs),
             audiences: audiences.clone(),
             plans,
             scope,
@@ -259,7 +259,8 @@ impl Page {
 /// A page of profiles read for a recompute, with the members the table has among them.
 struct ReadPage {
     profiles: Vec<StoredProfile>,
-    members: Vec<(String, i64)>,
+    /// Per audience recomputed, its members in the page.
+    members: Vec<Vec<i64>>,
     /// Where the next page starts (`None` after the last).
     upto: Option<i64>,
 }
@@ -268,7 +269,7 @@ struct ReadPage {
 struct Recompute {
     aid: AccountId,
     /// The audiences recomputed, sorted.
-    slugs: Vec<String>,
+    slugs: Arc<Vec<String>>,
     audiences: Arc<Audiences>,
     plans: Arc<Plans>,
     scope: Arc<HashSet<String>>,
@@ -300,7 +301,8 @@ impl Engine {
 impl Recompute {
     /// Evaluates a page on the blocking pool: what it commits.
     async fn evaluate(&self, read: ReadPage) -> Result<Page, EngineError> {
-        let (audiences, plans, scope) = (
+        let (slugs, audiences, plans, scope) = (
+            self.slugs.clone(),
             self.audiences.clone(),
             self.plans.clone(),
             self.scope.clone(),
@@ -309,6 +311,7 @@ impl Recompute {
             evaluate_page(
                 &read.profiles,
                 read.members,
+                &slugs,
                 &audiences,
                 &plans,
                 &scope,
@@ -379,11 +382,14 @@ fn reevaluate(
     })
 }
 
-/// One recompute page. The membership table, not the profiles' own record of their
-/// audiences, decides what is an entry or an exit: the table is what the log describes.
+/// One recompute page: per audience of `slugs` (sorted), the profiles that should be
+/// members against those the table has (`members`, aligned with `slugs`, ascending), merged
+/// like two sorted lists. The table, not the profiles' own record of their audiences, is what
+/// the log describes.
 fn evaluate_page(
     page: &[StoredProfile],
-    members: Vec<(String, i64)>,
+    members: Vec<Vec<i64>>,
+    slugs: &[String],
     audiences: &Audiences,
     plans: &Plans,
     scope: &HashSet<String>,
@@ -402,29 +408,47 @@ fn evaluate_page(
         ))
     });
     let mut result = Page::new(now);
-    // Desired membership in scope, from the evaluation; actual, from the table.
-    let mut desired: HashSet<(String, i64)> = HashSet::new();
+    let mut desired: Vec<Vec<i64>> = vec![Vec::new(); slugs.len()];
     for o in outcomes {
         let o = o.map_err(EngineError::Corrupt)?;
         result.profiles.extend(o.row);
         result.next_checks.extend(o.next_check.map(|at| (o.id, at)));
-        desired.extend(
-            o.segments
-                .into_iter()
-                .filter(|s| scope.contains(s))
-                .map(|s| (s, o.id)),
-        );
+        for s in &o.segments {
+            if let Ok(i) = slugs.binary_search(s) {
+                desired[i].push(o.id);
+            }
+        }
     }
-    let actual: HashSet<(String, i64)> = members.into_iter().collect();
-    let mut changes: Vec<MembershipChange> = actual
-        .difference(&desired)
-        .map(|(s, id)| MembershipChange::exit(s.as_str(), *id))
-        .collect();
-    changes.extend(
-        desired
-            .difference(&actual)
-            .map(|(s, id)| MembershipChange::enter(s.as_str(), *id)),
-    );
-    result.changes = changes;
+    for ((slug, mut want), have) in slugs.iter().zip(desired).zip(members) {
+        want.sort_unstable();
+        let (mut w, mut h) = (want.iter().peekable(), have.iter().peekable());
+        loop {
+            match (w.peek(), h.peek()) {
+                (Some(a), Some(b)) if a == b => {
+                    w.next();
+                    h.next();
+                }
+                (Some(a), Some(b)) if a < b => {
+                    result
+                        .changes
+                        .push(MembershipChange::enter(slug.as_str(), **a));
+                    w.next();
+                }
+                (Some(a), None) => {
+                    result
+                        .changes
+                        .push(MembershipChange::enter(slug.as_str(), **a));
+                    w.next();
+                }
+                (_, Some(b)) => {
+                    result
+                        .changes
+                        .push(MembershipChange::exit(slug.as_str(), **b));
+                    h.next();
+                }
+                (None, None) => break,
+            }
+        }
+    }
     Ok(result)
 }

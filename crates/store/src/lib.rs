@@ -211,15 +211,15 @@ pub trait Store: JobStore + MembershipStore {
 /// [`Store`] (the pipeline's, an erasure) and [`MembershipStore::drop_audience`].
 #[async_trait]
 pub trait MembershipStore: Send + Sync + 'static {
-    /// `(segment, profile_id)` of the members of `segments` whose profile id is in
-    /// `(after, upto]` (no upper bound when `upto` is `None`).
+    /// The members of each of `segments` (in their order) whose profile id is in
+    /// `(after, upto]` (no upper bound when `upto` is `None`), ascending.
     async fn members_between(
         &self,
         aid: AccountId,
         segments: &[String],
         after: i64,
         upto: Option<i64>,
-    ) -> Result<Vec<(String, i64)>>;
+    ) -> Result<Vec<Vec<i64>>>;
     /// Removes an audience's members, logging each exit, and forgets its version. Returns how
     /// many members left.
     async fn drop_audience(&self, aid: AccountId, segment: &str, at: Micros) -> Result<u64>;

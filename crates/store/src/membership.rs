@@ -17,6 +17,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use rustc_hash::FxHashMap;
+
 use roaring::RoaringBitmap;
 use tributary_core::{LogEntry, MembershipChange, Micros};
 
@@ -75,53 +77,72 @@ pub(crate) struct LogRow {
     pub bits: RoaringBitmap,
 }
 
-/// Chunks loaded for a commit, changed in memory; `dirty` are those to write back.
+/// Chunks loaded for a commit (by audience, then chunk), changed in memory.
 #[derive(Default)]
 pub(crate) struct ChunkEdit {
-    pub chunks: BTreeMap<ChunkKey, RoaringBitmap>,
-    pub dirty: BTreeSet<ChunkKey>,
+    chunks: HashMap<String, BTreeMap<i64, Chunk>>,
+}
+
+#[derive(Default)]
+struct Chunk {
+    bits: RoaringBitmap,
+    dirty: bool,
 }
 
 impl ChunkEdit {
+    pub fn load(&mut self, (segment, chunk): ChunkKey, bits: RoaringBitmap) {
+        self.chunks
+            .entry(segment)
+            .or_default()
+            .insert(chunk, Chunk { bits, dirty: false });
+    }
+
+    /// (Looked up by `&str`: a commit's changes would otherwise allocate a key each.)
+    fn chunk(&mut self, segment: &str, chunk: i64) -> Option<&mut Chunk> {
+        if !self.chunks.contains_key(segment) {
+            self.chunks.insert(segment.to_string(), BTreeMap::new());
+        }
+        self.chunks
+            .get_mut(segment)
+            .map(|chunks| chunks.entry(chunk).or_default())
+    }
+
     /// Applies `changes` in order and returns the log rows of their net effect.
     pub fn apply<'c>(
         &mut self,
         changes: impl IntoIterator<Item = &'c MembershipChange>,
     ) -> Vec<LogRow> {
         // Whether each (audience, profile) touched was a member before the commit.
-        let mut before: HashMap<(&str, i64), bool> = HashMap::new();
+        let mut before: FxHashMap<(&str, i64), bool> = FxHashMap::default();
         for c in changes {
             let (chunk, low) = split(c.profile_id);
-            let key = (c.segment.clone(), chunk);
-            let bits = self.chunks.entry(key.clone()).or_default();
+            let Some(entry) = self.chunk(&c.segment, chunk) else {
+                continue;
+            };
             before
                 .entry((c.segment.as_str(), c.profile_id))
-                .or_insert_with(|| bits.contains(low));
-            let changed = if c.entered {
-                bits.insert(low)
+                .or_insert_with(|| entry.bits.contains(low));
+            entry.dirty |= if c.entered {
+                entry.bits.insert(low)
             } else {
-                bits.remove(low)
+                entry.bits.remove(low)
             };
-            if changed {
-                self.dirty.insert(key);
-            }
         }
-        let mut rows: BTreeMap<(String, i64, bool), RoaringBitmap> = BTreeMap::new();
+        let mut rows: BTreeMap<(&str, i64, bool), RoaringBitmap> = BTreeMap::new();
         for ((segment, profile_id), was) in before {
             let (chunk, low) = split(profile_id);
             let is = self
                 .chunks
-                .get(&(segment.to_string(), chunk))
-                .is_some_and(|b| b.contains(low));
+                .get(segment)
+                .and_then(|chunks| chunks.get(&chunk))
+                .is_some_and(|c| c.bits.contains(low));
             if is != was {
-                rows.entry((segment.to_string(), chunk, is))
-                    .or_default()
-                    .insert(low);
+                rows.entry((segment, chunk, is)).or_default().insert(low);
             }
         }
         rows.into_iter()
             .map(|((segment, chunk, entered), bits)| LogRow {
-                segment,
+                segment: segment.to_string(),
                 chunk,
                 entered,
                 bits,
@@ -129,11 +150,20 @@ impl ChunkEdit {
             .collect()
     }
 
-    /// The chunks to write back: `(key, bitmap)`, an empty bitmap meaning delete the row.
-    pub fn to_write(&self) -> impl Iterator<Item = (&ChunkKey, &RoaringBitmap)> {
-        self.dirty
+    /// The chunks to write back, an empty bitmap meaning delete the row.
+    pub fn to_write(&self) -> Vec<(&str, i64, &RoaringBitmap)> {
+        let mut out: Vec<(&str, i64, &RoaringBitmap)> = self
+            .chunks
             .iter()
-            .filter_map(|k| self.chunks.get(k).map(|b| (k, b)))
+            .flat_map(|(segment, chunks)| {
+                chunks
+                    .iter()
+                    .filter(|(_, c)| c.dirty)
+                    .map(move |(chunk, c)| (segment.as_str(), *chunk, &c.bits))
+            })
+            .collect();
+        out.sort_by_key(|(segment, chunk, _)| (*segment, *chunk));
+        out
     }
 }
 
@@ -228,11 +258,11 @@ macro_rules! membership_store_impl {
                     Some(b) => crate::membership::decode(&b, &format!("members of {segment}"))?,
                     None => roaring::RoaringBitmap::new(),
                 };
-                edit.chunks.insert((segment, chunk), bits);
+                edit.load((segment, chunk), bits);
             }
             let rows = edit.apply(changes);
-            for ((segment, chunk), bits) in edit.to_write() {
-                write_chunk(tx, aid, segment, *chunk, bits).await?;
+            for (segment, chunk, bits) in edit.to_write() {
+                write_chunk(tx, aid, segment, chunk, bits).await?;
             }
             append_log(tx, aid, &rows, at).await
         }
@@ -447,10 +477,11 @@ macro_rules! membership_store_impl {
                 segments: &[String],
                 after: i64,
                 upto: Option<i64>,
-            ) -> Result<Vec<(String, i64)>> {
+            ) -> Result<Vec<Vec<i64>>> {
                 let upto = upto.unwrap_or(i64::MAX);
-                let mut out = Vec::new();
+                let mut out = Vec::with_capacity(segments.len());
                 for segment in segments {
+                    let mut ids = Vec::new();
                     let rows = sqlx::query(
                         "SELECT chunk, bits FROM membership_chunks
                          WHERE account_id = $1 AND segment = $2 AND chunk >= $3 AND chunk <= $4
@@ -466,11 +497,9 @@ macro_rules! membership_store_impl {
                         let chunk: i64 = r.try_get(0)?;
                         let bytes: Vec<u8> = r.try_get(1)?;
                         let bits = crate::membership::decode(&bytes, segment)?;
-                        out.extend(
-                            crate::membership::ids_between(chunk, &bits, after, upto)
-                                .map(|id| (segment.clone(), id)),
-                        );
+                        ids.extend(crate::membership::ids_between(chunk, &bits, after, upto));
                     }
+                    out.push(ids);
                 }
                 Ok(out)
             }
@@ -642,7 +671,7 @@ mod tests {
         let mut edit = ChunkEdit::default();
         let mut members = RoaringBitmap::new();
         members.insert(5);
-        edit.chunks.insert(("a".into(), 0), members);
+        edit.load(("a".into(), 0), members);
         let changes = [
             enter("a", 5),      // already a member: nothing
             enter("a", 6),      // enters
@@ -673,8 +702,12 @@ mod tests {
             ]
         );
         assert_eq!(entry_count(&rows), 3);
-        let written: Vec<_> = edit.to_write().map(|(k, b)| (k.clone(), b.len())).collect();
-        assert_eq!(written, vec![(("a".into(), 0), 1), (("b".into(), 1), 1)]);
+        let written: Vec<_> = edit
+            .to_write()
+            .into_iter()
+            .map(|(s, c, b)| (s, c, b.len()))
+            .collect();
+        assert_eq!(written, vec![("a", 0, 1), ("b", 1, 1)]);
     }
 
     #[test]

@@ -767,8 +767,8 @@ async fn commit_pipeline_on(
         q.execute(&mut *tx).await?;
     }
     if !c.next_checks.is_empty() {
-        let rows =
-            serde_json::to_string(&c.next_checks).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
+        let rows = serde_json::to_string(&c.next_checks)
+            .map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
         sqlx::query(
             "UPDATE profiles SET next_check = j.value->>1 FROM json_each(?) AS j
              WHERE profiles.account_id = ? AND profiles.id = j.value->>0",
