@@ -21,7 +21,7 @@ use tributary_sinks::braze::config::ExportConfig;
 use tributary_sinks::braze::source::{Position, Source};
 use tributary_store::{SqliteStore, Store};
 
-use crate::report::{machine, median, write_section};
+use crate::report::{machine, median, process_cpu, write_section};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -112,21 +112,6 @@ fn start_sim(args: &Args, limit: u32) -> anyhow::Result<Sim> {
         .ok_or_else(|| anyhow::anyhow!("braze-sim did not start: {line:?}"))?
         .to_string();
     Ok(Sim { child, base })
-}
-
-/// CPU seconds (user + system) of a process, from /proc.
-fn process_cpu(pid: u32) -> f64 {
-    let ticks = 100.0; // USER_HZ on Linux
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let after = stat.rsplit_once(')')?.1;
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            let utime: f64 = fields.get(11)?.parse().ok()?;
-            let stime: f64 = fields.get(12)?.parse().ok()?;
-            Some((utime + stime) / ticks)
-        })
-        .unwrap_or(f64::NAN)
 }
 
 fn member_profile(i: usize, now: i64) -> StoredProfile {

@@ -249,9 +249,14 @@ async fn backfill_survives_a_sigkill_and_then_follows_entries_and_exits() {
         1
     );
 
-    // Faults: half the requests fail with 5xx; everything still arrives, nothing is wasted.
-    sim.post("/_sim/faults", json!({"error_rate": 0.5, "latency_ms": 20}))
-        .await;
+    // Faults: the next two requests fail with 5xx, then half of them do (300 users make only
+    // a few requests, so the burst is what makes a retry certain); everything still arrives,
+    // nothing is wasted.
+    sim.post(
+        "/_sim/faults",
+        json!({"burst_5xx": 2, "error_rate": 0.5, "latency_ms": 20}),
+    )
+    .await;
     let before = sim.get("/_sim/stats").await["data_points"]
         .as_u64()
         .unwrap();

