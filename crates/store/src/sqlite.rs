@@ -904,3 +904,45 @@ fn unpack_profiles(aid: AccountId, mut packed: &str) -> Result<Vec<StoredProfile
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::unpack_profiles;
+
+    #[test]
+    fn packed_profiles_unpack_whatever_their_state_holds() {
+        let states = [r#"{"a":"x: 1 2"}"#, r#"{"é":"ü€"}"#, ""];
+        let mut packed = String::new();
+        for (i, s) in states.iter().enumerate() {
+            let next = if i == 1 { "-5".to_string() } else { "n".into() };
+            packed.push_str(&format!("{} 10 -20 {next} {}:{s}", i + 1, s.len()));
+        }
+        let ps = unpack_profiles(7, &packed).expect("unpacks");
+        let got: Vec<(i64, i64, &str, Option<i64>)> = ps
+            .iter()
+            .map(|p| (p.account_id, p.id, p.state.as_str(), p.next_check))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (7, 1, states[0], None),
+                (7, 2, states[1], Some(-5)),
+                (7, 3, states[2], None)
+            ]
+        );
+        assert_eq!((ps[0].created_at, ps[0].modified_at), (10, -20));
+    }
+
+    #[test]
+    fn damaged_packing_is_an_error() {
+        for bad in [
+            "1 2 3 n 99:{}",
+            "1 2 3 n:{}",
+            "x 2 3 n 2:{}",
+            "1 2 3 n 2",
+            "1 2 3 n 1:é",
+        ] {
+            assert!(unpack_profiles(1, bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -704,7 +704,7 @@ async fn profiles_scan_in_id_order_and_come_due(store: Arc<dyn Store>) {
     store.bootstrap("Default", &admin, 10).await.unwrap();
     let mut due = stored_profile(30, "{}");
     due.next_check = Some(50);
-    let mut later = stored_profile(20, "{}");
+    let mut later = stored_profile(20, r#"{"f":{"k":{"v":"a: 1 ü€","t":3}}}"#);
     later.next_check = Some(500);
     let commit = PipelineCommit {
         profiles: vec![due, later, stored_profile(10, "{}")],
@@ -717,6 +717,9 @@ async fn profiles_scan_in_id_order_and_come_due(store: Arc<dyn Store>) {
         vec![10, 20, 30]
     );
     assert_eq!(ids(store.scan_profiles(1, 10, 1).await.unwrap()), vec![20]);
+    let scanned = store.scan_profiles(1, 10, 1).await.unwrap();
+    assert_eq!(scanned[0].state, r#"{"f":{"k":{"v":"a: 1 ü€","t":3}}}"#);
+    assert_eq!(scanned[0].next_check, Some(500));
     assert_eq!(ids(store.due_profiles(1, 60, 10).await.unwrap()), vec![30]);
     assert_eq!(
         ids(store.due_profiles(1, 600, 10).await.unwrap()),
