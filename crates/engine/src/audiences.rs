@@ -53,16 +53,13 @@ pub struct Audience {
     statement: FilterStatement,
 }
 
-/// Entries and exits for the store, which logs their net effect on its membership table.
-pub type MembershipChanges = Vec<MembershipChange>;
-
 /// Which audiences to evaluate again for a profile.
 pub enum Scope<'a> {
     All,
     /// Those reading any of these fields.
     Fields(&'a FxHashSet<&'a str>),
-    /// These, by slug (a recompute: the answers of the others are left out).
-    Only(&'a FxHashSet<String>),
+    /// These, by slug, sorted (a recompute: the answers of the others are left out).
+    Only(&'a [String]),
     /// The date-relative ones (the profile's `next_check` came).
     TimeRelative,
 }
@@ -149,7 +146,7 @@ impl Audiences {
         profile_id: i64,
         recorded: &ProfileState,
         after: &BTreeSet<String>,
-        out: &mut MembershipChanges,
+        out: &mut Vec<MembershipChange>,
     ) {
         for a in &self.list {
             let was = recorded.segments.contains(&a.slug);
@@ -171,14 +168,15 @@ impl Audiences {
         &self,
         profile_id: i64,
         recorded: &ProfileState,
-        out: &mut MembershipChanges,
+        out: &mut Vec<MembershipChange>,
     ) {
         self.changes(profile_id, recorded, &BTreeSet::new(), out);
     }
 
     /// The slugs of `changed` and of every audience that INCLUDEs one of them, directly or not.
-    pub fn with_dependents(&self, changed: &HashSet<String>) -> FxHashSet<String> {
-        let mut out: FxHashSet<String> = changed.iter().cloned().collect();
+    /// Sorted, as [`Scope::Only`] takes them.
+    pub fn with_dependents(&self, changed: &HashSet<String>) -> Vec<String> {
+        let mut out: BTreeSet<String> = changed.iter().cloned().collect();
         loop {
             let before = out.len();
             for (slug, st) in &self.statements {
@@ -187,7 +185,7 @@ impl Audiences {
                 }
             }
             if out.len() == before {
-                return out;
+                return out.into_iter().collect();
             }
         }
     }
@@ -195,7 +193,7 @@ impl Audiences {
     fn in_scope(&self, a: &Audience, scope: &Scope<'_>) -> bool {
         match scope {
             Scope::All => true,
-            Scope::Only(slugs) => slugs.contains(&a.slug),
+            Scope::Only(slugs) => slugs.binary_search(&a.slug).is_ok(),
             Scope::TimeRelative => a.time_relative,
             Scope::Fields(touched) => match &a.reads {
                 None => true,
@@ -221,9 +219,10 @@ impl Audiences {
             let st = &a.statement;
             // An answer recorded before the audience last changed is not kept.
             let recorded = a.version <= profile.state.segments_version && a.computed;
+            let in_scope = self.in_scope(a, scope);
             let member = match scope {
-                Scope::Only(_) if !self.in_scope(a, scope) => false,
-                _ if self.in_scope(a, scope) || !recorded => matches(&st.filter, profile, &ctx),
+                Scope::Only(_) if !in_scope => false,
+                _ if in_scope || !recorded => matches(&st.filter, profile, &ctx),
                 _ => profile.state.segments.contains(&a.slug),
             };
             if member {

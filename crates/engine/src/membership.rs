@@ -9,13 +9,12 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use rustc_hash::FxHashSet;
 use tributary_core::{
     AccountId, AudienceVersion, DefinitionKind, MembershipChange, Micros, PipelineCommit,
     StoredProfile, from_micros,
 };
 
-use crate::audiences::{Audiences, MembershipChanges, ProfileView, Scope};
+use crate::audiences::{Audiences, ProfileView, Scope};
 use crate::resolve::{Entry, Plans};
 use crate::{Engine, EngineError, in_parallel, now_micros};
 
@@ -35,7 +34,7 @@ struct Outcome {
     /// The new next check, when only that is written.
     next_check: Option<Option<Micros>>,
     /// Entries and exits against the profile's own record of its audiences.
-    changes: MembershipChanges,
+    changes: Vec<MembershipChange>,
     segments: BTreeSet<String>,
 }
 
@@ -74,18 +73,15 @@ impl Engine {
         if changed.is_empty() {
             return Ok(true);
         }
-        let scope = Arc::new(audiences.with_dependents(&changed));
+        let slugs = Arc::new(audiences.with_dependents(&changed));
         let audiences = Arc::new(audiences);
         let started = std::time::Instant::now();
         let plans = Arc::new(self.plans(aid).await?);
-        let mut slugs: Vec<String> = scope.iter().cloned().collect();
-        slugs.sort();
         let recompute = Recompute {
             aid,
-            slugs: Arc::new(slugs),
+            slugs,
             audiences: audiences.clone(),
             plans,
-            scope,
         };
         let (mut entries, mut exits) = (0usize, 0usize);
         let mut next: Option<i64> = Some(0);
@@ -248,7 +244,7 @@ impl Engine {
 struct Page {
     profiles: Vec<StoredProfile>,
     next_checks: Vec<(i64, Option<Micros>)>,
-    changes: MembershipChanges,
+    changes: Vec<MembershipChange>,
     at: Micros,
 }
 
@@ -257,7 +253,7 @@ impl Page {
         Page {
             profiles: Vec::new(),
             next_checks: Vec::new(),
-            changes: MembershipChanges::default(),
+            changes: Vec::new(),
             at,
         }
     }
@@ -279,7 +275,6 @@ struct Recompute {
     slugs: Arc<Vec<String>>,
     audiences: Arc<Audiences>,
     plans: Arc<Plans>,
-    scope: Arc<FxHashSet<String>>,
 }
 
 impl Engine {
@@ -308,11 +303,10 @@ impl Engine {
 impl Recompute {
     /// Evaluates a page on the blocking pool: what it commits.
     async fn evaluate(&self, read: ReadPage) -> Result<Page, EngineError> {
-        let (slugs, audiences, plans, scope) = (
+        let (slugs, audiences, plans) = (
             self.slugs.clone(),
             self.audiences.clone(),
             self.plans.clone(),
-            self.scope.clone(),
         );
         tokio::task::spawn_blocking(move || {
             evaluate_page(
@@ -321,7 +315,6 @@ impl Recompute {
                 &slugs,
                 &audiences,
                 &plans,
-                &scope,
                 now_micros(),
             )
         })
@@ -360,7 +353,7 @@ fn reevaluate(
         plans,
     };
     let (segments, next_check) = audiences.evaluate(&view, scope, at);
-    let mut changes = MembershipChanges::default();
+    let mut changes = Vec::new();
     if record == Record::Update {
         audiences.changes(p.id, &e.state, &segments, &mut changes);
     }
@@ -399,7 +392,6 @@ fn evaluate_page(
     slugs: &[String],
     audiences: &Audiences,
     plans: &Plans,
-    scope: &FxHashSet<String>,
     now: Micros,
 ) -> Result<Page, EngineError> {
     let at = from_micros(now);
@@ -408,7 +400,7 @@ fn evaluate_page(
             p,
             audiences,
             plans,
-            &Scope::Only(scope),
+            &Scope::Only(slugs),
             Record::Keep,
             at,
             now,

@@ -15,12 +15,13 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use tributary_core::{
-    Definition, IdentityKey, MergeRecord, Micros, PipelineCommit, StoredEvent, StoredProfile,
+    Definition, IdentityKey, MembershipChange, MergeRecord, Micros, PipelineCommit, StoredEvent,
+    StoredProfile,
 };
 use tributary_query::lql::{MappingPlan, compile};
 use tributary_query::{Value, parse_lql};
 
-use crate::audiences::{Audiences, EVENT_META_FIELDS, MembershipChanges, ProfileView, Scope};
+use crate::audiences::{Audiences, EVENT_META_FIELDS, ProfileView, Scope};
 use crate::state::{FieldSpec, FieldState, ProfileState};
 
 /// The account's compiled LQL queries, by stream.
@@ -156,7 +157,7 @@ pub struct Resolver<'a> {
     audiences: &'a Audiences,
     touched: FxHashMap<i64, Touched<'a>>,
     /// Exits of profiles merged away, in merge order.
-    exits: MembershipChanges,
+    exits: Vec<MembershipChange>,
     blocklist: &'a HashSet<String>,
     cap: usize,
     index: FxHashMap<IdentityKey, i64>,
@@ -192,7 +193,7 @@ impl<'a> Resolver<'a> {
             plans,
             audiences,
             touched: FxHashMap::default(),
-            exits: MembershipChanges::default(),
+            exits: Vec::new(),
             blocklist,
             cap,
             index: index.into_iter().collect(),
@@ -410,7 +411,7 @@ impl<'a> Resolver<'a> {
                 plans,
             };
             let (segments, next_check) = audiences.evaluate(&view, &scope, at);
-            let mut changes = MembershipChanges::default();
+            let mut changes = Vec::new();
             audiences.changes(*id, &e.state, &segments, &mut changes);
             e.state.segments = segments;
             e.state.segments_version = audiences.newest_version();

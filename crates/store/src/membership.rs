@@ -54,17 +54,14 @@ pub(crate) fn encode(bits: &RoaringBitmap) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// One audience's members in one chunk.
-pub(crate) type ChunkKey = (String, i64);
-
-/// The chunks a commit's changes fall into, each once, in key order (the order rows are
-/// locked in on PostgreSQL, so concurrent commits cannot deadlock on them).
+/// The chunks (audience, chunk) a commit's changes fall into, each once, in key order (the
+/// order rows are locked in on PostgreSQL, so concurrent commits cannot deadlock on them).
 pub(crate) fn chunk_keys<'c>(
     changes: impl IntoIterator<Item = &'c MembershipChange>,
-) -> BTreeSet<ChunkKey> {
+) -> BTreeSet<(&'c str, i64)> {
     changes
         .into_iter()
-        .map(|c| (c.segment.clone(), split(c.profile_id).0))
+        .map(|c| (c.segment.as_str(), split(c.profile_id).0))
         .collect()
 }
 
@@ -90,11 +87,10 @@ struct Chunk {
 }
 
 impl ChunkEdit {
-    pub fn load(&mut self, (segment, chunk): ChunkKey, bits: RoaringBitmap) {
-        self.chunks
-            .entry(segment)
-            .or_default()
-            .insert(chunk, Chunk { bits, dirty: false });
+    pub fn load(&mut self, segment: &str, chunk: i64, bits: RoaringBitmap) {
+        if let Some(loaded) = self.chunk(segment, chunk) {
+            *loaded = Chunk { bits, dirty: false };
+        }
     }
 
     /// (Looked up by `&str`: a commit's changes would otherwise allocate a key each.)
@@ -250,7 +246,7 @@ macro_rules! membership_store_impl {
                     $lock
                 ))
                 .bind(aid)
-                .bind(segment.as_str())
+                .bind(segment)
                 .bind(chunk)
                 .fetch_optional(&mut **tx)
                 .await?;
@@ -258,7 +254,7 @@ macro_rules! membership_store_impl {
                     Some(b) => crate::membership::decode(&b, &format!("members of {segment}"))?,
                     None => roaring::RoaringBitmap::new(),
                 };
-                edit.load((segment, chunk), bits);
+                edit.load(segment, chunk, bits);
             }
             let rows = edit.apply(changes);
             for (segment, chunk, bits) in edit.to_write() {
@@ -290,24 +286,35 @@ macro_rules! membership_store_impl {
             .await?;
             let mut first = last - n + 1;
             for row in rows {
-                let seq = first + row.bits.len() as i64 - 1;
-                sqlx::query(
-                    "INSERT INTO membership_log
-                     (account_id, seq, first_seq, segment, entered, at, chunk, bits)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(aid)
-                .bind(seq)
-                .bind(first)
-                .bind(row.segment.as_str())
-                .bind(row.entered)
-                .bind(at)
-                .bind(row.chunk)
-                .bind(crate::membership::encode(&row.bits)?)
-                .execute(&mut **tx)
-                .await?;
-                first = seq + 1;
+                insert_log_row(tx, aid, first, row, at).await?;
+                first += row.bits.len() as i64;
             }
+            Ok(())
+        }
+
+        /// Stores `row` under the sequence numbers from `first` on, one per profile.
+        async fn insert_log_row(
+            tx: &mut Tx<'_>,
+            aid: AccountId,
+            first: i64,
+            row: &crate::membership::LogRow,
+            at: Micros,
+        ) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO membership_log
+                 (account_id, seq, first_seq, segment, entered, at, chunk, bits)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(aid)
+            .bind(first + row.bits.len() as i64 - 1)
+            .bind(first)
+            .bind(row.segment.as_str())
+            .bind(row.entered)
+            .bind(at)
+            .bind(row.chunk)
+            .bind(crate::membership::encode(&row.bits)?)
+            .execute(&mut **tx)
+            .await?;
             Ok(())
         }
 
@@ -404,21 +411,13 @@ macro_rules! membership_store_impl {
                     let (aid, seq, id): (i64, i64, i64) =
                         (r.try_get(0)?, r.try_get(1)?, r.try_get(3)?);
                     let (chunk, low) = crate::membership::split(id);
-                    let bits: roaring::RoaringBitmap = std::iter::once(low).collect();
-                    sqlx::query(
-                        "INSERT INTO membership_log
-                         (account_id, seq, first_seq, segment, entered, at, chunk, bits)
-                         VALUES ($1, $2, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(aid)
-                    .bind(seq)
-                    .bind(r.try_get::<String, _>(2)?)
-                    .bind(r.try_get::<bool, _>(4)?)
-                    .bind(r.try_get::<i64, _>(5)?)
-                    .bind(chunk)
-                    .bind(crate::membership::encode(&bits)?)
-                    .execute(&mut *tx)
-                    .await?;
+                    let row = crate::membership::LogRow {
+                        segment: r.try_get(2)?,
+                        chunk,
+                        entered: r.try_get(4)?,
+                        bits: std::iter::once(low).collect(),
+                    };
+                    insert_log_row(&mut tx, aid, seq, &row, r.try_get(5)?).await?;
                     entries += 1;
                     after = (aid, seq);
                 }
@@ -671,7 +670,7 @@ mod tests {
         let mut edit = ChunkEdit::default();
         let mut members = RoaringBitmap::new();
         members.insert(5);
-        edit.load(("a".into(), 0), members);
+        edit.load("a", 0, members);
         let changes = [
             enter("a", 5),      // already a member: nothing
             enter("a", 6),      // enters

@@ -26,6 +26,30 @@ struct World {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
+/// A simulator in this process with `sim_config`, whose one key is `good-key` (users.track);
+/// its base URL.
+async fn start_sim(sim_config: braze_sim::SimConfig) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let sim_config = braze_sim::SimConfig {
+        keys: [(
+            "good-key".to_string(),
+            ["users.track".to_string()].into_iter().collect(),
+        )]
+        .into_iter()
+        .collect(),
+        ..sim_config
+    };
+    tokio::spawn(braze_sim::serve(
+        listener,
+        braze_sim::Sim::new(sim_config),
+        std::future::pending(),
+    ));
+    base
+}
+
 async fn world(store: Arc<dyn Store>, sim_config: braze_sim::SimConfig) -> World {
     let secret = TokenSecret::generate();
     let admin = NewToken {
@@ -56,24 +80,7 @@ async fn world(store: Arc<dyn Store>, sim_config: braze_sim::SimConfig) -> World
         .await
         .expect("segment");
     let engine = Engine::new(store.clone(), EngineConfig::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let sim = format!("http://{}", listener.local_addr().expect("addr"));
-    let sim_config = braze_sim::SimConfig {
-        keys: [(
-            "good-key".to_string(),
-            ["users.track".to_string()].into_iter().collect(),
-        )]
-        .into_iter()
-        .collect(),
-        ..sim_config
-    };
-    tokio::spawn(braze_sim::serve(
-        listener,
-        braze_sim::Sim::new(sim_config),
-        std::future::pending(),
-    ));
+    let sim = start_sim(sim_config).await;
     let key = Arc::new(MasterKey::generate());
     let runner = Runner::new(
         store.clone(),
@@ -431,29 +438,15 @@ async fn timeouts_are_retried(store: Arc<dyn Store>) {
 async fn one_jobs_broken_braze_does_not_delay_another(store: Arc<dyn Store>) {
     let w = world(store, braze_sim::SimConfig::default()).await;
     // A second Braze that answers every request with a 5xx after a second.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let broken = format!("http://{}", listener.local_addr().expect("addr"));
-    let config = braze_sim::SimConfig {
-        keys: [(
-            "good-key".to_string(),
-            ["users.track".to_string()].into_iter().collect(),
-        )]
-        .into_iter()
-        .collect(),
+    let broken = start_sim(braze_sim::SimConfig {
         faults: braze_sim::Faults {
             error_rate: 1.0,
             latency_ms: 1_000,
             ..braze_sim::Faults::default()
         },
         ..braze_sim::SimConfig::default()
-    };
-    tokio::spawn(braze_sim::serve(
-        listener,
-        braze_sim::Sim::new(config),
-        std::future::pending(),
-    ));
+    })
+    .await;
     w.events(&refs(&gold_users(500))).await;
     let bad_auth = w.auth("good-key", json!({"instance": broken})).await;
     let stuck = w.job(bad_auth, export_config(true)).await;
