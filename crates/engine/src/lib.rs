@@ -335,7 +335,7 @@ impl Engine {
         metrics::counter!("tributary_pipeline_events_total").increment(events.len() as u64);
         metrics::counter!("tributary_profile_merges_total").increment(stats.merges);
         metrics::counter!("tributary_identity_links_refused_total").increment(stats.refused_links);
-        // Proposed changes: the checked ones that turn out to change nothing are not logged.
+        // Proposed changes: the store does not log those the membership table already shows.
         metrics::counter!("tributary_membership_changes_total")
             .increment(commit.changes.len() as u64);
         let stats = Stats {
