@@ -167,6 +167,7 @@ async fn read_only(store: &Arc<dyn Store>) -> anyhow::Result<(f64, u64)> {
     let mut source = Source::new(
         store.clone(),
         1,
+        0,
         &config,
         0,
         Position::Backfill { after: 0 },

@@ -227,11 +227,7 @@ impl Engine {
                     new_cursor: cursor,
                     profiles,
                     changes: page.changes,
-                    next_checks: if std::env::var_os("EXP_NO_NC").is_some() {
-                        Vec::new()
-                    } else {
-                        page.next_checks
-                    },
+                    next_checks: page.next_checks,
                     at: page.at,
                     ..PipelineCommit::default()
                 },

@@ -18,7 +18,9 @@ mod runner;
 mod workflow;
 
 pub use runner::{Runner, RunnerConfig};
-pub use workflow::{Credentials, JobContext, LOG_LINES_KEPT, Outcome, Registry, Workflow, job_log};
+pub use workflow::{
+    Credentials, JobContext, LOG_LINES_KEPT, Outcome, Registry, Stop, Workflow, job_log,
+};
 
 /// Now, as stored.
 pub fn now() -> tributary_core::Micros {

@@ -15,7 +15,7 @@ use tributary_store::Store;
 
 use crate::authorization;
 use crate::now;
-use crate::workflow::{Credentials, JobContext, Outcome, Registry};
+use crate::workflow::{Credentials, JobContext, Outcome, Registry, Stop};
 
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
@@ -34,13 +34,31 @@ impl Default for RunnerConfig {
     }
 }
 
+/// How long a run asked to stop may take to write its last accounting.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Raises a run's stop signal to `to` (a lost lease outranks a request); whether it changed.
+fn ask(current: &mut Stop, to: Stop) -> bool {
+    let rank = |s: Stop| match s {
+        Stop::No => 0,
+        Stop::Requested => 1,
+        Stop::LeaseLost => 2,
+    };
+    if rank(to) > rank(*current) {
+        *current = to;
+        true
+    } else {
+        false
+    }
+}
+
 pub struct Runner {
     store: Arc<dyn Store>,
     key: Arc<MasterKey>,
     registry: Registry,
     config: RunnerConfig,
     node: String,
-    running: Mutex<HashMap<i64, watch::Sender<bool>>>,
+    running: Mutex<HashMap<i64, watch::Sender<Stop>>>,
     wake: Notify,
 }
 
@@ -79,7 +97,7 @@ impl Runner {
         self.wake.notify_one();
     }
 
-    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<i64, watch::Sender<bool>>> {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<i64, watch::Sender<Stop>>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -97,7 +115,7 @@ impl Runner {
             }
         }
         for stop in self.running().values() {
-            let _ = stop.send(true);
+            stop.send_if_modified(|s| ask(s, Stop::Requested));
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while !self.running().is_empty() && tokio::time::Instant::now() < deadline {
@@ -119,7 +137,7 @@ impl Runner {
             {
                 continue;
             }
-            let (stop_tx, stop_rx) = watch::channel(false);
+            let (stop_tx, stop_rx) = watch::channel(Stop::No);
             self.running().insert(job.id, stop_tx);
             let runner = self.clone();
             tokio::spawn(async move {
@@ -135,7 +153,7 @@ impl Runner {
         Ok(())
     }
 
-    async fn supervise(self: &Arc<Self>, job: Job, stop: watch::Receiver<bool>) {
+    async fn supervise(self: &Arc<Self>, job: Job, stop: watch::Receiver<Stop>) {
         let (aid, id) = (job.account_id, job.id);
         let Some(workflow) = self.registry.get(&job.workflow) else {
             self.fail(&job, &format!("unknown workflow {:?}", job.workflow))
@@ -163,10 +181,20 @@ impl Runner {
         // takes effect within half a second.
         let check_every = renew_every.min(Duration::from_millis(500));
         let mut last_renewal = tokio::time::Instant::now();
+        // Once asked to stop, a run has this long to wind down; then it is dropped, which
+        // aborts everything it started (its requests in flight are held in a JoinSet).
+        let mut stop_deadline: Option<tokio::time::Instant> = None;
         let outcome = loop {
             tokio::select! {
                 outcome = &mut run => break outcome,
                 _ = tokio::time::sleep(check_every) => {}
+            }
+            if stop_deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                tracing::warn!(
+                    job = id,
+                    "job runner: the run did not stop in time; dropped"
+                );
+                break Outcome::Stopped;
             }
             let keep_going = match self.store.job(aid, id).await {
                 Ok(Some(current)) => current.state.is_active(),
@@ -188,12 +216,23 @@ impl Runner {
                 last_renewal = tokio::time::Instant::now();
             }
             if !keep_going || !lease_held {
-                if !lease_held {
+                let reason = if lease_held {
+                    Stop::Requested
+                } else {
                     tracing::warn!(job = id, "job runner: lost the job's lease; stopping");
-                }
+                    Stop::LeaseLost
+                };
                 if let Some(stop) = self.running().get(&id) {
-                    let _ = stop.send(true);
+                    stop.send_if_modified(|s| ask(s, reason));
                 }
+                // A lost lease leaves no grace: another node may be running the job already.
+                let grace = if lease_held {
+                    STOP_GRACE
+                } else {
+                    Duration::ZERO
+                };
+                let deadline = tokio::time::Instant::now() + grace;
+                stop_deadline = Some(stop_deadline.map_or(deadline, |d| d.min(deadline)));
             }
         };
         match outcome {

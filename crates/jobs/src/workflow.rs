@@ -96,22 +96,39 @@ pub async fn job_log(store: &dyn Store, job: i64, level: LogLevel, message: &str
     }
 }
 
+/// Why the runner asks a run to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Keep going.
+    No,
+    /// Paused, killed or shutting down: the run may write its last accounting.
+    Requested,
+    /// The node no longer holds the job's lease: another node may run it now, so this run
+    /// writes nothing more.
+    LeaseLost,
+}
+
 pub struct JobContext {
     pub job: Job,
     pub store: Arc<dyn Store>,
     pub credentials: Vec<Credentials>,
-    pub(crate) stop: watch::Receiver<bool>,
+    pub(crate) stop: watch::Receiver<Stop>,
 }
 
 impl JobContext {
     pub fn stop_requested(&self) -> bool {
-        *self.stop.borrow()
+        *self.stop.borrow() != Stop::No
+    }
+
+    /// The lease was lost: nothing may be written for this job any more.
+    pub fn lease_lost(&self) -> bool {
+        *self.stop.borrow() == Stop::LeaseLost
     }
 
     /// Resolves when the runner asks the job to stop.
     pub async fn stopped(&self) {
         let mut stop = self.stop.clone();
-        let _ = stop.wait_for(|s| *s).await;
+        let _ = stop.wait_for(|s| *s != Stop::No).await;
     }
 
     /// Writes a line to the job's log (and to the process log): see [`job_log`].
@@ -128,6 +145,9 @@ impl JobContext {
         metrics: Value,
         last_error: Option<String>,
     ) -> Result<bool, tributary_store::StoreError> {
+        if self.lease_lost() {
+            return Ok(false);
+        }
         let report = JobReport {
             state,
             progress,
@@ -136,6 +156,22 @@ impl JobContext {
             at: now(),
         };
         self.store.report_job(self.job.id, &report).await
+    }
+
+    /// The last accounting of a run that was asked to stop: its progress and metrics are
+    /// written even though the job is no longer active (a pause or kill already changed its
+    /// state), unless the lease was lost (then another node owns the job's record).
+    pub async fn report_stopped(
+        &self,
+        progress: Value,
+        metrics: Value,
+    ) -> Result<(), tributary_store::StoreError> {
+        if self.lease_lost() {
+            return Ok(());
+        }
+        self.store
+            .save_stopped_run(self.job.id, &progress, &metrics, now())
+            .await
     }
 
     pub fn now(&self) -> Micros {

@@ -216,13 +216,13 @@ impl<'a> Eval<'a, '_> {
             }
             Expr::Exists(path) => Ok(self.field(path).is_some()),
             Expr::In(l, list) | Expr::Intersects(l, list) => {
-                let is_in = matches!(e, Expr::In(..));
                 let Val::Some(lv) = self.value(l)? else {
                     return Ok(false);
                 };
                 self.any_in_list(list, |item| match lv.as_ref() {
-                    // A map on the left of IN tests its keys.
-                    Value::Map(m) if is_in => m.contains_key(text_of(item).as_ref()),
+                    // A map on the left of IN or INTERSECTS tests its keys (Lytics: `hits
+                    // INTERSECTS ("foo")` holds for `hits = {"foo": 5}`).
+                    Value::Map(m) => m.contains_key(text_of(item).as_ref()),
                     // An array on the left of IN is INTERSECTS.
                     Value::Array(values) => values.iter().any(|v| loose_eq(v, item)),
                     scalar => loose_eq(scalar, item),

@@ -261,7 +261,7 @@ impl Parser {
                 });
             } else if with.is_empty() && self.eat_kw("with") {
                 loop {
-                    let key = self.name("a name in WITH")?;
+                    let key = self.with_key()?;
                     if !(self.eat(&Tok::Op("=")) || self.eat(&Tok::Op("=="))) {
                         return Err(self.expected("'=' in WITH"));
                     }
@@ -429,6 +429,17 @@ impl Parser {
             }
             _ => Err(self.expected(what)),
         }
+    }
+
+    /// A property name in WITH: any word, keywords included (Lytics writes `WITH kind =
+    /// "aspect"`), since only `=` may follow it there.
+    fn with_key(&mut self) -> Result<String, ParseError> {
+        if let Tok::Ident(w) = &self.peek().tok {
+            let w = w.clone();
+            self.advance();
+            return Ok(w);
+        }
+        self.name("a name in WITH")
     }
 
     fn alias_name(&mut self) -> Result<String, ParseError> {

@@ -140,6 +140,10 @@ fn lists_maps_like_contains_between() {
         ("FILTER tags NOT INTERSECTS (\"x\")", Ok(true)),
         ("FILTER hits IN (\"foo\")", Ok(true)),
         ("FILTER hits IN (\"baz\")", Ok(false)),
+        ("FILTER hits INTERSECTS (\"foo\")", Ok(true)),
+        ("FILTER hits INTERSECTS (\"baz\", \"bar\")", Ok(true)),
+        ("FILTER hits INTERSECTS (\"baz\")", Ok(false)),
+        ("FILTER hits NOT INTERSECTS (\"foo\")", Ok(false)),
         ("FILTER name NOT IN (\"Luke\")", Ok(true)),
         // CONTAINS: substring; any array element; integer arrays by equality.
         ("FILTER name CONTAINS \"od\"", Ok(true)),

@@ -32,6 +32,21 @@ fn filterql_statement_clauses() {
     assert_eq!(st.alias.as_deref(), Some("demo_segment"));
     assert!(matches!(st.filter, Expr::And(ref items) if items.len() == 2));
 
+    // Keywords are property names in WITH, as Lytics writes them.
+    let kinds = parse_filter(
+        "FILTER EXISTS email FROM user WITH kind = \"aspect\", limit = 5, from = \"x\" ALIAS k",
+    )
+    .unwrap();
+    assert_eq!(
+        kinds
+            .with
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>(),
+        ["kind", "limit", "from"]
+    );
+    assert_eq!(kinds.alias.as_deref(), Some("k"));
+
     let where_form = parse_filter("WHERE city == \"Paris\"").unwrap();
     assert_eq!(
         where_form.filter,

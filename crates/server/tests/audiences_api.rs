@@ -139,6 +139,33 @@ async fn new_and_changed_audiences_are_computed_with_their_dependents(app: App) 
     settle(&app).await;
     assert_eq!(size(&app, "parisians").await, (3, "ready".into()));
     assert_eq!(size(&app, "paris_known").await, (2, "ready".into()));
+    // Read right after the first computation: the profiles list the audiences they joined
+    // through it, though no event has touched them since (the recompute leaves rows alone).
+    assert_eq!(
+        segments_of(&app, "braze_id", "p2").await,
+        set(&[
+            "lytics_all",
+            "lytics_known",
+            "lytics_new",
+            "parisians",
+            "paris_known"
+        ])
+    );
+    assert!(
+        !segments_of(&app, "braze_id", "p1")
+            .await
+            .contains("parisians")
+    );
+    let (s, b) = app.get("/api/segment/paris_known/scan", ADMIN).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let scanned = b["data"]["profiles"].as_array().unwrap();
+    assert_eq!(scanned.len(), 2);
+    assert!(scanned.iter().all(|p| {
+        p["_segments"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("paris_known"))
+    }));
 
     // A profile change moves it out of both, INCLUDE followed. Another stays in: its record
     // of its audiences predates the recompute, and still no second entry is logged.

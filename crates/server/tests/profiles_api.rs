@@ -175,6 +175,23 @@ async fn rebuild_and_blocklist(app: App) {
         "a blocklisted value links nothing"
     );
 
+    // A dry run says what a rebuild would do and does nothing: the profiles stay.
+    let (s, b) = app.post("/api/rebuild?dryrun=true", Some(ADMIN), "").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["dryrun"], true);
+    assert_eq!(b["data"]["events_to_replay"], 2);
+    assert_eq!(b["data"]["profiles_reset"], 2);
+    app.engine.catch_up(1).await.unwrap();
+    let (_, kid_again) = app.get("/api/entity/user/braze_id/kid", ADMIN).await;
+    assert_eq!(
+        kid_again["data"]["_id"], kid["data"]["_id"],
+        "nothing rebuilt"
+    );
+    // An unknown parameter is refused, not ignored.
+    let (s, b) = app.post("/api/rebuild?dry_run=true", Some(ADMIN), "").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(b["message"].as_str().unwrap().contains("dry_run"), "{b}");
+
     let (s, _) = app.post("/api/rebuild", Some(ADMIN), "").await;
     assert_eq!(s, StatusCode::ACCEPTED);
     app.engine.catch_up(1).await.unwrap();

@@ -11,6 +11,26 @@ pub(crate) const AUTH_COLUMNS: &str =
 pub(crate) const JOB_COLUMNS: &str = "id, account_id, workflow, name, description, auth_ids, \
      config, state, progress, metrics, last_error, created_at, updated_at";
 
+/// Rows per multi-row statement (well under SQLite's 32,766 bound parameters).
+pub(crate) const ROWS_PER_INSERT: usize = 500;
+
+/// `$first, $first+1, ..` (`count` of them): a list for `IN (..)`.
+pub(crate) fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, $2, $3), ($1, $4, $5), ..`: `rows` rows of `$1` and `columns` parameters each, for a
+/// multi-row `VALUES` whose first column is the same for every row.
+pub(crate) fn value_rows(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| format!("($1, {})", placeholders(2 + r * columns, columns)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `'running', 'sleeping'`: a state list for `IN (..)`, from the enum (never from input).
 pub(crate) fn state_list(states: &[JobState]) -> String {
     states
@@ -361,6 +381,108 @@ macro_rules! job_store_impl {
                 .collect::<Result<Vec<_>>>()?;
             lines.reverse();
             Ok(lines)
+        }
+
+        async fn save_stopped_run(
+            &self,
+            id: i64,
+            progress: &serde_json::Value,
+            metrics: &serde_json::Value,
+            at: Micros,
+        ) -> Result<()> {
+            sqlx::query("UPDATE jobs SET progress = $1, metrics = $2, updated_at = $3 WHERE id = $4")
+                .bind(progress.to_string())
+                .bind(metrics.to_string())
+                .bind(at)
+                .bind(id)
+                .execute(&self.$write)
+                .await?;
+            Ok(())
+        }
+
+        async fn remember_export_identifiers(
+            &self,
+            job_id: i64,
+            sent: &[(i64, String)],
+        ) -> Result<()> {
+            if sent.is_empty() {
+                return Ok(());
+            }
+            // One statement may not touch a row twice (PostgreSQL refuses it): the last
+            // identifier sent for a profile is the one Braze holds.
+            let mut latest = std::collections::HashMap::with_capacity(sent.len());
+            for (profile, identifier) in sent {
+                latest.insert(*profile, identifier.as_str());
+            }
+            let sent: Vec<(i64, &str)> = latest.into_iter().collect();
+            let mut tx = self.$write.begin().await?;
+            for part in sent.chunks(crate::jobs::ROWS_PER_INSERT) {
+                let sql = format!(
+                    "INSERT INTO export_identifiers (job_id, profile_id, identifier) VALUES {}
+                     ON CONFLICT (job_id, profile_id) DO UPDATE SET identifier = excluded.identifier
+                     WHERE export_identifiers.identifier <> excluded.identifier",
+                    crate::jobs::value_rows(part.len(), 2)
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(job_id);
+                for (profile, identifier) in part {
+                    q = q.bind(*profile).bind(*identifier);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        }
+
+        async fn export_identifiers(
+            &self,
+            job_id: i64,
+            profile_ids: &[i64],
+        ) -> Result<Vec<(i64, String)>> {
+            let mut out = Vec::new();
+            for part in profile_ids.chunks(crate::jobs::ROWS_PER_INSERT) {
+                let sql = format!(
+                    "SELECT profile_id, identifier FROM export_identifiers
+                     WHERE job_id = $1 AND profile_id IN ({})",
+                    crate::jobs::placeholders(2, part.len())
+                );
+                let mut q = sqlx::query_as::<_, (i64, String)>(sqlx::AssertSqlSafe(sql)).bind(job_id);
+                for id in part {
+                    q = q.bind(*id);
+                }
+                out.extend(q.fetch_all(&self.$read).await?);
+            }
+            Ok(out)
+        }
+
+        async fn forget_export_identifiers(&self, job_id: i64, profile_ids: &[i64]) -> Result<()> {
+            for part in profile_ids.chunks(crate::jobs::ROWS_PER_INSERT) {
+                let sql = format!(
+                    "DELETE FROM export_identifiers WHERE job_id = $1 AND profile_id IN ({})",
+                    crate::jobs::placeholders(2, part.len())
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(job_id);
+                for id in part {
+                    q = q.bind(*id);
+                }
+                q.execute(&self.$write).await?;
+            }
+            Ok(())
+        }
+
+        async fn erased_profiles(&self, aid: AccountId, profile_ids: &[i64]) -> Result<Vec<i64>> {
+            let mut out = Vec::new();
+            for part in profile_ids.chunks(crate::jobs::ROWS_PER_INSERT) {
+                let sql = format!(
+                    "SELECT profile_id FROM erasures WHERE account_id = $1 AND profile_id IN ({})",
+                    crate::jobs::placeholders(2, part.len())
+                );
+                let mut q = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql)).bind(aid);
+                for id in part {
+                    q = q.bind(*id);
+                }
+                out.extend(q.fetch_all(&self.$read).await?);
+            }
+            Ok(out)
         }
 
         }

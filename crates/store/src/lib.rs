@@ -59,6 +59,37 @@ pub enum StoreError {
     UnsupportedUrl(String),
 }
 
+impl StoreError {
+    /// An error that may pass if the same call is made again shortly: the pool had no free
+    /// connection in time, the connection broke, the database was busy or locked, or it
+    /// asked for a retry (serialization failure, deadlock, shutting down, too many clients).
+    pub fn is_transient(&self) -> bool {
+        let StoreError::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                // SQLite: BUSY, LOCKED, BUSY_RECOVERY, BUSY_SNAPSHOT. PostgreSQL: class 08
+                // (connection), 40001, 40P01, 53300, 57P01-57P03.
+                matches!(
+                    code.as_ref(),
+                    "5" | "6"
+                        | "261"
+                        | "517"
+                        | "40001"
+                        | "40P01"
+                        | "53300"
+                        | "57P01"
+                        | "57P02"
+                        | "57P03"
+                ) || code.starts_with("08")
+            }),
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,6 +326,31 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> Result<()>;
     /// The newest `limit` lines, oldest first.
     async fn job_logs(&self, job_id: i64, limit: u32) -> Result<Vec<JobLogLine>>;
+    /// The progress and metrics of a run that stopped (pause, kill), whatever the job's
+    /// state now: a stopped run's last accounting is kept. The state is left as it is.
+    async fn save_stopped_run(
+        &self,
+        id: i64,
+        progress: &serde_json::Value,
+        metrics: &serde_json::Value,
+        at: Micros,
+    ) -> Result<()>;
+
+    // ---- what an export sent ----
+
+    /// Records the identifier each profile was sent under by export job `job_id`.
+    async fn remember_export_identifiers(&self, job_id: i64, sent: &[(i64, String)]) -> Result<()>;
+    /// The identifiers export `job_id` sent these profiles under (profiles never sent are
+    /// absent).
+    async fn export_identifiers(
+        &self,
+        job_id: i64,
+        profile_ids: &[i64],
+    ) -> Result<Vec<(i64, String)>>;
+    async fn forget_export_identifiers(&self, job_id: i64, profile_ids: &[i64]) -> Result<()>;
+    /// Which of these profiles were erased on request (`erase_profile`), as opposed to merged
+    /// away or reset by a rebuild.
+    async fn erased_profiles(&self, aid: AccountId, profile_ids: &[i64]) -> Result<Vec<i64>>;
 }
 
 /// SQL that reads a profile row, for every query that returns [`StoredProfile`]s.

@@ -338,7 +338,17 @@ macro_rules! membership_store_impl {
                 .into_iter()
                 .map(|s| MembershipChange::exit(s, profile_id))
                 .collect();
-            apply_changes(tx, aid, &exits, at).await
+            apply_changes(tx, aid, &exits, at).await?;
+            sqlx::query(
+                "INSERT INTO erasures (account_id, profile_id, at) VALUES ($1, $2, $3)
+                 ON CONFLICT (account_id, profile_id) DO NOTHING",
+            )
+            .bind(aid)
+            .bind(profile_id)
+            .bind(at)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
         }
 
         /// Moves the members and log of schema 5 (a row per member and per entry, renamed

@@ -31,6 +31,7 @@ pub(crate) const SQLITE: &[Migration] = migrations!("sqlite":
     5 "audiences" "0005_audiences.sql",
     6 "jobs" "0006_jobs.sql",
     7 "membership_chunks" "0007_membership_chunks.sql",
+    8 "export_identifiers" "0008_export_identifiers.sql",
 );
 
 pub(crate) const POSTGRES: &[Migration] = migrations!("postgres":
@@ -41,6 +42,7 @@ pub(crate) const POSTGRES: &[Migration] = migrations!("postgres":
     5 "audiences" "0005_audiences.sql",
     6 "jobs" "0006_jobs.sql",
     7 "membership_chunks" "0007_membership_chunks.sql",
+    8 "export_identifiers" "0008_export_identifiers.sql",
 );
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

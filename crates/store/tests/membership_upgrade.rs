@@ -7,13 +7,15 @@ use tributary_core::MembershipChange;
 use tributary_store::testing::pg_cluster;
 use tributary_store::{PgStore, SqliteStore, Store};
 
-/// Schema 6's membership tables, as migration 5 made them (`boolean` is the type of the
+/// Schema 6's membership tables (and none of the later ones), as migration 5 made them (`boolean` is the type of the
 /// log's `entered`: `BOOLEAN` on PostgreSQL, `INTEGER` on SQLite), with some rows.
 fn schema_6(boolean: &str) -> String {
     format!(
         "DROP TABLE membership_chunks;
          DROP TABLE membership_log;
-         DELETE FROM schema_migrations WHERE version = 7;
+         DROP TABLE export_identifiers;
+         DROP TABLE erasures;
+         DELETE FROM schema_migrations WHERE version >= 7;
          CREATE TABLE memberships (account_id BIGINT NOT NULL, segment TEXT NOT NULL,
              profile_id BIGINT NOT NULL, since BIGINT NOT NULL,
              PRIMARY KEY (account_id, segment, profile_id));

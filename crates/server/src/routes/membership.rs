@@ -12,7 +12,7 @@ use serde_json::json;
 use tributary_core::{AccountId, Definition, format_rfc3339, from_micros};
 use tributary_engine::ProfileState;
 
-use super::profiles::{audience_slugs, masks, render};
+use super::profiles::{masks, memberships, render};
 use super::segments::find;
 use crate::AppState;
 use crate::api::{ApiError, ApiResult, ok};
@@ -90,13 +90,14 @@ pub async fn scan(
     let mut profiles = state.store.load_profiles(aid, &ids).await?;
     profiles.sort_by_key(|p| p.id);
     let plans = state.engine.account_plans(aid).await?;
-    let audiences = audience_slugs(&state, aid).await?;
+    let segments = memberships(&state, aid, &ids).await?;
     let masked = masks(&auth.caller);
     let mut rendered = Vec::with_capacity(profiles.len());
     for p in &profiles {
         let parsed = ProfileState::from_json(&p.state)
             .map_err(|e| ApiError::internal("reading a profile", &e))?;
-        rendered.push(render(p, &parsed, &plans, masked, &[], &audiences));
+        let theirs = segments.get(&p.id).map_or(&[][..], Vec::as_slice);
+        rendered.push(render(p, &parsed, &plans, masked, &[], theirs));
     }
     let next = (ids.len() == limit as usize)
         .then(|| ids.last().map(|id| encode_cursor(*id)))

@@ -1,17 +1,17 @@
 //! Profiles: `GET|DELETE /api/entity/user/{field}/{value}`, `GET /api/schema/user`,
 //! `POST /api/rebuild`, and the identity blocklist (`/v2/identity/blocklist`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use serde_json::{Map, Value as Json, json};
 use tributary_core::{AccountId, IdentityKey, Role, StoredProfile, format_rfc3339, from_micros};
 use tributary_engine::{EngineError, Plans, ProfileState};
 
 use crate::AppState;
-use crate::api::{ApiError, ApiResult, ok};
+use crate::api::{ApiError, ApiResult, flag, ok, query_map};
 use crate::auth::{Authorized, Caller, ManageProfiles, ReadDefinitions, ReadProfiles};
 
 /// Fields an observer sees masked, besides every identity field.
@@ -61,15 +61,15 @@ pub(crate) fn masks(caller: &Caller) -> bool {
         .any(|r| matches!(r, Role::Admin | Role::DataManager | Role::AudienceManager))
 }
 
-/// A profile as the API shows it. `audiences` are the account's audience slugs: a profile's
-/// record may still name one deleted since it was last evaluated.
+/// A profile as the API shows it. `segments` are its audiences as the membership table has
+/// them (see [`memberships`]).
 pub(crate) fn render(
     profile: &StoredProfile,
     state: &ProfileState,
     plans: &Plans,
     masked: bool,
     merges: &[tributary_core::MergeRecord],
-    audiences: &std::collections::HashSet<String>,
+    segments: &[String],
 ) -> Json {
     let personal = |name: &str| {
         masked
@@ -119,16 +119,7 @@ pub(crate) fn render(
         json!(format_rfc3339(from_micros(state.last_seen))),
     );
     out.insert("_event_count".into(), json!(state.events));
-    out.insert(
-        "_segments".into(),
-        json!(
-            state
-                .segments
-                .iter()
-                .filter(|s| audiences.contains(*s))
-                .collect::<Vec<_>>()
-        ),
-    );
+    out.insert("_segments".into(), json!(segments));
     out.insert("_identities".into(), json!(identities));
     out.insert(
         "_merges".into(),
@@ -161,7 +152,7 @@ pub async fn get(
         .map_err(|e| ApiError::internal("reading a profile", &e))?;
     let plans = state.engine.account_plans(aid).await?;
     let merges = state.store.profile_merges(aid, profile.id).await?;
-    let audiences = audience_slugs(&state, aid).await?;
+    let mut segments = memberships(&state, aid, &[profile.id]).await?;
     Ok(ok(
         StatusCode::OK,
         render(
@@ -170,22 +161,44 @@ pub async fn get(
             &plans,
             masks(&auth.caller),
             &merges,
-            &audiences,
+            &segments.remove(&profile.id).unwrap_or_default(),
         ),
     ))
 }
 
-pub(crate) async fn audience_slugs(
+/// The audiences of each profile of `ids`, as the membership table has them. The table is
+/// what sizes, scans, the log and the export read; a profile's own record of its audiences
+/// lags behind a recompute (which leaves rows alone) until the profile next changes, so the
+/// API never shows that record.
+pub(crate) async fn memberships(
     state: &AppState,
     aid: AccountId,
-) -> Result<std::collections::HashSet<String>, ApiError> {
-    Ok(state
+    ids: &[i64],
+) -> Result<HashMap<i64, Vec<String>>, ApiError> {
+    let (Some(&low), Some(&high)) = (ids.iter().min(), ids.iter().max()) else {
+        return Ok(HashMap::new());
+    };
+    let mut slugs: Vec<String> = state
         .store
         .definitions(aid, tributary_core::DefinitionKind::Segment)
         .await?
         .into_iter()
         .map(|d| d.name)
-        .collect())
+        .collect();
+    slugs.sort_unstable();
+    let members = state
+        .store
+        .members_between(aid, &slugs, low - 1, Some(high))
+        .await?;
+    let mut out: HashMap<i64, Vec<String>> = ids.iter().map(|id| (*id, Vec::new())).collect();
+    for (slug, ids) in slugs.iter().zip(members) {
+        for id in ids {
+            if let Some(list) = out.get_mut(&id) {
+                list.push(slug.clone());
+            }
+        }
+    }
+    Ok(out)
 }
 
 pub async fn erase(
@@ -237,10 +250,35 @@ pub async fn schema(
     ))
 }
 
+/// `POST /api/rebuild[?dryrun=true]`: replays the account's raw events through its current
+/// LQL. With `dryrun`, only says what a rebuild would replay and reset. Any other parameter is
+/// refused, so a misspelt `dryrun` never rebuilds by accident.
 pub async fn rebuild(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ManageProfiles>,
+    uri: Uri,
 ) -> ApiResult {
+    let params = query_map(&uri)?;
+    if let Some(unknown) = params.keys().find(|k| k.as_str() != "dryrun") {
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter {unknown:?}: /api/rebuild takes only dryrun"
+        )));
+    }
+    let aid = auth.caller.account_id;
+    if flag(&params, "dryrun")? {
+        let streams = state.store.streams(aid).await?;
+        let profiles = state.store.audience_size(aid, "lytics_all").await?;
+        return Ok(ok(
+            StatusCode::OK,
+            json!({
+                "dryrun": true,
+                "rebuilding": false,
+                "events_to_replay": streams.iter().map(|s| s.count).sum::<i64>(),
+                "streams": streams.iter().map(|s| json!({"stream": s.name, "events": s.count})).collect::<Vec<_>>(),
+                "profiles_reset": profiles,
+            }),
+        ));
+    }
     state
         .engine
         .rebuild(auth.caller.account_id)

@@ -38,6 +38,22 @@ pub enum AttributeMode {
     Boolean,
 }
 
+/// Which Braze identifier the profile field's value is sent as (Braze's identifier keys on
+/// an attributes object; `docs/braze.md`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdentifierType {
+    /// `"external_id": value`.
+    #[default]
+    ExternalId,
+    /// `"braze_id": value`: Braze's own id (for example `braze_id` of a Braze webhook).
+    BrazeId,
+    /// `"email": value`.
+    Email,
+    /// `"user_alias": {"alias_name": value, "alias_label": alias_label}`.
+    UserAlias,
+}
+
 fn default_attribute() -> String {
     "lytics_segments".into()
 }
@@ -54,8 +70,18 @@ fn default_retry_max() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExportConfig {
-    /// The profile field holding the Braze `external_id`.
+    /// The profile field whose value identifies the user in Braze.
     pub identifier_field: String,
+    /// What that value is to Braze.
+    #[serde(default)]
+    pub identifier_type: IdentifierType,
+    /// The alias label, with `identifier_type: user_alias`.
+    #[serde(default)]
+    pub alias_label: Option<String>,
+    /// Erasing a person (`DELETE /api/entity/...`) also deletes the Braze user this export
+    /// sent them as (`POST /users/delete`), after sending their exits.
+    #[serde(default)]
+    pub delete_on_erase: bool,
     /// Audience slugs to export.
     pub segment_ids: Vec<String>,
     /// Send every current member first (the "Existing Users" box).
@@ -99,6 +125,31 @@ impl ExportConfig {
                 .all(|s| name_ok(&format!("{}{s}", parsed.attribute_prefix)))
         {
             return Err("config.attribute_prefix makes an invalid Braze attribute name".into());
+        }
+        match (parsed.identifier_type, parsed.alias_label.as_deref()) {
+            (IdentifierType::UserAlias, None) => {
+                return Err(
+                    "config.alias_label is required with identifier_type \"user_alias\"".into(),
+                );
+            }
+            (IdentifierType::UserAlias, Some(label))
+                if label.trim().is_empty() || label.len() > 255 =>
+            {
+                return Err("config.alias_label must be 1-255 characters".into());
+            }
+            (IdentifierType::UserAlias, Some(_)) | (_, None) => {}
+            (_, Some(_)) => {
+                return Err(
+                    "config.alias_label is only used with identifier_type \"user_alias\"".into(),
+                );
+            }
+        }
+        if parsed.delete_on_erase && parsed.identifier_type == IdentifierType::Email {
+            return Err(
+                "config.delete_on_erase needs identifier_type external_id, braze_id or \
+                        user_alias: Braze's /users/delete does not take email addresses"
+                    .into(),
+            );
         }
         if !(1..=512).contains(&parsed.max_in_flight) {
             return Err("config.max_in_flight must be between 1 and 512".into());

@@ -1,6 +1,10 @@
 //! The Braze export (`braze-export` jobs): audience membership to `POST /users/track`.
 
+pub mod acks;
+pub mod batch;
 pub mod config;
+pub mod counters;
+pub mod limit;
 pub mod request_builder;
 pub mod service;
 pub mod sink;
@@ -74,6 +78,7 @@ impl Workflow for BrazeExport {
         let mut source = Source::new(
             store.clone(),
             aid,
+            0,
             &config,
             head,
             Position::Backfill { after: 0 },
@@ -86,7 +91,7 @@ impl Workflow for BrazeExport {
             let mut ids: Vec<&str> = chunk
                 .changes
                 .iter()
-                .map(|c| c.external_id.as_str())
+                .map(|c| c.identifier.as_str())
                 .collect();
             ids.dedup();
             users += ids.len() as u64;

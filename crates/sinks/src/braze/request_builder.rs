@@ -1,17 +1,62 @@
-//! Membership changes → `/users/track` request bodies.
+//! Membership changes → `/users/track` request bodies; erased people → `/users/delete`
+//! bodies.
 //!
 //! A batch holds at most 75 users (Braze's limit of attributes objects per request). A user's
 //! changes inside a batch are coalesced per audience: what is sent is the difference between
 //! before the first change and after the last, so an entry followed by an exit sends nothing.
+//! A user is named by the key its `identifier_type` says (`docs/braze.md`).
 
 use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
 
-use crate::braze::config::AttributeMode;
+use crate::braze::config::{AttributeMode, IdentifierType};
 
 /// At most 75 attributes objects per request.
 pub const MAX_USERS: usize = 75;
+/// At most 50 users per `/users/delete` request.
+pub const MAX_DELETES: usize = 50;
+
+/// How a user is named to Braze.
+#[derive(Debug, Clone)]
+pub struct IdentifierKey {
+    pub kind: IdentifierType,
+    /// The label, for `user_alias`.
+    pub alias_label: String,
+}
+
+impl IdentifierKey {
+    /// The identifier as the key of an attributes object.
+    fn insert(&self, object: &mut Map<String, Value>, value: &str) {
+        let (key, value) = match self.kind {
+            IdentifierType::ExternalId => ("external_id", Value::from(value)),
+            IdentifierType::BrazeId => ("braze_id", Value::from(value)),
+            IdentifierType::Email => ("email", Value::from(value)),
+            IdentifierType::UserAlias => (
+                "user_alias",
+                json!({"alias_name": value, "alias_label": self.alias_label}),
+            ),
+        };
+        object.insert(key.into(), value);
+    }
+
+    /// A `/users/delete` body for these users (at most [`MAX_DELETES`]); `None` for email
+    /// addresses, which that endpoint does not take (the config refuses the combination).
+    pub fn delete_body(&self, values: &[String]) -> Option<Vec<u8>> {
+        let body = match self.kind {
+            IdentifierType::Email => return None,
+            IdentifierType::ExternalId => json!({ "external_ids": values }),
+            IdentifierType::BrazeId => json!({ "braze_ids": values }),
+            IdentifierType::UserAlias => json!({
+                "user_aliases": values
+                    .iter()
+                    .map(|v| json!({"alias_name": v, "alias_label": self.alias_label}))
+                    .collect::<Vec<_>>()
+            }),
+        };
+        Some(body.to_string().into_bytes())
+    }
+}
 
 /// How membership is written: the attribute (array mode) or the prefix (boolean mode).
 #[derive(Debug, Clone)]
@@ -19,10 +64,11 @@ pub struct Shape {
     pub mode: AttributeMode,
     pub attribute: String,
     pub prefix: String,
+    pub identifier: IdentifierKey,
 }
 
 struct UserChanges {
-    external_id: String,
+    identifier: String,
     /// Per audience: (first change entered?, last change entered?), in first-seen order.
     audiences: Vec<(String, bool, bool)>,
 }
@@ -56,7 +102,7 @@ pub struct BatchBuilder {
 #[derive(Debug, Clone)]
 pub struct Request {
     pub body: Vec<u8>,
-    /// The external id of each attributes object, in body order (to map `errors[].index`).
+    /// The identifier of each attributes object, in body order (to map `errors[].index`).
     pub users: Vec<String>,
     /// Data points Braze will count for it (contract §3: one per array value added or
     /// removed; one per attribute set).
@@ -64,8 +110,8 @@ pub struct Request {
 }
 
 impl BatchBuilder {
-    pub fn contains(&self, external_id: &str) -> bool {
-        self.index.contains_key(external_id)
+    pub fn contains(&self, identifier: &str) -> bool {
+        self.index.contains_key(identifier)
     }
 
     /// Full: a change for a user not yet in the batch must go to the next one.
@@ -78,16 +124,16 @@ impl BatchBuilder {
     }
 
     /// Adds one change. The caller checks `is_full()` first for a user not yet in it.
-    pub fn push(&mut self, external_id: &str, segment: &str, entered: bool) {
-        let slot = match self.index.get(external_id) {
+    pub fn push(&mut self, identifier: &str, segment: &str, entered: bool) {
+        let slot = match self.index.get(identifier) {
             Some(&i) => i,
             None => {
                 self.users.push(UserChanges {
-                    external_id: external_id.to_string(),
+                    identifier: identifier.to_string(),
                     audiences: Vec::new(),
                 });
                 self.index
-                    .insert(external_id.to_string(), self.users.len() - 1);
+                    .insert(identifier.to_string(), self.users.len() - 1);
                 self.users.len() - 1
             }
         };
@@ -109,7 +155,7 @@ impl BatchBuilder {
                 continue;
             }
             let mut object = Map::new();
-            object.insert("external_id".into(), Value::from(user.external_id.as_str()));
+            shape.identifier.insert(&mut object, &user.identifier);
             match shape.mode {
                 AttributeMode::Array => {
                     let mut ops = Map::new();
@@ -132,7 +178,7 @@ impl BatchBuilder {
             }
             data_points += (add.len() + remove.len()) as u64;
             objects.push(Value::Object(object));
-            users.push(user.external_id.clone());
+            users.push(user.identifier.clone());
         }
         if objects.is_empty() {
             return None;
@@ -150,11 +196,19 @@ impl BatchBuilder {
 mod tests {
     use super::*;
 
+    fn external_id() -> IdentifierKey {
+        IdentifierKey {
+            kind: IdentifierType::ExternalId,
+            alias_label: String::new(),
+        }
+    }
+
     fn array() -> Shape {
         Shape {
             mode: AttributeMode::Array,
             attribute: "lytics_segments".into(),
             prefix: String::new(),
+            identifier: external_id(),
         }
     }
 
@@ -202,6 +256,7 @@ mod tests {
             mode: AttributeMode::Boolean,
             attribute: String::new(),
             prefix: "seg_".into(),
+            identifier: external_id(),
         };
         let request = b.finish(&shape).expect("request");
         assert_eq!(
@@ -209,6 +264,47 @@ mod tests {
             json!({"attributes": [{"external_id": "u1", "seg_vip": true, "seg_churned": false}]})
         );
         assert_eq!(request.data_points, 2);
+    }
+
+    #[test]
+    fn each_identifier_type_names_the_user_with_its_key() {
+        let cases = [
+            (IdentifierType::ExternalId, json!({"external_id": "v1"})),
+            (IdentifierType::BrazeId, json!({"braze_id": "v1"})),
+            (IdentifierType::Email, json!({"email": "v1"})),
+            (
+                IdentifierType::UserAlias,
+                json!({"user_alias": {"alias_name": "v1", "alias_label": "crm"}}),
+            ),
+        ];
+        for (kind, expected_key) in cases {
+            let mut b = BatchBuilder::default();
+            b.push("v1", "vip", true);
+            let identifier = IdentifierKey {
+                kind,
+                alias_label: "crm".into(),
+            };
+            let shape = Shape {
+                identifier: identifier.clone(),
+                ..array()
+            };
+            let object = body(&b.finish(&shape).expect("request"))["attributes"][0].clone();
+            let mut expected = expected_key.clone();
+            expected["lytics_segments"] = json!({"add": ["vip"]});
+            assert_eq!(object, expected, "{kind:?}");
+            let delete: Option<Value> = identifier
+                .delete_body(&["v1".to_string()])
+                .map(|b| serde_json::from_slice(&b).expect("json"));
+            let listed = match kind {
+                IdentifierType::ExternalId => Some(json!({"external_ids": ["v1"]})),
+                IdentifierType::BrazeId => Some(json!({"braze_ids": ["v1"]})),
+                IdentifierType::UserAlias => {
+                    Some(json!({"user_aliases": [{"alias_name": "v1", "alias_label": "crm"}]}))
+                }
+                IdentifierType::Email => None,
+            };
+            assert_eq!(delete, listed, "{kind:?}");
+        }
     }
 
     #[test]

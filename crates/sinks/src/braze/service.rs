@@ -1,14 +1,33 @@
-//! One `/users/track` request and what its answer means; the rate limiter and the in-flight
-//! window the driver paces requests with.
+//! Delivery: one request to Braze and what its answer means (classification), sending it
+//! until Braze takes it (retries, backoff, 429s), and the requests in flight.
+//!
+//! Invariants:
+//! - Every request in flight is a task of the run's [`Flights`] (a `JoinSet`): when the run
+//!   ends for any reason (pause, kill, lost lease, error, the run being dropped), they are
+//!   aborted. Nothing this export started sends anything after that.
+//! - Every request that left for Braze is counted in the job's metrics when it leaves; one
+//!   abandoned while Braze had it (aborted, timed out) is counted as in doubt, with its data
+//!   points, since Braze may have applied it.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tributary_core::LogLevel;
 
 use crate::braze::config::BrazeAuth;
+use crate::braze::counters::Counters;
+use crate::braze::limit::{RateLimiter, Window};
+use crate::braze::request_builder::Request;
+
+/// The most of an error answer's text kept for a job's log and `last_error`.
+const ERROR_TEXT_MAX: usize = 200;
+/// Per-object errors logged per request (all are counted).
+const OBJECT_ERRORS_LOGGED: usize = 3;
 
 /// What Braze answered, classified for the driver.
 #[derive(Debug)]
@@ -24,8 +43,10 @@ pub enum Reply {
     },
     /// 429: wait (`Retry-After` or `X-RateLimit-Reset`), then send again.
     RateLimited { wait: Option<Duration> },
-    /// 5xx, a timeout or a connection error: retried with backoff.
-    Retryable { detail: String },
+    /// 5xx, a timeout or a connection error: retried with backoff. `in_doubt`: Braze had the
+    /// request and may have applied it (a 5xx, a timeout), as opposed to a connection that
+    /// never reached it.
+    Retryable { detail: String, in_doubt: bool },
     /// 401, 403, 404, 413 and other 4xx: the job cannot proceed.
     Fatal { reason: String },
 }
@@ -38,9 +59,25 @@ pub struct RateHeaders {
     pub reset: Option<u64>,
 }
 
+/// Braze's REST endpoints this export calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Track,
+    Delete,
+}
+
+impl Endpoint {
+    fn path(self) -> &'static str {
+        match self {
+            Endpoint::Track => "/users/track",
+            Endpoint::Delete => "/users/delete",
+        }
+    }
+}
+
 pub struct BrazeClient {
     http: reqwest::Client,
-    url: String,
+    base: String,
     bearer: String,
 }
 
@@ -54,15 +91,20 @@ impl BrazeClient {
             .map_err(|e| format!("building the HTTP client: {e}"))?;
         Ok(BrazeClient {
             http,
-            url: format!("{}/users/track", auth.endpoint),
+            base: auth.endpoint.clone(),
             bearer: format!("Bearer {}", auth.apikey),
         })
     }
 
-    pub async fn track(&self, body: Vec<u8>) -> (Reply, RateHeaders) {
+    pub fn url(&self, endpoint: Endpoint) -> String {
+        format!("{}{}", self.base, endpoint.path())
+    }
+
+    pub async fn post(&self, endpoint: Endpoint, body: Vec<u8>) -> (Reply, RateHeaders) {
+        let url = self.url(endpoint);
         let sent = self
             .http
-            .post(&self.url)
+            .post(&url)
             .header(reqwest::header::AUTHORIZATION, &self.bearer)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
@@ -70,12 +112,13 @@ impl BrazeClient {
             .await;
         let response = match sent {
             Ok(r) => r,
-            // Never include the error's URL or headers verbatim beyond its kind: reqwest's
-            // Display does not include headers, so the key cannot leak through it.
+            // The URL is the endpoint's (never a secret: the key travels in a header, and
+            // reqwest's errors do not show headers).
             Err(e) if e.is_timeout() => {
                 return (
                     Reply::Retryable {
-                        detail: "timed out".into(),
+                        detail: format!("POST {url} timed out"),
+                        in_doubt: true,
                     },
                     RateHeaders::default(),
                 );
@@ -83,7 +126,10 @@ impl BrazeClient {
             Err(e) => {
                 return (
                     Reply::Retryable {
-                        detail: format!("connection error: {}", without_url(&e)),
+                        detail: format!("POST {url}: connection error: {}", cause(&e)),
+                        // Connecting failed, or the connection broke after the request
+                        // went: only the former is certain not to have reached Braze.
+                        in_doubt: !e.is_connect(),
                     },
                     RateHeaders::default(),
                 );
@@ -95,19 +141,46 @@ impl BrazeClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        (classify(status, &body, retry_after, headers), headers)
+            .and_then(|v| parse_retry_after(v, time::OffsetDateTime::now_utc()));
+        let body: Value = match response.bytes().await {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            Err(e) if e.is_timeout() => {
+                return (
+                    Reply::Retryable {
+                        detail: format!("POST {url}: the answer timed out"),
+                        in_doubt: true,
+                    },
+                    headers,
+                );
+            }
+            Err(_) => Value::Null,
+        };
+        (
+            classify(endpoint, status, &body, retry_after, headers),
+            headers,
+        )
     }
 }
 
-fn without_url(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    if let Some(url) = e.url() {
-        text = text.replace(url.as_str(), "");
+/// The innermost cause of an error (reqwest's own text only says "error sending request").
+fn cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner: &(dyn std::error::Error + 'static) = e;
+    while let Some(next) = inner.source() {
+        inner = next;
     }
-    text
+    inner.to_string()
+}
+
+/// `Retry-After` as Braze (or a proxy in front of it) may send it: seconds, or an HTTP date
+/// (RFC 9110 §10.2.3).
+pub fn parse_retry_after(value: &str, now: time::OffsetDateTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at =
+        time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
+    Some(Duration::try_from(at - now).unwrap_or(Duration::ZERO))
 }
 
 fn rate_headers(headers: &reqwest::header::HeaderMap) -> RateHeaders {
@@ -132,12 +205,26 @@ fn object_errors(body: &Value) -> Vec<(usize, String)> {
                 .filter(|e| e["input_array"].as_str().is_none_or(|a| a == "attributes"))
                 .filter_map(|e| {
                     let index = e["index"].as_u64()? as usize;
-                    let kind = e["type"].as_str().unwrap_or("unknown error").to_string();
-                    Some((index, kind))
+                    let kind = e["type"].as_str().unwrap_or("unknown error");
+                    Some((index, printable(kind)))
                 })
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Text from an answer as logs and `last_error` show it: control characters out, at most
+/// `ERROR_TEXT_MAX` characters.
+fn printable(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(ERROR_TEXT_MAX)
+        .collect();
+    if text.chars().count() > ERROR_TEXT_MAX {
+        out.push('…');
+    }
+    out
 }
 
 /// Time until an epoch second, from now.
@@ -149,12 +236,14 @@ pub fn until_epoch(reset: u64) -> Duration {
 }
 
 pub fn classify(
+    endpoint: Endpoint,
     status: StatusCode,
     body: &Value,
     retry_after: Option<Duration>,
     headers: RateHeaders,
 ) -> Reply {
-    let message = body["message"].as_str().unwrap_or("").to_string();
+    let message = printable(body["message"].as_str().unwrap_or(""));
+    let path = endpoint.path();
     match status.as_u16() {
         200..=299 => Reply::Accepted {
             errors: object_errors(body),
@@ -173,134 +262,290 @@ pub fn classify(
         },
         403 => Reply::Fatal {
             reason: format!(
-                "Braze refused the request (403 {message}): the API key needs the users.track permission"
+                "Braze refused {path} (403 {message}): the API key needs the {} permission",
+                match endpoint {
+                    Endpoint::Track => "users.track",
+                    Endpoint::Delete => "users.delete",
+                }
             ),
         },
         404 => Reply::Fatal {
-            reason: "Braze answered 404 for /users/track: check the authorization's instance"
-                .into(),
+            reason: format!("Braze answered 404 for {path}: check the authorization's instance"),
         },
         408 | 500..=599 => Reply::Retryable {
-            detail: format!("HTTP {} {message}", status.as_u16()),
+            detail: format!("{path} answered HTTP {} {message}", status.as_u16()),
+            in_doubt: true,
         },
         other => Reply::Fatal {
-            reason: format!("Braze answered HTTP {other} {message}"),
+            reason: format!("Braze answered HTTP {other} for {path} {message}"),
         },
     }
 }
 
-/// The rate limit as a token bucket, `requests` per `per`, kept in GCRA form: each caller
-/// reserves the next slot under the lock and sleeps once until it (no herd of waiters polling
-/// for tokens). It allows a burst of 2 % of the limit and then paces at 98 % of it, so no fixed
-/// window on Braze's side ever sees more than the limit (burst + rate × window ≤ limit).
-/// Braze's own signals (a 429, `X-RateLimit-Remaining: 0`) pause it until the time Braze gave.
-pub struct RateLimiter {
-    state: Mutex<Bucket>,
+/// What one request's delivery came to.
+pub enum Delivery {
+    /// Braze took it (possibly with per-object errors, possibly rejecting every object).
+    Done,
+    /// The job cannot go on.
+    Fatal(String),
 }
 
-struct Bucket {
-    /// Time between requests at the paced rate.
-    interval: Duration,
-    /// How far ahead of the paced schedule a request may go (the burst).
-    tolerance: Duration,
-    /// The theoretical arrival time of the next request on the paced schedule.
-    next: Instant,
-    paused_until: Instant,
+/// One request to send.
+pub struct Call {
+    pub endpoint: Endpoint,
+    pub request: Request,
 }
 
-/// The share of the limit allowed as a burst; the rest is paced.
-const BURST_SHARE: f64 = 0.02;
+/// What a run's requests share: the client, the pacing, the counters and the job's log.
+pub struct Service {
+    pub client: BrazeClient,
+    pub limiter: RateLimiter,
+    pub window: std::sync::Mutex<Window>,
+    pub counters: Counters,
+    pub retry_max: Duration,
+    pub job: i64,
+    pub store: Arc<dyn tributary_store::Store>,
+}
 
-impl RateLimiter {
-    pub fn new(requests: u32, per: Duration) -> RateLimiter {
-        let requests = f64::from(requests.max(1));
-        let burst = (requests * BURST_SHARE).floor().max(1.0);
-        let rate = (requests - burst).max(requests * 0.5) / per.as_secs_f64();
-        let interval = Duration::from_secs_f64(1.0 / rate.max(1e-6));
-        let now = Instant::now();
-        RateLimiter {
-            state: Mutex::new(Bucket {
-                interval,
-                tolerance: interval.mul_f64(burst - 1.0),
-                next: now,
-                paused_until: now,
-            }),
+/// A request that left for Braze and has no answer yet: dropped unanswered (the run aborted
+/// it), it is counted as in doubt.
+struct Unanswered<'a> {
+    counters: &'a Counters,
+    data_points: u64,
+    answered: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            Counters::add(&self.counters.requests_in_doubt, 1);
+            Counters::add(&self.counters.data_points_in_doubt, self.data_points);
         }
     }
+}
 
-    fn bucket(&self) -> std::sync::MutexGuard<'_, Bucket> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+impl Service {
+    fn window(&self) -> std::sync::MutexGuard<'_, Window> {
+        self.window.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits for this request's slot.
-    pub async fn acquire(&self) {
+    /// The window's size now (the guard is not held across an await).
+    pub fn window_size(&self) -> usize {
+        self.window().size()
+    }
+
+    pub fn metrics(&self) -> Value {
+        self.counters.to_json(self.window_size())
+    }
+
+    pub async fn log(&self, level: LogLevel, message: &str) {
+        tributary_jobs::job_log(self.store.as_ref(), self.job, level, message).await;
+    }
+
+    /// Sends one request until Braze takes it, retrying 5xx and timeouts with exponential
+    /// backoff and jitter, and waiting out 429s.
+    pub async fn deliver(&self, call: Call) -> Delivery {
+        let Call { endpoint, request } = call;
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(250);
+        let url = self.client.url(endpoint);
         loop {
-            let slot = {
-                let mut b = self.bucket();
-                let earliest = Instant::now().max(b.paused_until);
-                let next = b.next.max(earliest);
-                b.next = next + b.interval;
-                next.checked_sub(b.tolerance)
-                    .unwrap_or(earliest)
-                    .max(earliest)
+            self.limiter.acquire().await;
+            let sent_at = Instant::now();
+            Counters::add(&self.counters.requests, 1);
+            let mut unanswered = Unanswered {
+                counters: &self.counters,
+                data_points: request.data_points,
+                answered: false,
             };
-            tokio::time::sleep_until(slot).await;
-            // A pause that came while this request slept moves it after the pause.
-            if Instant::now() >= self.bucket().paused_until {
-                return;
+            let (reply, headers) = self.client.post(endpoint, request.body.clone()).await;
+            unanswered.answered = true;
+            drop(unanswered);
+            metrics::histogram!("tributary_braze_request_seconds")
+                .record(sent_at.elapsed().as_secs_f64());
+            if headers.remaining == Some(0)
+                && let Some(reset) = headers.reset
+            {
+                self.limiter.pause(until_epoch(reset));
+            }
+            match reply {
+                Reply::Accepted { errors } => {
+                    self.outcome("accepted");
+                    Counters::add(&self.counters.accepted, 1);
+                    self.window().on_success();
+                    let users = request.users.len() as u64;
+                    match endpoint {
+                        Endpoint::Track => {
+                            Counters::add(&self.counters.users_sent, users);
+                            Counters::add(&self.counters.data_points, request.data_points);
+                            metrics::counter!("tributary_braze_users_sent_total").increment(users);
+                            metrics::counter!("tributary_braze_data_points_total")
+                                .increment(request.data_points);
+                        }
+                        Endpoint::Delete => {
+                            Counters::add(&self.counters.users_deleted, users);
+                            self.log(
+                                LogLevel::Info,
+                                &format!("Braze deleted {users} erased people ({url})"),
+                            )
+                            .await;
+                        }
+                    }
+                    if !errors.is_empty() {
+                        self.object_errors(&request, &errors, "").await;
+                    }
+                    return Delivery::Done;
+                }
+                Reply::Rejected { message, errors } => {
+                    self.outcome("rejected");
+                    Counters::add(&self.counters.rejected_requests, 1);
+                    self.object_errors(&request, &errors, &message).await;
+                    return Delivery::Done;
+                }
+                Reply::RateLimited { wait } => {
+                    self.outcome("rate_limited");
+                    Counters::add(&self.counters.rate_limited, 1);
+                    self.window().on_rate_limited();
+                    self.limiter.pause(
+                        wait.unwrap_or(Duration::from_secs(1))
+                            .max(Duration::from_millis(50)),
+                    );
+                }
+                Reply::Retryable { detail, in_doubt } => {
+                    self.outcome("retried");
+                    Counters::add(&self.counters.retries, 1);
+                    if in_doubt {
+                        Counters::add(&self.counters.requests_in_doubt, 1);
+                        Counters::add(&self.counters.data_points_in_doubt, request.data_points);
+                    }
+                    if started.elapsed() >= self.retry_max {
+                        return Delivery::Fatal(format!(
+                            "Braze kept failing for {} s (last: {detail}); giving up",
+                            self.retry_max.as_secs()
+                        ));
+                    }
+                    let jittered = backoff.mul_f64(0.5 + rand::random::<f64>() * 0.5);
+                    self.log(
+                        LogLevel::Warn,
+                        &format!("Braze request failed ({detail}); retrying in {jittered:.1?}"),
+                    )
+                    .await;
+                    tokio::time::sleep(jittered).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+                Reply::Fatal { reason } => {
+                    self.outcome("fatal");
+                    return Delivery::Fatal(reason);
+                }
             }
         }
     }
 
-    /// Sends nothing before `now + wait` (a 429, or Braze saying nothing is left of this
-    /// window); the paced schedule restarts there.
-    pub fn pause(&self, wait: Duration) {
-        let mut b = self.bucket();
-        let until = Instant::now() + wait.min(Duration::from_secs(300));
-        if until > b.paused_until {
-            b.paused_until = until;
-            b.next = b.next.max(until);
-        }
+    fn outcome(&self, outcome: &'static str) {
+        metrics::counter!("tributary_braze_requests_total", "outcome" => outcome).increment(1);
+    }
+
+    async fn object_errors(&self, request: &Request, errors: &[(usize, String)], why: &str) {
+        Counters::add(&self.counters.object_errors, errors.len() as u64);
+        metrics::counter!("tributary_braze_object_errors_total").increment(errors.len() as u64);
+        let shown: Vec<String> = errors
+            .iter()
+            .take(OBJECT_ERRORS_LOGGED)
+            .map(|(i, kind)| {
+                let user = request.users.get(*i).map_or("?", String::as_str);
+                format!("{user}: {kind}")
+            })
+            .collect();
+        let prefix = if why.is_empty() {
+            String::new()
+        } else {
+            format!("{why} ")
+        };
+        self.log(
+            LogLevel::Warn,
+            &format!(
+                "{prefix}Braze refused {} of {} users in a request ({})",
+                errors.len(),
+                request.users.len(),
+                shown.join("; ")
+            ),
+        )
+        .await;
     }
 }
 
-/// The in-flight window: additive increase (one more request per window's worth of
-/// successes), multiplicative decrease (halved on a 429, at most once per `cooldown`).
-pub struct Window {
-    size: f64,
-    max: f64,
-    last_decrease: Option<Instant>,
-    cooldown: Duration,
+/// The requests in flight and the users they carry. Dropping it aborts them all.
+#[derive(Default)]
+pub struct Flights {
+    tasks: JoinSet<(u64, Delivery)>,
+    users: HashMap<u64, Vec<String>>,
+    busy: HashMap<String, u32>,
 }
 
-impl Window {
-    pub fn new(max: usize) -> Window {
-        let max = max.max(1) as f64;
-        Window {
-            size: 4f64.min(max),
-            max,
-            last_decrease: None,
-            cooldown: Duration::from_millis(200),
+impl Flights {
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Whether one of the request's users is in a request still in flight (a user's changes
+    /// reach Braze in order).
+    pub fn blocks(&self, request: &Request) -> bool {
+        request.users.iter().any(|u| self.busy.contains_key(u))
+    }
+
+    pub fn launch(&mut self, id: u64, call: Call, service: &Arc<Service>) {
+        for user in &call.request.users {
+            *self.busy.entry(user.clone()).or_default() += 1;
+        }
+        self.users.insert(id, call.request.users.clone());
+        let service = service.clone();
+        self.tasks
+            .spawn(async move { (id, service.deliver(call).await) });
+    }
+
+    /// The next finished request: `Ok(id)` when Braze took it, `Err` when the job cannot go
+    /// on. `None` when nothing is in flight.
+    pub async fn next(&mut self) -> Option<Result<u64, String>> {
+        let joined = self.tasks.join_next().await?;
+        Some(self.settle(joined))
+    }
+
+    /// A finished request, if one is ready now.
+    pub fn try_next(&mut self) -> Option<Result<u64, String>> {
+        let joined = self.tasks.try_join_next()?;
+        Some(self.settle(joined))
+    }
+
+    fn settle(
+        &mut self,
+        joined: Result<(u64, Delivery), tokio::task::JoinError>,
+    ) -> Result<u64, String> {
+        let (id, delivery) = joined.map_err(|e| format!("a request task failed: {e}"))?;
+        for user in self.users.remove(&id).unwrap_or_default() {
+            if let Some(n) = self.busy.get_mut(&user) {
+                *n -= 1;
+                if *n == 0 {
+                    self.busy.remove(&user);
+                }
+            }
+        }
+        match delivery {
+            Delivery::Done => Ok(id),
+            Delivery::Fatal(reason) => Err(reason),
         }
     }
 
-    pub fn size(&self) -> usize {
-        self.size.floor().max(1.0) as usize
-    }
-
-    pub fn on_success(&mut self) {
-        self.size = (self.size + 1.0 / self.size).min(self.max);
-    }
-
-    pub fn on_rate_limited(&mut self) {
-        let now = Instant::now();
-        if self
-            .last_decrease
-            .is_none_or(|t| now.duration_since(t) >= self.cooldown)
-        {
-            self.size = (self.size / 2.0).max(1.0);
-            self.last_decrease = Some(now);
-        }
+    /// Stops every request in flight now and waits until they are gone (each abandoned while
+    /// Braze had it is counted as in doubt as its task is dropped).
+    pub async fn abort(&mut self) {
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        self.users.clear();
+        self.busy.clear();
     }
 }
 
@@ -309,101 +554,73 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn track(status: StatusCode, body: &Value, retry_after: Option<Duration>) -> Reply {
+        classify(
+            Endpoint::Track,
+            status,
+            body,
+            retry_after,
+            RateHeaders::default(),
+        )
+    }
+
     #[test]
     fn replies_are_classified_like_the_contract_says() {
-        let none = RateHeaders::default();
         let partial = json!({"message": "success", "errors": [
             {"type": "bad", "input_array": "attributes", "index": 3}]});
         assert!(matches!(
-            classify(StatusCode::CREATED, &partial, None, none),
+            track(StatusCode::CREATED, &partial, None),
             Reply::Accepted { errors } if errors == vec![(3, "bad".to_string())]
         ));
         let fatal = json!({"message": "Valid data must be provided in the 'attributes', 'events', or 'purchases' fields.",
                            "errors": [{"type": "x", "input_array": "attributes", "index": 0}]});
         assert!(matches!(
-            classify(StatusCode::BAD_REQUEST, &fatal, None, none),
+            track(StatusCode::BAD_REQUEST, &fatal, None),
             Reply::Rejected { .. }
         ));
         assert!(matches!(
-            classify(StatusCode::UNAUTHORIZED, &json!({"message": "Invalid API Key"}), None, none),
+            track(StatusCode::UNAUTHORIZED, &json!({"message": "Invalid API Key"}), None),
             Reply::Fatal { reason } if reason.contains("Invalid API Key")
         ));
         assert!(matches!(
-            classify(StatusCode::SERVICE_UNAVAILABLE, &json!(null), None, none),
-            Reply::Retryable { .. }
+            track(StatusCode::SERVICE_UNAVAILABLE, &json!(null), None),
+            Reply::Retryable { in_doubt: true, .. }
         ));
         assert!(matches!(
-            classify(StatusCode::TOO_MANY_REQUESTS, &json!(null), Some(Duration::from_secs(2)), none),
+            track(StatusCode::TOO_MANY_REQUESTS, &json!(null), Some(Duration::from_secs(2))),
             Reply::RateLimited { wait: Some(w) } if w == Duration::from_secs(2)
         ));
-    }
-
-    #[tokio::test]
-    async fn the_limiter_paces_at_98_percent_of_the_limit() {
-        let limiter = RateLimiter::new(200, Duration::from_secs(1));
-        let started = Instant::now();
-        for _ in 0..100 {
-            limiter.acquire().await;
-        }
-        // A burst of 4, then 196/s: 96 more take about 0.49 s.
-        let elapsed = started.elapsed();
-        assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
-        assert!(elapsed < Duration::from_millis(900), "{elapsed:?}");
-    }
-
-    #[tokio::test]
-    async fn no_window_of_the_period_sees_more_than_the_limit() {
-        // 50 per 500 ms, 8 callers at once: count the grants in every 500 ms window.
-        let limiter = std::sync::Arc::new(RateLimiter::new(50, Duration::from_millis(500)));
-        let started = Instant::now();
-        let times = std::sync::Arc::new(Mutex::new(Vec::new()));
-        let mut tasks = Vec::new();
-        for _ in 0..8 {
-            let (limiter, times) = (limiter.clone(), times.clone());
-            tasks.push(tokio::spawn(async move {
-                for _ in 0..20 {
-                    limiter.acquire().await;
-                    times
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(started.elapsed());
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.expect("task");
-        }
-        let mut times = times.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        times.sort();
-        assert_eq!(times.len(), 160);
-        for (i, t) in times.iter().enumerate() {
-            let in_window = times[i..]
-                .iter()
-                .take_while(|u| **u < *t + Duration::from_millis(500))
-                .count();
-            assert!(
-                in_window <= 50,
-                "{in_window} grants within 500 ms from {t:?}"
-            );
-        }
-        // And it is not much slower than the limit either: 160 grants at 49/500 ms after a
-        // burst of 1 take about 1.6 s.
-        let total = times.last().copied().unwrap_or_default();
-        assert!(total < Duration::from_millis(1_900), "{total:?}");
+        assert!(matches!(
+            classify(Endpoint::Delete, StatusCode::FORBIDDEN, &json!({"message": "Access Denied"}), None, RateHeaders::default()),
+            Reply::Fatal { reason } if reason.contains("users.delete")
+        ));
     }
 
     #[test]
-    fn the_window_grows_additively_and_halves_on_429() {
-        let mut w = Window::new(64);
-        assert_eq!(w.size(), 4);
-        for _ in 0..100 {
-            w.on_success();
-        }
-        let grown = w.size();
-        assert!(grown > 10, "{grown}");
-        w.on_rate_limited();
-        assert_eq!(w.size(), grown / 2);
-        w.on_rate_limited(); // within the cooldown: once per round trip
-        assert_eq!(w.size(), grown / 2);
+    fn error_text_from_braze_is_cut_and_stripped() {
+        let long = format!("bad\n\u{1b}[31m{}", "x".repeat(10_000));
+        let Reply::Fatal { reason } =
+            track(StatusCode::IM_A_TEAPOT, &json!({ "message": long }), None)
+        else {
+            panic!("a 418 is fatal");
+        };
+        assert!(reason.len() < 400, "{}", reason.len());
+        assert!(!reason.chars().any(char::is_control), "{reason:?}");
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+        let now = time::macros::datetime!(2026-12-02 10:00:00 UTC);
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Wed, 02 Dec 2026 10:00:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 02 Dec 2026 09:59:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date in the past: no wait"
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
     }
 }

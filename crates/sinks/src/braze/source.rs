@@ -1,18 +1,36 @@
 //! Where the export's changes come from: first (with backfill) the current members of the
 //! selected audiences, then the membership log from the position the backfill started at.
-//! Each change is resolved to the profile's Braze `external_id`.
+//! Each change is resolved to the identifier the profile is known by in Braze.
+//!
+//! Invariants:
+//! - An entry is sent under the profile's identifier when it is read, and the export
+//!   remembers it (`export_identifiers`). An exit is sent under the identifier its entry was
+//!   sent under, so a profile erased or merged away still leaves its audiences in Braze, and a
+//!   profile whose identifier changed leaves them where it joined them.
+//! - An exit of a profile that is gone is not sent while another profile with the same
+//!   identifier is a member of that audience (a merge whose survivor carries the same id).
+//! - A chunk is read whole or not at all: a store error leaves the source where it was, so
+//!   the read is simply made again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tributary_core::{AccountId, DefinitionKind};
+use tokio::task::JoinHandle;
+use tributary_core::{AccountId, DefinitionKind, IdentityKey};
 use tributary_engine::{Plans, ProfileState};
 use tributary_store::{Store, StoreError};
 
 use crate::braze::config::{AudienceEvents, ExportConfig};
+use crate::braze::counters::Counters;
+use crate::braze::service::Service;
 
 /// Profiles (backfill) or log entries (follow) read per chunk.
 pub const CHUNK: u32 = 2_000;
+/// How often a caught-up export looks for new log entries.
+pub const IDLE_POLL: Duration = Duration::from_millis(200);
+/// How long transient store errors are retried before the export fails.
+pub const STORE_PATIENCE: Duration = Duration::from_secs(120);
 
 /// How far the export has got. Backfill positions come before every log position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +44,7 @@ pub enum Position {
 /// One change, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
-    pub external_id: String,
+    pub identifier: String,
     pub segment: String,
     pub entered: bool,
 }
@@ -38,8 +56,15 @@ pub struct Chunk {
     pub read: u64,
     /// Profiles without the identifier field: skipped.
     pub skipped_no_identifier: u64,
-    /// Profiles gone (merged away or erased) by the time their change was read: skipped.
+    /// Changes of profiles gone (merged away or erased) that this export never sent: skipped.
     pub skipped_gone: u64,
+    /// Exits of gone profiles whose identifier another member of the audience now has.
+    pub skipped_still_member: u64,
+    /// Profiles gone whose exits this chunk carries: the export forgets their identifiers
+    /// once the chunk is committed.
+    pub gone: Vec<i64>,
+    /// Identifiers of erased people to delete in Braze (`delete_on_erase`).
+    pub deletes: Vec<String>,
     /// Nothing more to read for now.
     pub caught_up: bool,
 }
@@ -47,6 +72,9 @@ pub struct Chunk {
 pub struct Source {
     store: Arc<dyn Store>,
     aid: AccountId,
+    /// The export job: whose sent identifiers are remembered.
+    job: i64,
+    delete_on_erase: bool,
     segments: Vec<String>,
     events: AudienceEvents,
     identifier_field: String,
@@ -70,9 +98,11 @@ struct MembersAhead {
 }
 
 impl Source {
+    /// `job` is the export's job id (0 for a dry run: nothing is remembered).
     pub async fn new(
         store: Arc<dyn Store>,
         aid: AccountId,
+        job: i64,
         config: &ExportConfig,
         start: i64,
         position: Position,
@@ -81,6 +111,8 @@ impl Source {
         Ok(Source {
             store,
             aid,
+            job,
+            delete_on_erase: config.delete_on_erase,
             segments: config.segment_ids.clone(),
             events: config.audience_events,
             identifier_field: config.identifier_field.clone(),
@@ -135,13 +167,17 @@ impl Source {
             .min()
             .unwrap_or(i64::MAX);
         let mut members: Vec<(i64, &str)> = Vec::new();
-        for (segment, ahead) in self.segments.iter().zip(&mut self.ahead) {
-            while let Some(&id) = ahead.buffered.front()
-                && id <= bound
-            {
-                members.push((id, segment.as_str()));
-                ahead.buffered.pop_front();
-            }
+        let mut taken = Vec::with_capacity(self.ahead.len());
+        for (segment, ahead) in self.segments.iter().zip(&self.ahead) {
+            let before = members.len();
+            members.extend(
+                ahead
+                    .buffered
+                    .iter()
+                    .take_while(|id| **id <= bound)
+                    .map(|id| (*id, segment.as_str())),
+            );
+            taken.push(members.len() - before);
         }
         members.sort_unstable();
         let exhausted = bound == i64::MAX;
@@ -151,18 +187,27 @@ impl Source {
         };
         let ids: Vec<i64> = dedup_ids(members.iter().map(|(id, _)| *id));
         let identifiers = self.identifiers(&ids).await?;
+        let mut sent = Vec::new();
         if self.events.sends(true) {
             for (id, segment) in &members {
                 match identifiers.get(id) {
-                    Some(Some(external_id)) => chunk.changes.push(Change {
-                        external_id: external_id.clone(),
-                        segment: (*segment).to_string(),
-                        entered: true,
-                    }),
+                    Some(Some(identifier)) => {
+                        chunk.changes.push(Change {
+                            identifier: identifier.clone(),
+                            segment: (*segment).to_string(),
+                            entered: true,
+                        });
+                        sent.push((*id, identifier.clone()));
+                    }
                     Some(None) => chunk.skipped_no_identifier += 1,
                     None => chunk.skipped_gone += 1,
                 }
             }
+        }
+        self.remember(sent).await?;
+        // Only now, with every store call made, is the source moved on.
+        for (ahead, n) in self.ahead.iter_mut().zip(taken) {
+            ahead.buffered.drain(..n);
         }
         self.position = if exhausted {
             Position::Log { seq: self.start }
@@ -190,20 +235,131 @@ impl Source {
             .filter(|e| self.segments.contains(&e.segment) && self.events.sends(e.entered))
             .collect();
         let ids = dedup_ids(wanted.iter().map(|e| e.profile_id));
-        let identifiers = self.identifiers(&ids).await?;
+        let current = self.identifiers(&ids).await?;
+        let exits = dedup_ids(wanted.iter().filter(|e| !e.entered).map(|e| e.profile_id));
+        let sent: HashMap<i64, String> = if self.job == 0 {
+            HashMap::new()
+        } else {
+            self.store
+                .export_identifiers(self.job, &exits)
+                .await?
+                .into_iter()
+                .collect()
+        };
+        let gone: Vec<i64> = exits
+            .iter()
+            .copied()
+            .filter(|id| !current.contains_key(id) && sent.contains_key(id))
+            .collect();
+        let holders = self.live_holders(&gone, &sent).await?;
+        let mut remember = Vec::new();
         for entry in wanted {
-            match identifiers.get(&entry.profile_id) {
-                Some(Some(external_id)) => chunk.changes.push(Change {
-                    external_id: external_id.clone(),
-                    segment: entry.segment,
-                    entered: entry.entered,
-                }),
-                Some(None) => chunk.skipped_no_identifier += 1,
-                None => chunk.skipped_gone += 1,
+            let now_known = current.get(&entry.profile_id);
+            let identifier = if entry.entered {
+                match now_known {
+                    Some(Some(identifier)) => {
+                        remember.push((entry.profile_id, identifier.clone()));
+                        identifier.clone()
+                    }
+                    Some(None) => {
+                        chunk.skipped_no_identifier += 1;
+                        continue;
+                    }
+                    None => {
+                        chunk.skipped_gone += 1;
+                        continue;
+                    }
+                }
+            } else {
+                // An exit goes where the entry went.
+                match (sent.get(&entry.profile_id), now_known) {
+                    (Some(identifier), None) => {
+                        // Gone: unless another member now holds the identifier there.
+                        let held = holders.get(identifier).is_some_and(|h| {
+                            h.iter().any(|(segment, _)| *segment == entry.segment)
+                        });
+                        if held {
+                            chunk.skipped_still_member += 1;
+                            continue;
+                        }
+                        identifier.clone()
+                    }
+                    (Some(identifier), Some(_)) => identifier.clone(),
+                    (None, Some(Some(identifier))) => identifier.clone(),
+                    (None, Some(None)) => {
+                        chunk.skipped_no_identifier += 1;
+                        continue;
+                    }
+                    (None, None) => {
+                        chunk.skipped_gone += 1;
+                        continue;
+                    }
+                }
+            };
+            chunk.changes.push(Change {
+                identifier,
+                segment: entry.segment,
+                entered: entry.entered,
+            });
+        }
+        if self.delete_on_erase && !gone.is_empty() {
+            for id in self.store.erased_profiles(self.aid, &gone).await? {
+                if let Some(identifier) = sent.get(&id)
+                    && !holders.contains_key(identifier)
+                    && !chunk.deletes.contains(identifier)
+                {
+                    chunk.deletes.push(identifier.clone());
+                }
             }
         }
+        self.remember(remember).await?;
+        chunk.gone = gone;
         self.position = Position::Log { seq: last };
         Ok(chunk)
+    }
+
+    /// Records the identifiers entries are sent under (not in a dry run).
+    async fn remember(&self, sent: Vec<(i64, String)>) -> Result<(), StoreError> {
+        if self.job == 0 || sent.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .remember_export_identifiers(self.job, &sent)
+            .await
+    }
+
+    /// For the identifiers gone profiles were sent under: the live profile that now holds
+    /// each (looked up as an identity of the identifier field), with the selected audiences
+    /// it is a member of. Identifiers no live profile holds are absent.
+    async fn live_holders(
+        &self,
+        gone: &[i64],
+        sent: &HashMap<i64, String>,
+    ) -> Result<HashMap<String, Vec<(String, i64)>>, StoreError> {
+        let mut out = HashMap::new();
+        let keys: Vec<IdentityKey> = gone
+            .iter()
+            .filter_map(|id| sent.get(id))
+            .map(|v| IdentityKey::new(&self.identifier_field, v))
+            .collect();
+        if keys.is_empty() {
+            return Ok(out);
+        }
+        for (key, holder) in self.store.lookup_identities(self.aid, &keys).await? {
+            let members = self
+                .store
+                .members_between(self.aid, &self.segments, holder - 1, Some(holder))
+                .await?;
+            let of: Vec<(String, i64)> = self
+                .segments
+                .iter()
+                .zip(members)
+                .filter(|(_, m)| !m.is_empty())
+                .map(|(s, _)| (s.clone(), holder))
+                .collect();
+            out.insert(key.value, of);
+        }
+        Ok(out)
     }
 
     /// Profile id → its identifier (`None`: the profile has no such field). Profiles that no
@@ -219,6 +375,75 @@ impl Source {
             }
         }
         Ok(out)
+    }
+}
+
+/// A chunk as read: the positions before and after it.
+pub struct Read {
+    pub before: Position,
+    pub after: Position,
+    pub chunk: Chunk,
+}
+
+/// Reads chunks ahead (at most a few) on a task of its own, so sending never waits for the
+/// store. Once caught up it polls the log every `IDLE_POLL`. Transient store errors are
+/// retried with backoff for up to `STORE_PATIENCE`; then, or on any other error, the error
+/// is the last item. The task ends when the receiver is dropped (and is aborted with the
+/// returned guard).
+pub fn read_ahead(
+    mut source: Source,
+    service: Arc<Service>,
+) -> (
+    tokio::sync::mpsc::Receiver<Result<Read, StoreError>>,
+    AbortOnDrop,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let task = tokio::spawn(async move {
+        let mut failing_since: Option<tokio::time::Instant> = None;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let before = source.position;
+            let read = match source.next_chunk().await {
+                Ok(chunk) => {
+                    failing_since = None;
+                    backoff = Duration::from_millis(100);
+                    Ok(Read {
+                        before,
+                        after: source.position,
+                        chunk,
+                    })
+                }
+                Err(e) if e.is_transient() => {
+                    let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() < STORE_PATIENCE {
+                        Counters::add(&service.counters.store_retries, 1);
+                        tracing::warn!(error = %e, "export: reading the store failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                    Err(e)
+                }
+                Err(e) => Err(e),
+            };
+            let failed = read.is_err();
+            let caught_up = read.as_ref().is_ok_and(|r| r.chunk.caught_up);
+            if tx.send(read).await.is_err() || failed {
+                return;
+            }
+            if caught_up {
+                tokio::time::sleep(IDLE_POLL).await;
+            }
+        }
+    });
+    (rx, AbortOnDrop(task))
+}
+
+pub struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -345,7 +345,8 @@ async fn an_unreachable_braze_fails_the_job_after_the_retry_limit(store: Arc<dyn
     assert_eq!(failed.state, JobState::Failed);
     let reason = failed.last_error.unwrap_or_default();
     assert!(
-        reason.starts_with("Braze kept failing for 1 s (last: connection error"),
+        reason.starts_with("Braze kept failing for 1 s (last: POST http://")
+            && reason.contains("/users/track: connection error"),
         "{reason}"
     );
     assert!(failed.metrics["retries"].as_u64() >= Some(1));
