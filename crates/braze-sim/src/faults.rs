@@ -20,6 +20,14 @@ pub struct Faults {
     /// the client sees a timeout.
     pub timeout_rate: f64,
     pub hang_ms: u64,
+    /// Share (0..1) of API requests that are *applied* and then answered with a 5xx: the
+    /// change stands (and its data points are spent) although the client sees a failure.
+    /// Braze says it cannot replay calls that failed during an incident, not that a failed
+    /// call did nothing; a client that retries one pays twice.
+    pub applied_error_rate: f64,
+    /// Share (0..1) of API requests that are applied and then hang for `hang_ms` before a
+    /// 504: the client times out on a request that took effect.
+    pub applied_timeout_rate: f64,
 }
 
 /// What to do with one request.
@@ -29,6 +37,16 @@ pub enum Injected {
     ServerError(u16),
     RateLimited,
     Hang(Duration),
+    /// Process the request, then answer this 5xx instead of the result.
+    AppliedServerError(u16),
+    /// Process the request, then hang this long and answer 504.
+    AppliedHang(Duration),
+}
+
+const SERVER_ERRORS: [u16; 4] = [500, 502, 503, 504];
+
+fn chance(rng: &mut impl Rng, share: f64) -> bool {
+    share > 0.0 && rng.random_bool(share.clamp(0.0, 1.0))
 }
 
 impl Faults {
@@ -42,12 +60,19 @@ impl Faults {
             return Injected::ServerError(503);
         }
         let mut rng = rand::rng();
-        if self.timeout_rate > 0.0 && rng.random_bool(self.timeout_rate.clamp(0.0, 1.0)) {
-            return Injected::Hang(Duration::from_millis(self.hang_ms.max(1)));
+        let hang = Duration::from_millis(self.hang_ms.max(1));
+        let code = SERVER_ERRORS[rng.random_range(0..SERVER_ERRORS.len())];
+        if chance(&mut rng, self.timeout_rate) {
+            return Injected::Hang(hang);
         }
-        if self.error_rate > 0.0 && rng.random_bool(self.error_rate.clamp(0.0, 1.0)) {
-            let codes = [500, 502, 503, 504];
-            return Injected::ServerError(codes[rng.random_range(0..codes.len())]);
+        if chance(&mut rng, self.error_rate) {
+            return Injected::ServerError(code);
+        }
+        if chance(&mut rng, self.applied_timeout_rate) {
+            return Injected::AppliedHang(hang);
+        }
+        if chance(&mut rng, self.applied_error_rate) {
+            return Injected::AppliedServerError(code);
         }
         Injected::None
     }

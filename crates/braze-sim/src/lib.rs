@@ -5,7 +5,9 @@
 //!   errors, data points counted per the contract.
 //! - `POST /users/export/ids` (`export.rs`), and segment CSV exports in the dashboard's format.
 //! - Rate limits with `X-RateLimit-*` on every response and 429 (`limit.rs`).
-//! - Fault injection: latency, a share of 5xx, 429 bursts, timeouts (`faults.rs`).
+//! - `POST /users/delete` (`delete.rs`): up to 50 identifiers of one kind per request.
+//! - Fault injection: latency, a share of 5xx, 429 bursts, timeouts, and requests applied
+//!   but answered with a 5xx or a timeout (`faults.rs`).
 //! - Webhook campaigns (`webhook.rs`): a template with the contract's Liquid tags, rendered
 //!   for a list of users and sent with Braze's retry rules.
 //! - `/_sim/*` (`admin.rs`): users, counters, fault settings and resets, for tests.
@@ -15,6 +17,7 @@
 
 mod admin;
 pub mod attributes;
+mod delete;
 mod export;
 pub use export::CSV_COLUMNS;
 pub mod faults;
@@ -52,6 +55,8 @@ pub struct SimConfig {
     pub track_period: Duration,
     /// `/users/export/ids`: requests per minute.
     pub export_ids_per_minute: u32,
+    /// `/users/delete` (with Braze's other identity endpoints): requests per minute.
+    pub identity_per_minute: u32,
     /// Simple-array length cap (500 by default; 25 in the legacy mode).
     pub array_cap: usize,
     pub faults: Faults,
@@ -67,6 +72,7 @@ impl Default for SimConfig {
             track_limit: 3_000,
             track_period: Duration::from_secs(3),
             export_ids_per_minute: 250,
+            identity_per_minute: 20_000,
             array_cap: 500,
             faults: Faults::default(),
             retry_after: false,
@@ -91,6 +97,10 @@ pub struct Stats {
     /// Attributes objects per request, to see how full a client's batches are.
     pub objects_per_request: BTreeMap<usize, u64>,
     pub webhooks: webhook::WebhookStats,
+    /// Requests applied and then answered with a 5xx or a timeout (the `applied_*` faults).
+    pub applied_then_failed: u64,
+    /// Users removed by `/users/delete`.
+    pub users_deleted: u64,
 }
 
 pub struct Sim {
@@ -102,6 +112,7 @@ struct State {
     users: Users,
     track_limit: RateLimit,
     export_limit: RateLimit,
+    identity_limit: RateLimit,
     faults: Faults,
     stats: Stats,
 }
@@ -112,6 +123,7 @@ impl Sim {
             users: Users::default(),
             track_limit: RateLimit::new(config.track_limit, config.track_period),
             export_limit: RateLimit::new(config.export_ids_per_minute, Duration::from_secs(60)),
+            identity_limit: RateLimit::new(config.identity_per_minute, Duration::from_secs(60)),
             faults: config.faults.clone(),
             stats: Stats::default(),
         };
@@ -135,6 +147,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
     Router::new()
         .route("/users/track", post(track::track))
         .route("/users/export/ids", post(export::export_ids))
+        .route("/users/delete", post(delete::delete))
         .route("/_sim/stats", get(admin::stats))
         .route("/_sim/users", get(admin::users))
         .route("/_sim/users/{external_id}", get(admin::user))
@@ -191,6 +204,8 @@ fn refusal(sim: &Sim, headers: &HeaderMap, permission: &str) -> Option<Response>
 pub(crate) enum Limit {
     Track,
     ExportIds,
+    /// `/users/delete`, `/users/identify`, `/users/merge`, `/users/alias/*`: one shared limit.
+    Identity,
 }
 
 /// An API call: key and permission, then its rate limit, then injected faults and latency,
@@ -210,6 +225,7 @@ pub(crate) async fn api_call(
         match limit {
             Limit::Track => state.track_limit.take(),
             Limit::ExportIds => state.export_limit.take(),
+            Limit::Identity => state.identity_limit.take(),
         }
     };
     if !verdict.allowed {
@@ -219,11 +235,35 @@ pub(crate) async fn api_call(
             message(StatusCode::TOO_MANY_REQUESTS, "Rate Limit Exceeded"),
         );
     }
-    if let Some(injected) = inject(sim, verdict).await {
-        return injected;
-    }
+    let injected = match inject(sim, verdict).await {
+        Ok(after) => after,
+        Err(response) => return response,
+    };
     let response = process(sim);
-    finish(sim, verdict, response)
+    let failure = match injected {
+        faults::Injected::AppliedServerError(code) => server_error(code),
+        faults::Injected::AppliedHang(how_long) => {
+            tokio::time::sleep(how_long).await;
+            server_error(504)
+        }
+        _ => return finish(sim, verdict, response),
+    };
+    // The request took effect; the client is told it failed.
+    if response.status().is_success() {
+        sim.state().stats.applied_then_failed += 1;
+    }
+    finish(sim, verdict, failure)
+}
+
+fn server_error(code: u16) -> Response {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let text = match code {
+        504 => "Gateway Timeout",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Internal Server Error",
+    };
+    message(status, text)
 }
 
 /// Adds the rate-limit headers to a response and counts it.
@@ -259,9 +299,9 @@ pub(crate) fn count(sim: &Sim, status: StatusCode) {
     *state.stats.by_status.entry(status.as_u16()).or_default() += 1;
 }
 
-/// Applies the injected faults and the configured latency to an API request; `Some` is the
-/// response to send instead of processing it.
-async fn inject(sim: &Sim, verdict: Verdict) -> Option<Response> {
+/// Applies the injected faults and the configured latency to an API request: `Err` is the
+/// response to send instead of processing it; `Ok` is what to do after processing it.
+async fn inject(sim: &Sim, verdict: Verdict) -> Result<faults::Injected, Response> {
     let (injected, latency) = {
         let mut state = sim.state();
         (state.faults.draw(), state.faults.latency_ms)
@@ -270,8 +310,7 @@ async fn inject(sim: &Sim, verdict: Verdict) -> Option<Response> {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
     match injected {
-        faults::Injected::None => None,
-        faults::Injected::RateLimited => Some(finish(
+        faults::Injected::RateLimited => Err(finish(
             sim,
             Verdict {
                 allowed: false,
@@ -280,21 +319,11 @@ async fn inject(sim: &Sim, verdict: Verdict) -> Option<Response> {
             },
             message(StatusCode::TOO_MANY_REQUESTS, "Rate Limit Exceeded"),
         )),
-        faults::Injected::ServerError(code) => {
-            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            Some(finish(
-                sim,
-                verdict,
-                message(status, "Internal Server Error"),
-            ))
-        }
+        faults::Injected::ServerError(code) => Err(finish(sim, verdict, server_error(code))),
         faults::Injected::Hang(how_long) => {
             tokio::time::sleep(how_long).await;
-            Some(finish(
-                sim,
-                verdict,
-                message(StatusCode::GATEWAY_TIMEOUT, "Gateway Timeout"),
-            ))
+            Err(finish(sim, verdict, server_error(504)))
         }
+        after => Ok(after),
     }
 }

@@ -29,6 +29,9 @@ struct Args {
     /// /users/export/ids requests per minute.
     #[arg(long, default_value_t = 250)]
     export_ids_per_minute: u32,
+    /// /users/delete requests per minute (a limit Braze shares among its identity endpoints).
+    #[arg(long, default_value_t = 20_000)]
+    identity_per_minute: u32,
     /// Length cap of simple arrays (500; 25 in Braze's legacy default).
     #[arg(long, default_value_t = 500)]
     array_cap: usize,
@@ -38,13 +41,21 @@ struct Args {
     /// Share (0..1) of API requests answered with a 5xx.
     #[arg(long, default_value_t = 0.0)]
     error_rate: f64,
+    /// Share (0..1) of API requests applied and then answered with a 5xx.
+    #[arg(long, default_value_t = 0.0)]
+    applied_error_rate: f64,
     /// Send `Retry-After` with 429s.
     #[arg(long)]
     retry_after: bool,
 }
 
 fn parse_keys(specs: &[String]) -> anyhow::Result<HashMap<String, HashSet<String>>> {
-    const ALL: &[&str] = &["users.track", "users.export.ids", "users.export.segment"];
+    const ALL: &[&str] = &[
+        "users.track",
+        "users.delete",
+        "users.export.ids",
+        "users.export.segment",
+    ];
     if specs.is_empty() {
         let perms = ALL.iter().map(|p| p.to_string()).collect();
         return Ok(HashMap::from([("sim-key".to_string(), perms)]));
@@ -74,18 +85,25 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    if !(0.0..=1.0).contains(&args.error_rate) {
-        anyhow::bail!("--error-rate must be between 0 and 1");
+    for (flag, share) in [
+        ("--error-rate", args.error_rate),
+        ("--applied-error-rate", args.applied_error_rate),
+    ] {
+        if !(0.0..=1.0).contains(&share) {
+            anyhow::bail!("{flag} must be between 0 and 1");
+        }
     }
     let config = SimConfig {
         keys: parse_keys(&args.keys)?,
         track_limit: args.rate_limit,
         track_period: Duration::from_millis(args.rate_period_ms.max(1)),
         export_ids_per_minute: args.export_ids_per_minute,
+        identity_per_minute: args.identity_per_minute,
         array_cap: args.array_cap.max(1),
         faults: Faults {
             latency_ms: args.latency_ms,
             error_rate: args.error_rate,
+            applied_error_rate: args.applied_error_rate,
             ..Faults::default()
         },
         retry_after: args.retry_after,

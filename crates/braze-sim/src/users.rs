@@ -207,6 +207,42 @@ impl Users {
         braze_id
     }
 
+    /// Deletes the users an identifier names (every user holding an email address or phone
+    /// number); how many went.
+    pub fn remove(&mut self, id: &Identifier) -> usize {
+        let braze_ids: Vec<String> = match id {
+            Identifier::ExternalId(x) => self.external.get(x).cloned().into_iter().collect(),
+            Identifier::Alias(a) => self.aliases.get(a).cloned().into_iter().collect(),
+            Identifier::BrazeId(b) => vec![b.clone()],
+            Identifier::Email(v) | Identifier::Phone(v) => {
+                let field = if matches!(id, Identifier::Email(_)) {
+                    "email"
+                } else {
+                    "phone"
+                };
+                self.by_braze_id
+                    .values()
+                    .filter(|u| u.attributes.get(field).and_then(Value::as_str) == Some(v))
+                    .map(|u| u.braze_id.clone())
+                    .collect()
+            }
+        };
+        let mut removed = 0;
+        for braze_id in braze_ids {
+            let Some(user) = self.by_braze_id.remove(&braze_id) else {
+                continue;
+            };
+            if let Some(x) = &user.external_id {
+                self.external.remove(x);
+            }
+            for alias in &user.user_aliases {
+                self.aliases.remove(alias);
+            }
+            removed += 1;
+        }
+        removed
+    }
+
     pub fn clear(&mut self) {
         *self = Users::default();
     }

@@ -30,7 +30,11 @@ fn keys() -> HashMap<String, HashSet<String>> {
     HashMap::from([
         (
             "good".to_string(),
-            HashSet::from(["users.track".to_string(), "users.export.ids".to_string()]),
+            HashSet::from([
+                "users.track".to_string(),
+                "users.export.ids".to_string(),
+                "users.delete".to_string(),
+            ]),
         ),
         (
             "export-only".to_string(),
@@ -59,6 +63,24 @@ impl Running {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         (status, headers, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn faults(&self, faults: Value) {
+        let (status, _) = self.post("/_sim/faults", "", faults).await;
+        assert_eq!(status, 200);
     }
 
     async fn get(&self, path: &str) -> Value {
@@ -271,6 +293,98 @@ async fn faults_are_injected_and_nothing_is_processed() {
     assert_eq!(sim.track("good", body).await.0, 201);
     assert!(started.elapsed() >= Duration::from_millis(150));
     assert_eq!(sim.get("/_sim/stats").await["attributes_processed"], 2);
+}
+
+#[tokio::test]
+async fn applied_faults_change_the_user_and_still_answer_a_failure() {
+    let sim = start(config()).await;
+    sim.faults(json!({"applied_error_rate": 1.0})).await;
+    let body = json!({"attributes": [{"external_id": "u1", "a": 1}]});
+    let status = sim.track("good", body.clone()).await.0;
+    assert!((500..=504).contains(&status), "{status}");
+    sim.faults(json!({"applied_timeout_rate": 1.0, "hang_ms": 100}))
+        .await;
+    let started = std::time::Instant::now();
+    let (status, _, _) = sim
+        .track(
+            "good",
+            json!({"attributes": [{"external_id": "u1", "b": 2}]}),
+        )
+        .await;
+    assert_eq!(status, 504);
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    // Both failed requests took effect.
+    let user = sim.get("/_sim/users/u1").await;
+    assert_eq!(user["user"]["custom_attributes"]["a"], 1, "{user}");
+    assert_eq!(user["user"]["custom_attributes"]["b"], 2, "{user}");
+    let stats = sim.get("/_sim/stats").await;
+    assert_eq!(stats["applied_then_failed"], 2);
+    assert_eq!(stats["attributes_processed"], 2);
+}
+
+#[tokio::test]
+async fn users_delete_takes_one_list_of_at_most_50() {
+    let sim = start(config()).await;
+    let attributes: Vec<Value> = (0..4)
+        .map(|i| json!({"external_id": format!("u{i}"), "email": format!("u{i}@example.com")}))
+        .collect();
+    assert_eq!(
+        sim.track("good", json!({"attributes": attributes})).await.0,
+        201
+    );
+    sim.track(
+        "good",
+        json!({"attributes": [{"user_alias": {"alias_name": "a1", "alias_label": "crm"},
+                               "_update_existing_only": false, "x": 1}]}),
+    )
+    .await;
+    assert_eq!(sim.get("/_sim/stats").await["users"], 5);
+
+    // Refusals delete nothing.
+    let too_many: Vec<String> = (0..51).map(|i| format!("u{i}")).collect();
+    let refusals = [
+        ("good", json!({"external_ids": too_many})),
+        ("good", json!({"external_ids": ["u0"], "braze_ids": ["x"]})),
+        ("good", json!({})),
+        ("good", json!({"external_ids": "u0"})),
+        ("good", json!({"email_addresses": ["not-an-email"]})),
+    ];
+    for (key, body) in refusals {
+        let (status, reply) = sim.post("/users/delete", key, body.clone()).await;
+        assert_eq!(status, 400, "{body} -> {reply}");
+        assert!(reply["message"].is_string(), "{reply}");
+    }
+    let (status, _) = sim
+        .post(
+            "/users/delete",
+            "export-only",
+            json!({"external_ids": ["u0"]}),
+        )
+        .await;
+    assert_eq!(status, 403);
+    assert_eq!(sim.get("/_sim/stats").await["users"], 5);
+
+    let deletes = [
+        json!({"external_ids": ["u0", "nobody"]}),
+        json!({"email_addresses": ["u1@example.com"]}),
+        json!({"user_aliases": [{"alias_name": "a1", "alias_label": "crm"}]}),
+    ];
+    for body in deletes {
+        let (status, reply) = sim.post("/users/delete", "good", body.clone()).await;
+        assert_eq!(status, 202, "{body} -> {reply}");
+        assert_eq!(reply["message"], "success");
+    }
+    let stats = sim.get("/_sim/stats").await;
+    assert_eq!(stats["users"], 2, "{stats}");
+    assert_eq!(stats["users_deleted"], 3);
+    let users = sim.get("/_sim/users").await;
+    let left: Vec<&str> = users["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .filter_map(|u| u["user"]["external_id"].as_str())
+        .collect();
+    assert_eq!(left, vec!["u2", "u3"]);
 }
 
 #[tokio::test]

@@ -144,13 +144,6 @@ impl ExportConfig {
                 );
             }
         }
-        if parsed.delete_on_erase && parsed.identifier_type == IdentifierType::Email {
-            return Err(
-                "config.delete_on_erase needs identifier_type external_id, braze_id or \
-                        user_alias: Braze's /users/delete does not take email addresses"
-                    .into(),
-            );
-        }
         if !(1..=512).contains(&parsed.max_in_flight) {
             return Err("config.max_in_flight must be between 1 and 512".into());
         }

@@ -35,6 +35,10 @@ struct Bucket {
 }
 
 /// The share of the limit allowed as a burst; the rest is paced.
+/// `/users/delete` shares 20,000 requests a minute with Braze's other identity endpoints
+/// (docs/braze.md, "Rate limits"); an export uses none of the others.
+pub const DELETE_REQUESTS_PER_MINUTE: u32 = 20_000;
+
 const BURST_SHARE: f64 = 0.02;
 /// The share of the limit any span of the period may see.
 const CAP_SHARE: f64 = 0.98;

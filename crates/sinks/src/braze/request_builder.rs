@@ -40,11 +40,11 @@ impl IdentifierKey {
         object.insert(key.into(), value);
     }
 
-    /// A `/users/delete` body for these users (at most [`MAX_DELETES`]); `None` for email
-    /// addresses, which that endpoint does not take (the config refuses the combination).
-    pub fn delete_body(&self, values: &[String]) -> Option<Vec<u8>> {
+    /// A `/users/delete` body for these users (at most [`MAX_DELETES`]): one identifier
+    /// list per request, as the endpoint requires (docs/braze.md, "Deleting users").
+    pub fn delete_body(&self, values: &[String]) -> Vec<u8> {
         let body = match self.kind {
-            IdentifierType::Email => return None,
+            IdentifierType::Email => json!({ "email_addresses": values }),
             IdentifierType::ExternalId => json!({ "external_ids": values }),
             IdentifierType::BrazeId => json!({ "braze_ids": values }),
             IdentifierType::UserAlias => json!({
@@ -54,7 +54,7 @@ impl IdentifierKey {
                     .collect::<Vec<_>>()
             }),
         };
-        Some(body.to_string().into_bytes())
+        body.to_string().into_bytes()
     }
 }
 
@@ -292,16 +292,15 @@ mod tests {
             let mut expected = expected_key.clone();
             expected["lytics_segments"] = json!({"add": ["vip"]});
             assert_eq!(object, expected, "{kind:?}");
-            let delete: Option<Value> = identifier
-                .delete_body(&["v1".to_string()])
-                .map(|b| serde_json::from_slice(&b).expect("json"));
+            let delete: Value =
+                serde_json::from_slice(&identifier.delete_body(&["v1".to_string()])).expect("json");
             let listed = match kind {
-                IdentifierType::ExternalId => Some(json!({"external_ids": ["v1"]})),
-                IdentifierType::BrazeId => Some(json!({"braze_ids": ["v1"]})),
+                IdentifierType::ExternalId => json!({"external_ids": ["v1"]}),
+                IdentifierType::BrazeId => json!({"braze_ids": ["v1"]}),
                 IdentifierType::UserAlias => {
-                    Some(json!({"user_aliases": [{"alias_name": "v1", "alias_label": "crm"}]}))
+                    json!({"user_aliases": [{"alias_name": "v1", "alias_label": "crm"}]})
                 }
-                IdentifierType::Email => None,
+                IdentifierType::Email => json!({"email_addresses": ["v1"]}),
             };
             assert_eq!(delete, listed, "{kind:?}");
         }

@@ -299,7 +299,10 @@ pub struct Call {
 /// What a run's requests share: the client, the pacing, the counters and the job's log.
 pub struct Service {
     pub client: BrazeClient,
+    /// Paces `/users/track` (the authorization's limit).
     pub limiter: RateLimiter,
+    /// Paces `/users/delete`, which has a limit of its own (docs/braze.md, "Rate limits").
+    pub delete_limiter: RateLimiter,
     pub window: std::sync::Mutex<Window>,
     pub counters: Counters,
     pub retry_max: Duration,
@@ -325,6 +328,13 @@ impl Drop for Unanswered<'_> {
 }
 
 impl Service {
+    fn limiter(&self, endpoint: Endpoint) -> &RateLimiter {
+        match endpoint {
+            Endpoint::Track => &self.limiter,
+            Endpoint::Delete => &self.delete_limiter,
+        }
+    }
+
     fn window(&self) -> std::sync::MutexGuard<'_, Window> {
         self.window.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -350,7 +360,7 @@ impl Service {
         let mut backoff = Duration::from_millis(250);
         let url = self.client.url(endpoint);
         loop {
-            self.limiter.acquire().await;
+            self.limiter(endpoint).acquire().await;
             let sent_at = Instant::now();
             Counters::add(&self.counters.requests, 1);
             let mut unanswered = Unanswered {
@@ -366,7 +376,7 @@ impl Service {
             if headers.remaining == Some(0)
                 && let Some(reset) = headers.reset
             {
-                self.limiter.pause(until_epoch(reset));
+                self.limiter(endpoint).pause(until_epoch(reset));
             }
             match reply {
                 Reply::Accepted { errors } => {
@@ -406,7 +416,7 @@ impl Service {
                     self.outcome("rate_limited");
                     Counters::add(&self.counters.rate_limited, 1);
                     self.window().on_rate_limited();
-                    self.limiter.pause(
+                    self.limiter(endpoint).pause(
                         wait.unwrap_or(Duration::from_secs(1))
                             .max(Duration::from_millis(50)),
                     );

@@ -25,7 +25,7 @@ use crate::braze::acks::Progress;
 use crate::braze::batch::Batches;
 use crate::braze::config::{BrazeAuth, ExportConfig};
 use crate::braze::counters::Counters;
-use crate::braze::limit::{RateLimiter, Window};
+use crate::braze::limit::{DELETE_REQUESTS_PER_MINUTE, RateLimiter, Window};
 use crate::braze::request_builder::{IdentifierKey, Shape};
 use crate::braze::service::{BrazeClient, Endpoint, Flights, Service};
 use crate::braze::source::{IDLE_POLL, Position, Read, STORE_PATIENCE, Source, read_ahead};
@@ -129,6 +129,7 @@ async fn drive(
     let service = Arc::new(Service {
         client,
         limiter: RateLimiter::new(auth.requests, auth.per),
+        delete_limiter: RateLimiter::new(DELETE_REQUESTS_PER_MINUTE, Duration::from_secs(60)),
         window: std::sync::Mutex::new(Window::new(config.max_in_flight)),
         counters: Counters::resume(&ctx.job.metrics),
         retry_max: Duration::from_secs(config.retry_max_seconds),
