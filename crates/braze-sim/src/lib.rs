@@ -240,18 +240,23 @@ pub(crate) async fn api_call(
         Err(response) => return response,
     };
     let response = process(sim);
-    let failure = match injected {
-        faults::Injected::AppliedServerError(code) => server_error(code),
-        faults::Injected::AppliedHang(how_long) => {
-            tokio::time::sleep(how_long).await;
-            server_error(504)
-        }
+    let hang = match injected {
+        faults::Injected::AppliedServerError(_) => Duration::ZERO,
+        faults::Injected::AppliedHang(how_long) => how_long,
         _ => return finish(sim, verdict, response),
     };
-    // The request took effect; the client is told it failed.
+    // The request took effect; the client is told it failed (counted now: a client that
+    // times out drops the connection, and this handler with it).
     if response.status().is_success() {
         sim.state().stats.applied_then_failed += 1;
     }
+    let failure = match injected {
+        faults::Injected::AppliedServerError(code) => server_error(code),
+        _ => {
+            tokio::time::sleep(hang).await;
+            server_error(504)
+        }
+    };
     finish(sim, verdict, failure)
 }
 

@@ -97,6 +97,12 @@ impl Runner {
         self.wake.notify_one();
     }
 
+    /// Whether this node is running the job now (from its pick-up until its run has ended
+    /// and everything it started is gone).
+    pub fn is_running(&self, job: i64) -> bool {
+        self.running().contains_key(&job)
+    }
+
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<i64, watch::Sender<Stop>>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -885,7 +885,95 @@ async fn job_logs_are_bounded_and_ordered(store: Arc<dyn Store>) {
     assert_eq!(store.membership_head(1).await.unwrap(), 0);
 }
 
+async fn an_export_remembers_what_it_sent_each_profile_as(store: Arc<dyn Store>) {
+    let job = store.create_job(&new_job(1, vec![])).await.unwrap();
+    let other = store.create_job(&new_job(1, vec![])).await.unwrap();
+    // More rows than one INSERT takes, and a profile twice in one call: the last one counts.
+    let mut sent: Vec<(i64, String)> = (0..1_500).map(|p| (p, format!("x{p}"))).collect();
+    sent.push((1, "renamed".into()));
+    store
+        .remember_export_identifiers(job.id, &sent)
+        .await
+        .unwrap();
+    store
+        .remember_export_identifiers(other.id, &[(1, "other".into())])
+        .await
+        .unwrap();
+    let mut got = store
+        .export_identifiers(job.id, &[1, 2, 1_499, 5_000])
+        .await
+        .unwrap();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (1, "renamed".to_string()),
+            (2, "x2".to_string()),
+            (1_499, "x1499".to_string())
+        ]
+    );
+    let all: Vec<i64> = (0..1_500).collect();
+    assert_eq!(
+        store.export_identifiers(job.id, &all).await.unwrap().len(),
+        1_500
+    );
+    // A later send under a new identifier replaces the old one.
+    store
+        .remember_export_identifiers(job.id, &[(2, "y2".into())])
+        .await
+        .unwrap();
+    store
+        .forget_export_identifiers(job.id, &[1, 1_499])
+        .await
+        .unwrap();
+    let mut got = store
+        .export_identifiers(job.id, &[1, 2, 1_499])
+        .await
+        .unwrap();
+    got.sort();
+    assert_eq!(got, vec![(2, "y2".to_string())]);
+    assert_eq!(
+        store.export_identifiers(other.id, &[1]).await.unwrap(),
+        vec![(1, "other".to_string())],
+        "per job"
+    );
+}
+
+async fn erasures_are_remembered_per_account(store: Arc<dyn Store>) {
+    store.erase_profile(1, 7, &[], 50).await.unwrap();
+    assert_eq!(store.erased_profiles(1, &[7, 8]).await.unwrap(), vec![7]);
+    assert!(store.erased_profiles(2, &[7]).await.unwrap().is_empty());
+    assert!(store.erased_profiles(1, &[]).await.unwrap().is_empty());
+}
+
+async fn a_stopped_runs_accounting_is_kept_in_any_state(store: Arc<dyn Store>) {
+    use tributary_core::JobState;
+    let job = store.create_job(&new_job(1, vec![])).await.unwrap();
+    assert!(
+        store
+            .set_job_state(1, job.id, &JobState::ACTIVE, JobState::Killed, None, 30)
+            .await
+            .unwrap()
+    );
+    store
+        .save_stopped_run(
+            job.id,
+            &serde_json::json!({"log_position": 9}),
+            &serde_json::json!({"requests": 4}),
+            40,
+        )
+        .await
+        .unwrap();
+    let killed = store.job(1, job.id).await.unwrap().unwrap();
+    assert_eq!(killed.state, JobState::Killed, "the state is left as it is");
+    assert_eq!(killed.progress["log_position"], 9);
+    assert_eq!(killed.metrics["requests"], 4);
+}
+
 tributary_store::backend_tests!(
+    an_export_remembers_what_it_sent_each_profile_as,
+    erasures_are_remembered_per_account,
+    a_stopped_runs_accounting_is_kept_in_any_state,
     authorizations_are_per_account_and_keep_sealed_bytes,
     jobs_move_through_states_and_lose_their_authorization,
     job_logs_are_bounded_and_ordered,

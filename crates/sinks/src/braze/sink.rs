@@ -209,9 +209,10 @@ async fn drive(
             }
         }
 
-        // 4. Progress, throttled; and said when idle.
+        // 4. Progress and metrics, throttled (also while nothing advances, so a job stuck
+        // on retries shows them climbing); and said when idle.
         let idle = in_flight.is_empty() && batches.ready.is_empty();
-        let due = progress.unsaved() && progress.last_saved.elapsed() >= REPORT_EVERY;
+        let due = (progress.unsaved() || !idle) && progress.last_saved.elapsed() >= REPORT_EVERY;
         let idle_due =
             idle && (progress.unsaved() || progress.last_saved.elapsed() >= REPORT_EVERY * 4);
         if due || idle_due {

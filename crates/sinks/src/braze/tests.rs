@@ -26,8 +26,8 @@ struct World {
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-/// A simulator in this process with `sim_config`, whose one key is `good-key` (users.track);
-/// its base URL.
+/// A simulator in this process with `sim_config`, whose one key is `good-key` (users.track
+/// and users.delete); its base URL.
 async fn start_sim(sim_config: braze_sim::SimConfig) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -36,7 +36,9 @@ async fn start_sim(sim_config: braze_sim::SimConfig) -> String {
     let sim_config = braze_sim::SimConfig {
         keys: [(
             "good-key".to_string(),
-            ["users.track".to_string()].into_iter().collect(),
+            ["users.track".to_string(), "users.delete".to_string()]
+                .into_iter()
+                .collect(),
         )]
         .into_iter()
         .collect(),
@@ -109,19 +111,110 @@ async fn world(store: Arc<dyn Store>, sim_config: braze_sim::SimConfig) -> World
 impl World {
     /// Sends Braze-webhook-like events and runs the pipeline and audiences to completion.
     async fn events(&self, users: &[(&str, &str)]) {
-        let events: Vec<NewEvent> = users
+        let payloads: Vec<Value> = users
+            .iter()
+            .map(|(id, plan)| json!({"external_id": id, "plan": plan}))
+            .collect();
+        self.payloads(&payloads).await;
+    }
+
+    /// Sends these `braze_users` payloads and settles.
+    async fn payloads(&self, payloads: &[Value]) {
+        let events: Vec<NewEvent> = payloads
             .iter()
             .enumerate()
-            .map(|(i, (id, plan))| NewEvent {
+            .map(|(i, payload)| NewEvent {
                 account_id: 1,
                 stream: "braze_users".into(),
                 received_at: 1_000 + i as i64,
                 event_time: tributary_jobs::now(),
-                payload: json!({"external_id": id, "plan": plan}).to_string(),
+                payload: payload.to_string(),
             })
             .collect();
         self.store.append_events(&events).await.expect("append");
         self.settle().await;
+    }
+
+    /// Erases the person with this external id, as `DELETE /api/entity/...` does.
+    async fn erase(&self, external_id: &str) {
+        let key = tributary_core::IdentityKey::new("external_id", external_id);
+        let profile = self
+            .engine
+            .find_profile(1, &key)
+            .await
+            .expect("lookup")
+            .expect("profile");
+        self.engine.erase(1, &profile).await.expect("erase");
+        self.settle().await;
+    }
+
+    async fn set_faults(&self, faults: Value) {
+        let status = self
+            .http
+            .post(format!("{}/_sim/faults", self.sim))
+            .json(&faults)
+            .send()
+            .await
+            .expect("sim")
+            .status();
+        assert_eq!(status, 200);
+    }
+
+    /// Sets a job's state as the API does (pause, resume, kill).
+    async fn set_state(&self, job: i64, to: JobState) {
+        let from: &[JobState] = if to == JobState::Running {
+            &[JobState::Paused]
+        } else {
+            &JobState::ACTIVE
+        };
+        assert!(
+            self.store
+                .set_job_state(1, job, from, to, None, tributary_jobs::now())
+                .await
+                .expect("state")
+        );
+        self.runner.wake();
+    }
+
+    /// Waits until this node no longer runs the job.
+    async fn stopped(&self, job: i64) {
+        for _ in 0..1_500 {
+            if !self.runner.is_running(job) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("job {job} is still running 30 s after it was told to stop");
+    }
+
+    /// Waits until a job metric reaches `at_least`.
+    async fn metric_reaches(&self, job: i64, name: &str, at_least: u64) -> tributary_core::Job {
+        for _ in 0..1_500 {
+            let current = self.job_state(job).await;
+            if current.metrics[name].as_u64() >= Some(at_least) {
+                return current;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("job {job}: {name} never reached {at_least}");
+    }
+
+    async fn sim_stat(&self, name: &str) -> u64 {
+        self.sim_get("/_sim/stats").await[name]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// The simulator's users whose exported object has `field` = `value`.
+    async fn sim_users_with(&self, field: &str, value: &Value) -> Vec<Value> {
+        let all = self.sim_get("/_sim/users").await;
+        all["users"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|u| u["user"].clone())
+            .filter(|u| &u[field] == value)
+            .collect()
     }
 
     async fn settle(&self) {
@@ -382,7 +475,10 @@ async fn changes_made_while_paused_are_coalesced(store: Arc<dyn Store>) {
     assert_eq!(stats["data_points"], 1);
 }
 
-async fn faults_are_retried_and_nothing_is_lost_or_wasted(store: Arc<dyn Store>) {
+/// Faults Braze answers before doing anything (429s, 5xx): retried, nothing lost, and as
+/// nothing was applied, nothing is paid twice. (Requests applied and still answered with a
+/// failure are `requests_applied_then_failed_are_the_only_waste`.)
+async fn unprocessed_faults_are_retried_and_nothing_is_lost(store: Arc<dyn Store>) {
     let faults = braze_sim::Faults {
         burst_429: 3,
         burst_5xx: 3,
@@ -404,12 +500,13 @@ async fn faults_are_retried_and_nothing_is_lost_or_wasted(store: Arc<dyn Store>)
     let done = w.caught_up(job).await;
     let stats = w.sim_get("/_sim/stats").await;
     assert_eq!(stats["users"], 600);
-    // Failed requests are not processed by the simulator, so retries waste nothing.
+    // These faults are answered unprocessed, so retries spend nothing twice.
     assert_eq!(stats["data_points"], 600);
     assert!(done.metrics["retries"].as_u64() >= Some(3));
     assert!(done.metrics["rate_limited"].as_u64() >= Some(3));
 }
 
+/// Requests that hang unprocessed until the client's timeout are retried.
 async fn timeouts_are_retried(store: Arc<dyn Store>) {
     let faults = braze_sim::Faults {
         timeout_rate: 0.3,
@@ -468,9 +565,18 @@ async fn one_jobs_broken_braze_does_not_delay_another(store: Arc<dyn Store>) {
 }
 
 async fn the_rate_limit_is_respected(store: Arc<dyn Store>) {
-    let w = world(store, braze_sim::SimConfig::default()).await;
+    // Braze and the authorization agree on 10 requests per second: a client that bursts
+    // past it meets a 429 from the simulator.
+    let w = world(
+        store,
+        braze_sim::SimConfig {
+            track_limit: 10,
+            track_period: Duration::from_secs(1),
+            ..braze_sim::SimConfig::default()
+        },
+    )
+    .await;
     w.events(&refs(&gold_users(1_500))).await;
-    // 10 requests per second: 20 requests take about two seconds and meet no 429.
     let auth = w
         .auth(
             "good-key",
@@ -481,10 +587,14 @@ async fn the_rate_limit_is_respected(store: Arc<dyn Store>) {
     let job = w.job(auth, export_config(true)).await;
     let done = w.caught_up(job).await;
     let elapsed = started.elapsed();
+    let stats = w.sim_get("/_sim/stats").await;
+    assert_eq!(stats["users"], 1_500);
+    assert_eq!(stats["by_status"].get("429"), None, "{stats}");
     assert_eq!(done.metrics["requests"], 20);
     assert_eq!(done.metrics["rate_limited"], 0);
-    assert!(elapsed >= Duration::from_millis(1_000), "{elapsed:?}");
-    assert_eq!(w.sim_get("/_sim/stats").await["users"], 1_500);
+    // At most 9 requests (98 % of 10, rounded down) in any second: the 19th and 20th wait
+    // for the third second.
+    assert!(elapsed >= Duration::from_millis(1_950), "{elapsed:?}");
 }
 
 async fn a_bad_key_fails_the_job_with_the_reason(store: Arc<dyn Store>) {
@@ -587,13 +697,242 @@ async fn a_backfill_merges_a_sparse_and_a_dense_audience_over_several_chunks(
     assert_eq!(w.segments_of("m04491").await, Some(json!(["lytics_all"])));
 }
 
+/// A job paused, then killed, while its requests are being retried sends nothing more, and
+/// its metrics account for every request that reached Braze.
+async fn a_stopped_job_sends_nothing_more(store: Arc<dyn Store>) {
+    let w = world(store, braze_sim::SimConfig::default()).await;
+    w.events(&refs(&gold_users(300))).await;
+    // Every request fails, unprocessed, so the export retries.
+    w.set_faults(json!({"error_rate": 1.0})).await;
+    let auth = w.auth("good-key", json!({})).await;
+    let job = w.job(auth, export_config(true)).await;
+    w.metric_reaches(job, "retries", 1).await;
+
+    w.set_state(job, JobState::Paused).await;
+    w.stopped(job).await;
+    let at_pause = w.sim_stat("requests").await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        w.sim_stat("requests").await,
+        at_pause,
+        "a paused job sent requests"
+    );
+    let paused = w.job_state(job).await;
+    assert_eq!(paused.state, JobState::Paused);
+    assert!(
+        paused.metrics["requests"].as_u64() >= Some(at_pause),
+        "every request that reached Braze is counted: {} < {at_pause}",
+        paused.metrics["requests"]
+    );
+
+    w.set_state(job, JobState::Running).await;
+    let before = w.job_state(job).await.metrics["requests"]
+        .as_u64()
+        .unwrap_or(0);
+    w.metric_reaches(job, "requests", before + 1).await;
+    w.set_state(job, JobState::Killed).await;
+    w.stopped(job).await;
+    let at_kill = w.sim_stat("requests").await;
+    // Braze recovers: a request still alive would now succeed and create users.
+    w.set_faults(json!({})).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(
+        w.sim_stat("requests").await,
+        at_kill,
+        "a killed job sent requests"
+    );
+    assert_eq!(w.sim_stat("users").await, 0);
+    let killed = w.job_state(job).await;
+    assert_eq!(killed.state, JobState::Killed);
+    assert!(killed.metrics["requests"].as_u64() >= Some(at_kill));
+    assert_eq!(killed.metrics["users_sent"].as_u64().unwrap_or(0), 0);
+}
+
+/// An erased member and a member merged away leave their audiences in Braze: the exit goes out
+/// under the identifier the member was sent as.
+async fn erased_and_merged_members_leave_their_audiences(store: Arc<dyn Store>) {
+    let w = world(store, braze_sim::SimConfig::default()).await;
+    w.payloads(&[
+        json!({"external_id": "erased", "plan": "gold"}),
+        json!({"external_id": "merged", "plan": "gold"}),
+        json!({"external_id": "other", "email": "o@example.com", "plan": "silver"}),
+        json!({"external_id": "kept", "plan": "gold"}),
+    ])
+    .await;
+    let auth = w.auth("good-key", json!({})).await;
+    let job = w.job(auth, export_config(true)).await;
+    w.caught_up(job).await;
+    for id in ["erased", "merged", "kept"] {
+        assert_eq!(w.segments_of(id).await, Some(json!(["vip"])), "{id}");
+    }
+
+    w.erase("erased").await;
+    // One event links "merged" to "other" (by email) and makes the person silver: one of the
+    // two profiles is merged away, and the survivor is not in vip.
+    w.payloads(&[json!({"external_id": "merged", "email": "o@example.com", "plan": "silver"})])
+        .await;
+    w.caught_up(job).await;
+    assert_eq!(w.segments_of("erased").await, Some(json!([])));
+    assert_eq!(w.segments_of("merged").await, Some(json!([])));
+    assert_eq!(w.segments_of("kept").await, Some(json!(["vip"])));
+    let done = w.job_state(job).await;
+    assert_eq!(done.metrics["users_deleted"].as_u64().unwrap_or(0), 0);
+    assert!(
+        w.sim_get("/_sim/users/erased").await.get("user").is_some(),
+        "without delete_on_erase the Braze user stays"
+    );
+}
+
+/// `delete_on_erase`: the erased person's exits, then their Braze user deleted, with the
+/// outcome in the job's log.
+async fn delete_on_erase_deletes_the_braze_user(store: Arc<dyn Store>) {
+    let w = world(store, braze_sim::SimConfig::default()).await;
+    w.events(&[("gone", "gold"), ("stays", "gold")]).await;
+    let auth = w.auth("good-key", json!({})).await;
+    let job = w
+        .job(
+            auth,
+            json!({"identifier_field": "external_id", "segment_ids": ["vip"],
+                   "withbackfill": true, "delete_on_erase": true}),
+        )
+        .await;
+    w.caught_up(job).await;
+    assert_eq!(w.sim_stat("users").await, 2);
+    w.erase("gone").await;
+    w.caught_up(job).await;
+    let done = w.metric_reaches(job, "users_deleted", 1).await;
+    assert_eq!(done.metrics["users_deleted"], 1);
+    assert_eq!(w.sim_stat("users_deleted").await, 1);
+    assert!(w.sim_get("/_sim/users/gone").await.get("user").is_none());
+    assert_eq!(w.segments_of("stays").await, Some(json!(["vip"])));
+    let logs = w.store.job_logs(job, 100).await.expect("logs");
+    assert!(
+        logs.iter()
+            .any(|l| l.message.contains("Braze deleted 1 erased people")),
+        "{logs:?}"
+    );
+}
+
+/// Each `identifier_type` names the user with its own key, and Braze finds the user by it.
+async fn each_identifier_type_reaches_its_braze_user(store: Arc<dyn Store>) {
+    let w = world(store, braze_sim::SimConfig::default()).await;
+    // Users Braze already knows: one by external id (to learn its braze_id), one by alias.
+    let seed = json!({"attributes": [
+        {"external_id": "known", "first_name": "K"},
+        {"user_alias": {"alias_name": "a-1", "alias_label": "crm"}, "_update_existing_only": false,
+         "first_name": "A"},
+    ]});
+    let status = w
+        .http
+        .post(format!("{}/users/track", w.sim))
+        .bearer_auth("good-key")
+        .json(&seed)
+        .send()
+        .await
+        .expect("sim")
+        .status();
+    assert_eq!(status, 201);
+    let braze_id = w.sim_get("/_sim/users/known").await["user"]["braze_id"].clone();
+    w.payloads(&[
+        json!({"external_id": "p1", "braze_id": braze_id, "plan": "gold"}),
+        json!({"external_id": "p2", "email": "p2@example.com", "plan": "gold"}),
+        json!({"external_id": "a-1", "plan": "gold"}),
+    ])
+    .await;
+    let cases = [
+        (
+            json!({"identifier_field": "braze_id", "identifier_type": "braze_id"}),
+            "braze_id",
+            braze_id.clone(),
+        ),
+        (
+            json!({"identifier_field": "email", "identifier_type": "email"}),
+            "email",
+            json!("p2@example.com"),
+        ),
+        (
+            json!({"identifier_field": "external_id", "identifier_type": "user_alias", "alias_label": "crm"}),
+            "user_aliases",
+            json!([{"alias_name": "a-1", "alias_label": "crm"}]),
+        ),
+    ];
+    for (identifier, field, value) in cases {
+        let mut config = json!({"segment_ids": ["vip"], "withbackfill": true,
+                                "attribute": format!("seg_{field}")});
+        if let (Some(c), Some(i)) = (config.as_object_mut(), identifier.as_object()) {
+            c.extend(i.clone());
+        }
+        let job = w.job(auth_for(&w).await, config).await;
+        w.caught_up(job).await;
+        let found = w.sim_users_with(field, &value).await;
+        assert_eq!(found.len(), 1, "{identifier}: {found:?}");
+        assert_eq!(
+            found[0]["custom_attributes"][format!("seg_{field}")],
+            json!(["vip"]),
+            "{identifier}: {found:?}"
+        );
+        w.set_state(job, JobState::Killed).await;
+        w.stopped(job).await;
+    }
+    // No user was created under a wrong key: the two seeded users and the email user.
+    assert_eq!(w.sim_stat("users").await, 3);
+}
+
+async fn auth_for(w: &World) -> i64 {
+    w.auth("good-key", json!({})).await
+}
+
+/// Braze applies some requests and still answers 5xx or times out. Retrying them spends their
+/// data points twice: the waste is exactly what the job reports as in doubt, and no more.
+async fn requests_applied_then_failed_are_the_only_waste(store: Arc<dyn Store>) {
+    let w = world(
+        store,
+        braze_sim::SimConfig {
+            faults: braze_sim::Faults {
+                applied_error_rate: 0.1,
+                applied_timeout_rate: 0.05,
+                hang_ms: 1_500,
+                ..braze_sim::Faults::default()
+            },
+            ..braze_sim::SimConfig::default()
+        },
+    )
+    .await;
+    w.events(&refs(&gold_users(3_000))).await;
+    let auth = w.auth("good-key", json!({"timeout_seconds": 0.5})).await;
+    let job = w.job(auth, export_config(true)).await;
+    let done = w.caught_up(job).await;
+    let stats = w.sim_get("/_sim/stats").await;
+    assert_eq!(stats["users"], 3_000, "nothing lost");
+    let spent = stats["data_points"].as_u64().unwrap_or(0);
+    let waste = spent - 3_000;
+    let failed = stats["applied_then_failed"].as_u64().unwrap_or(0);
+    assert!(failed > 0, "the fault was exercised: {stats}");
+    assert!(
+        waste > 0,
+        "an applied request that is retried is paid twice"
+    );
+    // Each request applied-then-failed is resent once: 75 data points each, no more.
+    assert_eq!(waste, failed * 75, "{stats}");
+    assert!(
+        done.metrics["data_points_in_doubt"].as_u64() >= Some(waste),
+        "the job reports what may have been spent twice: {}",
+        done.metrics
+    );
+}
+
 tributary_store::backend_tests!(
+    a_stopped_job_sends_nothing_more,
+    erased_and_merged_members_leave_their_audiences,
+    delete_on_erase_deletes_the_braze_user,
+    each_identifier_type_reaches_its_braze_user,
+    requests_applied_then_failed_are_the_only_waste,
     backfill_then_follow_the_log,
     without_backfill_only_later_changes_are_sent,
     changes_made_while_paused_are_coalesced,
     enters_only_sends_no_exits,
     an_unreachable_braze_fails_the_job_after_the_retry_limit,
-    faults_are_retried_and_nothing_is_lost_or_wasted,
+    unprocessed_faults_are_retried_and_nothing_is_lost,
     the_rate_limit_is_respected,
     timeouts_are_retried,
     one_jobs_broken_braze_does_not_delay_another,
