@@ -239,19 +239,19 @@ async fn two_processes_share_one_postgres_database() {
 /// Two `serve` nodes, each with its own data dir, on one fresh PostgreSQL database; `None`
 /// when there is no PostgreSQL here (and the tests are not required to run). The dirs come
 /// first, so a caller's bindings drop the processes before their dirs.
-async fn two_nodes() -> Option<([tempfile::TempDir; 2], Serve, Serve)> {
+async fn two_nodes() -> Option<([tempfile::TempDir; 2], Serve, Serve, String)> {
     let url = tributary_store::testing::pg_cluster()?
         .fresh_database()
         .await;
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let a = Serve::start(dirs[0].path(), Some(&url), "a");
     let b = Serve::start(dirs[1].path(), Some(&url), "b");
-    Some((dirs, a, b))
+    Some((dirs, a, b, url))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_work_moves_to_a_surviving_node() {
-    let Some((_dirs, a, b)) = two_nodes().await else {
+    let Some((_dirs, a, b, url)) = two_nodes().await else {
         return;
     };
     let http = client();
@@ -271,29 +271,65 @@ async fn pipeline_work_moves_to_a_surviving_node() {
     )
     .await;
     assert_eq!(profile["data"]["city"], "AnyTown");
-    // Kill one node hard; the other carries on with every account once the lease lapses.
-    let mut a = a;
-    a.signal(libc::SIGKILL);
-    let _ = a.wait(Duration::from_secs(5));
-    for (i, node) in [&b].iter().enumerate() {
-        let r = http
-            .post(node.url("/c/1/braze_users"))
-            .bearer_auth(ADMIN)
-            .body(format!(
-                r#"{{"braze_id": "b-2", "email": "two{i}@x.io", "city": "Newtown"}}"#
-            ))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-    }
+    // Kill the node that holds account 1's pipeline lease, hard; the other takes the account
+    // over once the lease lapses.
+    let db = sqlx::PgPool::connect(&url).await.unwrap();
+    let holder = pipeline_holder(&db).await;
+    let (mut dead, survivor) = if a.log_text().contains(&holder) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert!(
+        dead.log_text().contains(&holder),
+        "the lease holder {holder} is one of the two nodes"
+    );
+    dead.signal(libc::SIGKILL);
+    let _ = dead.wait(Duration::from_secs(5));
+    let r = http
+        .post(survivor.url("/c/1/braze_users"))
+        .bearer_auth(ADMIN)
+        .body(r#"{"braze_id": "b-2", "email": "two@x.io", "city": "Newtown"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let profile = wait_for_ok(
-        &b.url("/api/entity/user/braze_id/b-2"),
+        &survivor.url("/api/entity/user/braze_id/b-2"),
         ADMIN,
         Duration::from_secs(15),
     )
     .await;
     assert_eq!(profile["data"]["city"], "Newtown");
+    let new_holder = pipeline_holder(&db).await;
+    assert_ne!(new_holder, holder);
+    assert!(survivor.log_text().contains(&new_holder));
+}
+
+/// The node holding account 1's pipeline lease now (waits for one).
+async fn pipeline_holder(db: &sqlx::PgPool) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as i64;
+        let holder: Option<String> = sqlx::query_scalar(
+            "SELECT holder FROM leases WHERE name = 'pipeline:1' AND expires_at > $1",
+        )
+        .bind(now)
+        .fetch_optional(db)
+        .await
+        .unwrap();
+        if let Some(holder) = holder {
+            return holder;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nobody holds the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Two nodes on one PostgreSQL database: events arrive through both while an audience is
@@ -301,7 +337,7 @@ async fn pipeline_work_moves_to_a_surviving_node() {
 /// (per profile, entries and exits alternate; the final members are the audience's size).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_keep_one_membership_log() {
-    let Some((_dirs, a, b)) = two_nodes().await else {
+    let Some((_dirs, a, b, _)) = two_nodes().await else {
         return;
     };
     let http = client();

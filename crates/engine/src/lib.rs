@@ -134,6 +134,8 @@ impl Engine {
     /// Runs the worker until `shutdown` resolves.
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        // The name this node holds pipeline leases under (the `leases` table shows it).
+        tracing::info!(node = %self.node, "pipeline worker started");
         loop {
             if let Err(e) = self.catch_up_all().await {
                 tracing::error!(error = %e, "pipeline pass failed; retrying");
