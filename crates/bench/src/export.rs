@@ -35,6 +35,10 @@ pub struct Args {
     /// Latency the simulator adds to every request.
     #[arg(long, default_value_t = 20)]
     latency_ms: u64,
+    /// Share of requests the simulator applies and then answers with a 5xx, in one more series
+    /// at the last rate limit (0 skips it): what retrying requests in doubt costs.
+    #[arg(long, default_value_t = 0.01)]
+    applied_error_rate: f64,
     /// Backfills to run (the median is reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -81,7 +85,7 @@ impl Drop for Sim {
     }
 }
 
-fn start_sim(args: &Args, limit: u32) -> anyhow::Result<Sim> {
+fn start_sim(args: &Args, limit: u32, applied_error_rate: f64) -> anyhow::Result<Sim> {
     use std::io::BufRead;
     let mut child = Command::new(sim_binary()?)
         .args([
@@ -97,6 +101,7 @@ fn start_sim(args: &Args, limit: u32) -> anyhow::Result<Sim> {
             "3000",
         ])
         .args(["--latency-ms", &args.latency_ms.to_string()])
+        .args(["--applied-error-rate", &applied_error_rate.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;
@@ -189,6 +194,7 @@ struct Run {
     cpu_self: f64,
     cpu_sim: f64,
     window: u64,
+    in_doubt_points: u64,
 }
 
 async fn sim_stats(http: &reqwest::Client, sim: &Sim) -> anyhow::Result<Value> {
@@ -247,7 +253,23 @@ async fn backfill(
     let secs = started.elapsed().as_secs_f64();
     let cpu_self = process_cpu(std::process::id()) - cpu_self;
     let cpu_sim = process_cpu(sim.child.id()) - cpu_sim;
-    // Let the job save its metrics, then stop it so the next run starts clean.
+    // Every object has reached Braze once; requests applied but answered 5xx are still being
+    // resent. Wait until the job has every user accepted, let it save its metrics, then stop
+    // it so the next run starts clean.
+    loop {
+        let sent = store
+            .job(1, job.id)
+            .await?
+            .and_then(|j| j.metrics["users_sent"].as_u64());
+        if sent >= Some(members) {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the job never saw every user accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     tokio::time::sleep(Duration::from_millis(800)).await;
     let stats = sim_stats(&http, sim).await?;
     let metrics = store
@@ -274,6 +296,7 @@ async fn backfill(
         cpu_self,
         cpu_sim,
         window: metrics["in_flight_window"].as_u64().unwrap_or(0),
+        in_doubt_points: metrics["data_points_in_doubt"].as_u64().unwrap_or(0),
     })
 }
 
@@ -287,17 +310,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// The medians of one limit's backfills.
 struct Summary {
     limit: u32,
+    applied_error_rate: f64,
     secs: f64,
     req_rate: f64,
     cpu: f64,
     cpu_sim: f64,
     wasted: Vec<i64>,
+    in_doubt: Vec<u64>,
     rate_limited: u64,
 }
 
-/// `runs` backfills against a simulator with `limit` requests per 3 s.
-async fn at_limit(store: &Arc<dyn Store>, args: &Args, limit: u32) -> anyhow::Result<Summary> {
-    let sim = start_sim(args, limit)?;
+/// `runs` backfills against a simulator with `limit` requests per 3 s that applies
+/// `applied_error_rate` of the requests and answers them 5xx.
+async fn at_limit(
+    store: &Arc<dyn Store>,
+    args: &Args,
+    limit: u32,
+    applied_error_rate: f64,
+) -> anyhow::Result<Summary> {
+    let sim = start_sim(args, limit, applied_error_rate)?;
     let key = Arc::new(MasterKey::generate());
     let split = authorization::split(
         AuthKind::Braze,
@@ -356,6 +387,7 @@ async fn at_limit(store: &Arc<dyn Store>, args: &Args, limit: u32) -> anyhow::Re
     let _ = runner_task.await;
     Ok(Summary {
         limit,
+        applied_error_rate,
         secs: median(runs.iter().map(|r| r.secs).collect()),
         req_rate: median(runs.iter().map(|r| r.requests as f64 / r.secs).collect()),
         cpu: median(runs.iter().map(|r| r.cpu_self).collect()),
@@ -364,6 +396,7 @@ async fn at_limit(store: &Arc<dyn Store>, args: &Args, limit: u32) -> anyhow::Re
             .iter()
             .map(|r| r.sim_points as i64 - args.members as i64)
             .collect(),
+        in_doubt: runs.iter().map(|r| r.in_doubt_points).collect(),
         rate_limited: runs.iter().map(|r| r.rate_limited).sum(),
     })
 }
@@ -386,16 +419,30 @@ async fn run_async(args: Args) -> anyhow::Result<()> {
     println!("reading every member and identifier: {read_secs:.2} s");
     let mut summaries = Vec::new();
     for limit in &args.rate_limits {
-        summaries.push(at_limit(&store, &args, *limit).await?);
+        summaries.push(at_limit(&store, &args, *limit, 0.0).await?);
     }
+    let faulty = match args.rate_limits.last() {
+        Some(limit) if args.applied_error_rate > 0.0 => {
+            Some(at_limit(&store, &args, *limit, args.applied_error_rate).await?)
+        }
+        _ => None,
+    };
 
     let per_million = 1_000_000.0 / args.members as f64;
     let mut rows = String::new();
-    for s in &summaries {
+    for s in summaries.iter().chain(&faulty) {
         let limit_rate = f64::from(s.limit) / 3.0;
         rows.push_str(&format!(
-            "| {limit} per 3 s ({limit_rate:.0}/s) | **{secs:.1} s**, {req_rate:.0} requests/s, {users_rate:.0} users/s | **{pct:.1} %** | {wasted:?} | {rl} | **{cpu_m:.1} s** ({cpu_ratio:.1} × reading alone; {busy:.0} % of a core) | {sim_m:.1} s |\n",
+            "| {limit} per 3 s ({limit_rate:.0}/s){faults} | **{secs:.1} s**, {req_rate:.0} requests/s, {users_rate:.0} users/s | **{pct:.1} %** | {wasted:?} | {rl} | **{cpu_m:.1} s** ({cpu_ratio:.1} × reading alone; {busy:.0} % of a core) | {sim_m:.1} s |\n",
             limit = s.limit,
+            faults = if s.applied_error_rate > 0.0 {
+                format!(
+                    ", {:.0} % of requests applied and answered 5xx",
+                    100.0 * s.applied_error_rate
+                )
+            } else {
+                String::new()
+            },
             secs = s.secs,
             req_rate = s.req_rate,
             users_rate = args.members as f64 / s.secs,
@@ -427,7 +474,7 @@ no fixed window on Braze's side ever sees more than the limit; over a long backf
 is the ceiling of these figures. At {low} per 3 s the machine is not the bottleneck. At Braze's
 default of 3,000 per 3 s it is shared by the exporter and the simulator (two cores, and the
 simulator applies every object under one lock): compare the two CPU columns.
-",
+{waste}",
         date = time::OffsetDateTime::now_utc().date(),
         machine = machine(),
         members = args.members,
@@ -436,6 +483,23 @@ simulator applies every object under one lock): compare the two CPU columns.
         read_s = read_secs * per_million,
         read_rate = args.members as f64 / read_secs,
         low = args.rate_limits.first().copied().unwrap_or_default(),
+        waste = faulty.as_ref().map_or(String::new(), |f| {
+            let median_waste = median(f.wasted.iter().map(|w| *w as f64).collect());
+            format!(
+                "
+Requests in doubt (docs/braze.md §7): in the last row Braze applies {rate:.0} % of the requests
+and still answers them with a 5xx, so the exporter resends them and Braze bills them twice. The
+waste is those requests' data points and nothing more: a median of {median_waste:.0} data points
+per backfill of {members} ({share:.2} % of what the backfill needed), each run's equal to or
+below what the job itself reported as `data_points_in_doubt` ({in_doubt:?}). It cannot be zero
+without an idempotency key, which Braze does not offer.
+",
+                rate = 100.0 * f.applied_error_rate,
+                members = args.members,
+                share = 100.0 * median_waste / args.members as f64,
+                in_doubt = f.in_doubt,
+            )
+        }),
     );
     println!("{body}");
     if let Some(path) = &args.write {

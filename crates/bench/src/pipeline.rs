@@ -170,9 +170,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let rss = rss.unwrap_or(f64::NAN);
     let pg = if args.pg_events > 0 {
         let m = rt.block_on(async {
-            let store = tributary_store::testing::pg_store()
-                .await
+            // PostgreSQL's durable defaults (fsync on), as a production server runs.
+            let cluster = tributary_store::testing::pg_durable_cluster()
                 .ok_or_else(|| anyhow::anyhow!("PostgreSQL is not available"))?;
+            let store: Arc<dyn Store> =
+                Arc::new(tributary_store::PgStore::connect(&cluster.fresh_database().await).await?);
             measure(store, args.pg_events, args.batch).await
         })?;
         eprintln!("postgres: {:.0} events/s", m.pipeline_eps);
@@ -188,7 +190,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "## Profiles pipeline (issue 4)
 
 Command: `cargo run --release -p tributary-bench -- pipeline --events {n} --pg-events {pgn} --write BENCHMARKS.md`
-({date}; {machine}; built-in `braze_users` mapping and the 4 built-in audiences; one event in five merges two profiles; batches of {batch}; SQLite: median of {runs} runs on fresh databases ({all_eps} events/s); PostgreSQL: one run).
+({date}; {machine}; built-in `braze_users` mapping and the 4 built-in audiences; one event in five merges two profiles; batches of {batch}; SQLite: median of {runs} runs on fresh databases ({all_eps} events/s); PostgreSQL: one run, with `fsync=on`).
 
 | what | result | baseline (same run) | ratio | target |
 |---|---|---|---|---|

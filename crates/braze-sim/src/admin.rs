@@ -79,6 +79,8 @@ pub async fn reset(State(sim): State<Arc<Sim>>) -> Response {
     let mut state = sim.state();
     state.users.clear();
     state.stats = Default::default();
-    state.faults = Faults::default();
+    // Back to how the simulator started: faults set at run time go, those it was started with
+    // stay.
+    state.faults = sim.config.faults.clone();
     Json(json!({"message": "success"})).into_response()
 }

@@ -1,4 +1,4 @@
-//! Attribute semantics of `/users/track` (contract §1.4) and their data-point cost (§3).
+//! Attribute semantics of `/users/track` (docs/braze.md §1.4) and their data-point cost (§3).
 //!
 //! One function per shape of value: set, `null`, `inc`, simple-array `add`/`remove`, arrays of
 //! objects (`$add`/`$remove`/`$update`), nested objects (replace or `_merge_objects`), `$time`.
@@ -16,7 +16,7 @@ pub const CONTROL_KEYS: &[&str] = &[
     "push_token_import",
 ];
 
-/// Profile data Braze does not bill for (contract §3).
+/// Profile data Braze does not bill for (docs/braze.md §3).
 const NON_BILLABLE: &[&str] = &[
     "country",
     "language",
@@ -26,7 +26,7 @@ const NON_BILLABLE: &[&str] = &[
     "push_tokens",
 ];
 
-/// Standard profile fields (contract §1.4); every other key is a custom attribute.
+/// Standard profile fields (docs/braze.md §1.4); every other key is a custom attribute.
 pub const STANDARD_FIELDS: &[&str] = &[
     "first_name",
     "last_name",
@@ -53,7 +53,7 @@ pub const STANDARD_FIELDS: &[&str] = &[
     "image_url",
 ];
 
-/// Strings longer than this are accepted but do not update the attribute (contract §1.4).
+/// Strings longer than this are accepted but do not update the attribute (docs/braze.md §1.4).
 pub const MAX_STRING_CHARS: usize = 255;
 
 /// What applying one attribute did.
@@ -160,7 +160,7 @@ fn set_array(
     cost: u64,
 ) -> Applied {
     if items.iter().all(Value::is_object) && !items.is_empty() {
-        // An array of objects: one point per property of each object (contract §3).
+        // An array of objects: one point per property of each object (docs/braze.md §3).
         if !items.iter().all(nested_is_valid) {
             return ignored();
         }
@@ -373,7 +373,7 @@ fn nested_object(
 ) -> Applied {
     let candidate = Value::Object(object.clone());
     if !nested_is_valid(&candidate) {
-        // One invalid nested value drops every nested update of this attribute (contract §1.4).
+        // One invalid nested value drops every nested update of this attribute (docs/braze.md §1.4).
         return ignored();
     }
     let resolved = resolve_times(candidate);
@@ -455,7 +455,7 @@ fn deep_merge(old: &mut Map<String, Value>, new: &Map<String, Value>) {
     }
 }
 
-/// The time formats the contract lists (§1.4); the result is RFC 3339 in UTC. A time without a
+/// The time formats docs/braze.md lists (§1.4); the result is RFC 3339 in UTC. A time without a
 /// zone is UTC.
 pub fn parse_time(text: &str) -> Option<String> {
     let text = text.trim();

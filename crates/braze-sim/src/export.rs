@@ -1,4 +1,4 @@
-//! Exports: `POST /users/export/ids` (contract §5.3) and the dashboard's segment CSV export
+//! Exports: `POST /users/export/ids` (docs/braze.md §5.3) and the dashboard's segment CSV export
 //! (§5.1), written as a ZIP holding one CSV with Braze's User Data columns.
 
 use std::io::Write;
@@ -111,7 +111,7 @@ fn lookup(sim: &Sim, request: ExportIds) -> Response {
     (StatusCode::CREATED, Json(body)).into_response()
 }
 
-/// The user export object (contract §5.2): standard fields at the top, custom attributes under
+/// The user export object (docs/braze.md §5.2): standard fields at the top, custom attributes under
 /// `custom_attributes`, missing fields left out; `appboy_id` equals `braze_id`.
 pub fn export_object(user: &User, fields: Option<&[String]>) -> Value {
     let mut out = Map::new();
@@ -151,7 +151,7 @@ pub fn export_object(user: &User, fields: Option<&[String]>) -> Value {
     Value::Object(out)
 }
 
-/// The dashboard's "CSV Export User Data" columns (contract §5.1), before the chosen custom
+/// The dashboard's "CSV Export User Data" columns (docs/braze.md §5.1), before the chosen custom
 /// attributes. The internal-id header is `appboy_id`; the real spelling is unconfirmed, which
 /// is why importers must map by header name.
 pub const CSV_COLUMNS: &[&str] = &[

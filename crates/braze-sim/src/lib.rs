@@ -1,18 +1,18 @@
-//! `braze-sim`: a local Braze REST simulator that follows `reference/braze-contract.md`.
+//! `braze-sim`: a local Braze REST simulator that follows `docs/braze.md`.
 //!
 //! - `POST /users/track` (`track.rs`): Bearer keys with permissions, the 75-object limit,
 //!   identifier rules, attribute semantics (`attributes.rs`), partial success and fatal
-//!   errors, data points counted per the contract.
+//!   errors, data points counted per docs/braze.md §3.
 //! - `POST /users/export/ids` (`export.rs`), and segment CSV exports in the dashboard's format.
 //! - Rate limits with `X-RateLimit-*` on every response and 429 (`limit.rs`).
 //! - `POST /users/delete` (`delete.rs`): up to 50 identifiers of one kind per request.
 //! - Fault injection: latency, a share of 5xx, 429 bursts, timeouts, and requests applied
 //!   but answered with a 5xx or a timeout (`faults.rs`).
-//! - Webhook campaigns (`webhook.rs`): a template with the contract's Liquid tags, rendered
-//!   for a list of users and sent with Braze's retry rules.
+//! - Webhook campaigns (`webhook.rs`): a template with Braze's Liquid tags (docs/braze.md
+//!   §4), rendered for a list of users and sent with Braze's retry rules.
 //! - `/_sim/*` (`admin.rs`): users, counters, fault settings and resets, for tests.
 //!
-//! Invariant: the simulator never panics on input; every rejection is the contract's status
+//! Invariant: the simulator never panics on input; every rejection is the documented status
 //! and `{"message": ..}` body.
 
 mod admin;
@@ -60,8 +60,8 @@ pub struct SimConfig {
     /// Simple-array length cap (500 by default; 25 in the legacy mode).
     pub array_cap: usize,
     pub faults: Faults,
-    /// Send `Retry-After` (seconds) with 429s. The contract leaves it unconfirmed, so it is
-    /// off by default and clients must read `X-RateLimit-Reset`.
+    /// Send `Retry-After` (seconds) with 429s. Braze does not document it (docs/braze.md
+    /// §1.8), so it is off by default and clients must read `X-RateLimit-Reset`.
     pub retry_after: bool,
 }
 

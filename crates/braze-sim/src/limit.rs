@@ -1,4 +1,4 @@
-//! The rate limit of an endpoint: `limit` requests per fixed window of `period` (contract
+//! The rate limit of an endpoint: `limit` requests per fixed window of `period` (docs/braze.md
 //! §1.8: 3,000 requests per 3 s for /users/track by default), reported on every response as
 //! `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (UTC epoch seconds at
 //! which the current window ends).

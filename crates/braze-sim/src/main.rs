@@ -9,10 +9,7 @@ use braze_sim::{Faults, Sim, SimConfig};
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(
-    version,
-    about = "A local Braze REST simulator (reference/braze-contract.md)"
-)]
+#[command(version, about = "A local Braze REST simulator (docs/braze.md)")]
 struct Args {
     /// Address to listen on; port 0 picks a free port (printed at start-up).
     #[arg(long, default_value = "127.0.0.1:9000")]

@@ -1,4 +1,4 @@
-//! `POST /users/track` (contract §1.2–§1.7 and the checklist in §7).
+//! `POST /users/track` (docs/braze.md §1.1–§1.8).
 //!
 //! Order of checks: Bearer key and permission → rate limit → injected faults → payload size →
 //! JSON → each array at most 75 objects → per-object validation collecting `errors[]`. All

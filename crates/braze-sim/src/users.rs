@@ -1,4 +1,4 @@
-//! The workspace's users and how an object's identifier finds one (contract §1.3).
+//! The workspace's users and how an object's identifier finds one (docs/braze.md §1.3).
 
 use std::collections::HashMap;
 
@@ -38,7 +38,7 @@ pub struct EventSummary {
     pub count: u64,
 }
 
-/// The identifier an object carries (contract §1.2: one of five).
+/// The identifier an object carries (docs/braze.md §1.3: one of five).
 #[derive(Debug, Clone)]
 pub enum Identifier {
     ExternalId(String),
@@ -49,8 +49,8 @@ pub enum Identifier {
 }
 
 impl Identifier {
-    /// The identifier of an attributes, event or purchase object, in the contract's order of
-    /// precedence (email before phone when both are sent).
+    /// The identifier of an attributes, event or purchase object (docs/braze.md §1.3: email
+    /// before phone when both are sent).
     pub fn of(object: &Map<String, Value>) -> Result<Identifier, String> {
         const MISSING: &str =
             "'external_id', 'braze_id', 'user_alias', 'email' or 'phone' is required";
@@ -135,7 +135,7 @@ impl Users {
             .map(|u| &**u)
     }
 
-    /// The user an object addresses, created when the contract says so; `None` when the
+    /// The user an object addresses, created when docs/braze.md §1.3 says so; `None` when the
     /// object only updates existing users and there is none.
     pub fn resolve(&mut self, id: &Identifier, create: Creation) -> Option<&mut User> {
         let found = match id {

@@ -1,4 +1,4 @@
-//! Webhook campaigns (contract §4): a body template with Braze's Liquid personalization tags,
+//! Webhook campaigns (docs/braze.md §4): a body template with Braze's Liquid personalization tags,
 //! rendered per user and sent with `User-Agent: Braze Sender <hash>`, retried as Braze
 //! retries (408, 429, 5xx and connection errors; not 3xx or other 4xx), with exponential
 //! backoff, up to five retries, and a 90 s timeout by default.

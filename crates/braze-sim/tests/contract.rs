@@ -1,4 +1,4 @@
-//! The simulator over HTTP, checked against `reference/braze-contract.md` §7.
+//! The simulator over HTTP, checked against `docs/braze.md` §7.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Braze instances (contract §2): the names customers see in their dashboard and the REST
+//! Braze instances (docs/braze.md §2): the names customers see in their dashboard and the REST
 //! endpoint of each. An authorization may also name a base URL (a proxy, a cluster newer
 //! than this table, or a local simulator).
 

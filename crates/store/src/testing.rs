@@ -22,6 +22,7 @@ pub struct PgCluster {
 }
 
 static CLUSTER: OnceLock<Result<PgCluster, String>> = OnceLock::new();
+static DURABLE_CLUSTER: OnceLock<Result<PgCluster, String>> = OnceLock::new();
 static NEXT_DB: AtomicU32 = AtomicU32::new(0);
 
 fn pg_required() -> bool {
@@ -30,8 +31,19 @@ fn pg_required() -> bool {
 
 /// The process's cluster, started on first use. `None` (with a note on stderr) when PostgreSQL
 /// is not installed and not required.
+/// Tests run it with `fsync=off`: they check behaviour, not durability against power loss.
 pub fn pg_cluster() -> Option<&'static PgCluster> {
-    match CLUSTER.get_or_init(start_cluster) {
+    found(CLUSTER.get_or_init(|| start_cluster(false)))
+}
+
+/// A cluster with PostgreSQL's durable defaults (`fsync=on`), for benchmarks: their figures
+/// must be what a production server would see.
+pub fn pg_durable_cluster() -> Option<&'static PgCluster> {
+    found(DURABLE_CLUSTER.get_or_init(|| start_cluster(true)))
+}
+
+fn found(cluster: &'static Result<PgCluster, String>) -> Option<&'static PgCluster> {
+    match cluster {
         Ok(c) => Some(c),
         Err(why) if pg_required() => {
             panic!("TRIBUTARY_TEST_REQUIRE_PG=1 but PostgreSQL could not start: {why}")
@@ -163,7 +175,7 @@ fn free_port() -> Result<u16, String> {
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 
-fn start_cluster() -> Result<PgCluster, String> {
+fn start_cluster(durable: bool) -> Result<PgCluster, String> {
     let bin = pg_bin_dir()?;
     let dir = tempfile::Builder::new()
         .prefix("tributary-pg-")
@@ -193,8 +205,9 @@ fn start_cluster() -> Result<PgCluster, String> {
     )?;
     let port = free_port()?;
     let options = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-        dir.display()
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=200",
+        dir.display(),
+        if durable { "on" } else { "off" }
     );
     run(
         pg_command(&bin.join("pg_ctl"))

@@ -104,7 +104,7 @@ pub struct Request {
     pub body: Vec<u8>,
     /// The identifier of each attributes object, in body order (to map `errors[].index`).
     pub users: Vec<String>,
-    /// Data points Braze will count for it (contract §3: one per array value added or
+    /// Data points Braze will count for it (docs/braze.md §3: one per array value added or
     /// removed; one per attribute set).
     pub data_points: u64,
 }
