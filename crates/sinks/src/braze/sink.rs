@@ -304,3 +304,50 @@ async fn take(read: Read, batches: &mut Batches, progress: &mut Progress, servic
             .await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool_timeout() -> StoreError {
+        StoreError::Database(sqlx::Error::PoolTimedOut)
+    }
+
+    /// A store that stalls (pool timeouts) is waited out for `STORE_PATIENCE`, each failure
+    /// counted; a success resets the patience; a store that stays down, or an error that is not
+    /// transient, fails the run.
+    #[tokio::test(start_paused = true)]
+    async fn transient_store_errors_are_waited_out_for_a_while() {
+        let counters = Counters::default();
+        let mut patience = StorePatience::default();
+        for _ in 0..3 {
+            let absorbed = patience.absorb::<()>(Err(pool_timeout()), &counters);
+            assert!(matches!(absorbed, Ok(None)), "a stall is not fatal");
+            tokio::time::advance(Duration::from_secs(30)).await;
+        }
+        assert_eq!(
+            counters
+                .store_retries
+                .load(std::sync::atomic::Ordering::Relaxed),
+            3
+        );
+        assert!(matches!(patience.absorb(Ok(7), &counters), Ok(Some(7))));
+        // Patience starts again after a success...
+        tokio::time::advance(Duration::from_secs(100)).await;
+        assert!(matches!(
+            patience.absorb::<()>(Err(pool_timeout()), &counters),
+            Ok(None)
+        ));
+        // ...and runs out when the store stays down.
+        tokio::time::advance(STORE_PATIENCE).await;
+        assert!(
+            patience
+                .absorb::<()>(Err(pool_timeout()), &counters)
+                .is_err()
+        );
+        let mut fresh = StorePatience::default();
+        let corrupt = StoreError::Corrupt("bad row".into());
+        assert!(!corrupt.is_transient());
+        assert!(fresh.absorb::<()>(Err(corrupt), &counters).is_err());
+    }
+}

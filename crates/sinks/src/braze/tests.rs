@@ -941,3 +941,66 @@ tributary_store::backend_tests!(
     dryrun_counts_users_and_data_points,
     a_backfill_merges_a_sparse_and_a_dense_audience_over_several_chunks,
 );
+
+/// The database stalls the job's table and then drops every connection of the store, twice,
+/// in the middle of a backfill (as a PostgreSQL restart or failover would): the export
+/// finishes; nothing is lost and nothing is sent twice. PostgreSQL only: it is the backend
+/// whose connections can be cut from outside. (How a transient error is retried is
+/// `sink::tests`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_survives_its_store_dropping_every_connection() {
+    let Some(cluster) = tributary_store::testing::pg_cluster() else {
+        return;
+    };
+    let url = cluster.fresh_database().await;
+    let store: Arc<dyn Store> = Arc::new(
+        tributary_store::PgStore::connect(&url)
+            .await
+            .expect("store"),
+    );
+    let w = world(
+        store,
+        braze_sim::SimConfig {
+            faults: braze_sim::Faults {
+                latency_ms: 40,
+                ..braze_sim::Faults::default()
+            },
+            ..braze_sim::SimConfig::default()
+        },
+    )
+    .await;
+    w.events(&refs(&gold_users(6_000))).await;
+    // One request at a time, so the backfill takes a few seconds.
+    let auth = w.auth("good-key", json!({})).await;
+    let mut config = export_config(true);
+    config["max_in_flight"] = json!(1);
+    let job = w.job(auth, config).await;
+    w.metric_reaches(job, "requests", 2).await;
+    let admin = sqlx::PgPool::connect(&url).await.expect("admin connection");
+    let mut cut = 0;
+    for _ in 0..2 {
+        // The job's progress write queues behind this lock; then every other connection of
+        // the database is terminated, the queued write with it.
+        let mut lock = admin.begin().await.expect("begin");
+        sqlx::query("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")
+            .execute(&mut *lock)
+            .await
+            .expect("lock");
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        let killed: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut *lock)
+        .await
+        .expect("terminate");
+        cut += killed.iter().filter(|k| **k).count();
+        lock.commit().await.expect("unlock");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(cut > 0, "connections were cut");
+    w.caught_up(job).await;
+    let stats = w.sim_get("/_sim/stats").await;
+    assert_eq!(stats["users"], 6_000);
+    assert_eq!(stats["data_points"], 6_000, "nothing sent twice");
+}
