@@ -51,29 +51,25 @@ fn config() -> SimConfig {
 }
 
 impl Running {
-    async fn track(&self, key: &str, body: Value) -> (u16, reqwest::header::HeaderMap, Value) {
-        let r = self
-            .client
-            .post(format!("{}/users/track", self.base))
+    async fn send(&self, path: &str, key: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.base))
             .bearer_auth(key)
             .json(&body)
             .send()
             .await
-            .expect("send");
+            .expect("send")
+    }
+
+    async fn track(&self, key: &str, body: Value) -> (u16, reqwest::header::HeaderMap, Value) {
+        let r = self.send("/users/track", key, body).await;
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         (status, headers, r.json().await.unwrap_or(Value::Null))
     }
 
     async fn post(&self, path: &str, key: &str, body: Value) -> (u16, Value) {
-        let r = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(key)
-            .json(&body)
-            .send()
-            .await
-            .expect("send");
+        let r = self.send(path, key, body).await;
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }

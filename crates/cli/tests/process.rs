@@ -256,14 +256,12 @@ async fn pipeline_work_moves_to_a_surviving_node() {
     };
     let http = client();
     // A webhook through node A becomes a profile readable on node B, whoever processed it.
-    let r = http
-        .post(a.url("/c/1/braze_users"))
-        .bearer_auth(ADMIN)
-        .body(r#"{"braze_id": "b-1", "email": "One@X.io", "city": "AnyTown"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    send_webhook(
+        &http,
+        &a,
+        r#"{"braze_id": "b-1", "email": "One@X.io", "city": "AnyTown"}"#,
+    )
+    .await;
     let profile = wait_for_ok(
         &b.url("/api/entity/user/email/one@x.io"),
         ADMIN,
@@ -286,14 +284,12 @@ async fn pipeline_work_moves_to_a_surviving_node() {
     );
     dead.signal(libc::SIGKILL);
     let _ = dead.wait(Duration::from_secs(5));
-    let r = http
-        .post(survivor.url("/c/1/braze_users"))
-        .bearer_auth(ADMIN)
-        .body(r#"{"braze_id": "b-2", "email": "two@x.io", "city": "Newtown"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    send_webhook(
+        &http,
+        &survivor,
+        r#"{"braze_id": "b-2", "email": "two@x.io", "city": "Newtown"}"#,
+    )
+    .await;
     let profile = wait_for_ok(
         &survivor.url("/api/entity/user/braze_id/b-2"),
         ADMIN,
@@ -304,6 +300,18 @@ async fn pipeline_work_moves_to_a_surviving_node() {
     let new_holder = pipeline_holder(&db).await;
     assert_ne!(new_holder, holder);
     assert!(survivor.log_text().contains(&new_holder));
+}
+
+/// Sends one webhook to account 1's `braze_users` through `node`; it must be acknowledged.
+async fn send_webhook(http: &reqwest::Client, node: &Serve, body: &'static str) {
+    let r = http
+        .post(node.url("/c/1/braze_users"))
+        .bearer_auth(ADMIN)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 /// The node holding account 1's pipeline lease now (waits for one).
