@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tributary_core::braze::UrlAllowList;
 use tributary_core::crypto::MasterKey;
 use tributary_core::{
     AuthKind, Authorization, MembershipChange, NewJob, PipelineCommit, StoredProfile, to_micros,
@@ -47,6 +48,11 @@ pub struct Args {
 }
 
 const SIM_KEY: &str = "bench-key";
+
+/// The simulator listens on loopback: the operator's allow-list for it.
+fn simulator_allowed() -> UrlAllowList {
+    UrlAllowList::parse("http://127.0.0.1").unwrap_or_default()
+}
 
 /// `braze-sim` from the same build as this harness (built if missing).
 fn sim_binary() -> anyhow::Result<PathBuf> {
@@ -335,6 +341,7 @@ async fn at_limit(
         &json!({"apikey": SIM_KEY, "instance": sim.base,
                 "rate_limit": {"requests": limit, "per_seconds": 3}}),
         None,
+        &simulator_allowed(),
     )
     .map_err(anyhow::Error::msg)?;
     let auth = store
@@ -357,6 +364,7 @@ async fn at_limit(
         Registry::default().with(Arc::new(BrazeExport)),
         RunnerConfig {
             poll: Duration::from_millis(20),
+            allowed_urls: simulator_allowed(),
             ..RunnerConfig::default()
         },
     );

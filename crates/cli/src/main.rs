@@ -1,6 +1,7 @@
 //! The `tributary` binary.
 
 mod master_key;
+mod private_files;
 mod rebuild;
 mod serve;
 
@@ -60,6 +61,7 @@ fn init_logging(format: LogFormat) {
 }
 
 fn main() -> anyhow::Result<()> {
+    private_files::restrict_new_files();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -19,6 +19,7 @@ pub struct RebuildArgs {
 }
 
 pub async fn run(args: RebuildArgs) -> anyhow::Result<()> {
+    crate::private_files::prepare_data_dir(&args.data_dir)?;
     let store = tributary_store::open(args.database_url.as_deref(), &args.data_dir)
         .await
         .context("opening the store")?;

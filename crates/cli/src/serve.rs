@@ -36,11 +36,16 @@ pub struct ServeArgs {
     /// Largest body accepted by `/collect/bulk`, in bytes.
     #[arg(long, env = "TRIBUTARY_MAX_BULK_BYTES", default_value_t = 256 * 1024 * 1024)]
     max_bulk_bytes: usize,
+    /// Base URLs, beyond Braze's named instances, that Braze authorizations may point at
+    /// (comma-separated; `http://127.0.0.1` allows any port of that host, `http://h:9000` one).
+    #[arg(long, env = "TRIBUTARY_BRAZE_ALLOW_URLS", default_value = "")]
+    braze_allow_urls: String,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating the data dir {}", args.data_dir.display()))?;
+    let allowed_urls = tributary_core::braze::UrlAllowList::parse(&args.braze_allow_urls)
+        .map_err(anyhow::Error::msg)?;
+    crate::private_files::prepare_data_dir(&args.data_dir)?;
     let store = tributary_store::open(args.database_url.as_deref(), &args.data_dir)
         .await
         .context("opening the store")?;
@@ -65,6 +70,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         jobs: tributary_jobs::RunnerConfig {
             lease_ttl: std::time::Duration::from_secs(args.job_lease_secs.max(1)),
+            allowed_urls,
             ..tributary_jobs::RunnerConfig::default()
         },
         managed_sftp: args.managed_sftp,

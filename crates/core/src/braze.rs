@@ -21,8 +21,85 @@ pub const INSTANCES: &[(&str, &str)] = &[
     ("KR-01", "https://rest.kr-01.braze.com"),
 ];
 
-/// The REST base URL (no trailing slash) for an instance name (any case) or a base URL.
-pub fn rest_endpoint(instance: &str) -> Result<String, String> {
+/// The setting that lists the base URLs, beyond the named instances, that may receive a
+/// Braze API key.
+pub const ALLOW_URLS_SETTING: &str = "TRIBUTARY_BRAZE_ALLOW_URLS";
+
+/// Base URLs other than the named Braze instances that an operator allows API keys to be sent
+/// to (`TRIBUTARY_BRAZE_ALLOW_URLS`): `http://127.0.0.1` allows any port of that host,
+/// `http://127.0.0.1:9000` that port only. Empty by default: only Braze's own hosts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UrlAllowList {
+    entries: Vec<Origin>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Origin {
+    scheme: String,
+    host: String,
+    /// `None`: any port.
+    port: Option<u16>,
+}
+
+impl Origin {
+    /// `scheme://host[:port]`, nothing else (no path, user, query); the host lower-cased.
+    fn parse(text: &str) -> Option<Origin> {
+        let text = text.trim().trim_end_matches('/');
+        let (scheme, rest) = text.split_once("://")?;
+        let scheme = scheme.to_ascii_lowercase();
+        if !matches!(scheme.as_str(), "http" | "https")
+            || rest.is_empty()
+            || rest.contains(['/', '?', '#', '@', ' ', '\\'])
+        {
+            return None;
+        }
+        // An IPv6 literal keeps its brackets: `[::1]:9000`.
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) if !port.contains(']') => (host, Some(port.parse::<u16>().ok()?)),
+            _ => (rest, None),
+        };
+        if host.is_empty() {
+            return None;
+        }
+        Some(Origin {
+            scheme,
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+impl UrlAllowList {
+    /// Parses the setting's comma-separated list; an entry that is not `scheme://host[:port]`
+    /// is an error naming it.
+    pub fn parse(setting: &str) -> Result<UrlAllowList, String> {
+        let mut entries = Vec::new();
+        for item in setting.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let origin = Origin::parse(item).ok_or_else(|| {
+                format!("{ALLOW_URLS_SETTING}: {item:?} is not an http(s)://host[:port] base URL")
+            })?;
+            entries.push(origin);
+        }
+        Ok(UrlAllowList { entries })
+    }
+
+    /// Whether a base URL may receive a key.
+    pub fn allows(&self, base_url: &str) -> bool {
+        let Some(url) = Origin::parse(base_url) else {
+            return false;
+        };
+        self.entries.iter().any(|allowed| {
+            allowed.scheme == url.scheme
+                && allowed.host == url.host
+                && (allowed.port.is_none() || allowed.port == url.port)
+        })
+    }
+}
+
+/// The REST base URL (no trailing slash) for an instance name (any case), or for a base URL
+/// the operator allows. Anything else is refused, so an API key is never sent to a host
+/// nobody vetted (an internal service, a metadata endpoint, plain http).
+pub fn rest_endpoint(instance: &str, allowed: &UrlAllowList) -> Result<String, String> {
     let instance = instance.trim();
     if let Some((_, url)) = INSTANCES
         .iter()
@@ -30,23 +107,23 @@ pub fn rest_endpoint(instance: &str) -> Result<String, String> {
     {
         return Ok((*url).to_string());
     }
-    let lower = instance.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"));
-    match rest {
-        Some(host) if !host.is_empty() && !host.contains(['?', '#', ' ', '@']) => {
-            Ok(instance.trim_end_matches('/').to_string())
-        }
-        _ => Err(format!(
-            "instance {instance:?} is neither a Braze instance ({}) nor an http(s) base URL",
-            INSTANCES
-                .iter()
-                .map(|(n, _)| *n)
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
+    let names = INSTANCES
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if Origin::parse(instance).is_none() {
+        return Err(format!(
+            "instance {instance:?} is neither a Braze instance ({names}) nor an http(s) base URL"
+        ));
     }
+    if !allowed.allows(instance) {
+        return Err(format!(
+            "instance {instance:?} is not a Braze instance ({names}); another base URL \
+             receives API keys only when the operator lists it in {ALLOW_URLS_SETTING}"
+        ));
+    }
+    Ok(instance.trim_end_matches('/').to_string())
 }
 
 #[cfg(test)]
@@ -54,20 +131,65 @@ mod tests {
     use super::*;
 
     #[test]
-    fn instances_and_base_urls() {
+    fn named_instances_always_and_base_urls_only_when_allowed() {
+        let none = UrlAllowList::default();
         assert_eq!(
-            rest_endpoint("US-03").as_deref(),
+            rest_endpoint("US-03", &none).as_deref(),
             Ok("https://rest.iad-03.braze.com")
         );
         assert_eq!(
-            rest_endpoint("eu-01").as_deref(),
+            rest_endpoint("eu-01", &none).as_deref(),
             Ok("https://rest.fra-01.braze.eu")
         );
+        for hostile in [
+            "http://127.0.0.1:9000",
+            "http://169.254.169.254",
+            "http://[::1]:8080",
+            "https://internal.example",
+            "http://localhost",
+        ] {
+            let refused = rest_endpoint(hostile, &none).expect_err(hostile);
+            assert!(refused.contains(ALLOW_URLS_SETTING), "{refused}");
+        }
+        assert!(rest_endpoint("US-09", &none).is_err());
+        assert!(rest_endpoint("ftp://x", &none).is_err());
+
+        let any_port = UrlAllowList::parse("http://127.0.0.1, https://braze.proxy.example:8443")
+            .expect("valid");
         assert_eq!(
-            rest_endpoint("http://127.0.0.1:9000/").as_deref(),
+            rest_endpoint("http://127.0.0.1:9000/", &any_port).as_deref(),
             Ok("http://127.0.0.1:9000")
         );
-        assert!(rest_endpoint("US-09").is_err());
-        assert!(rest_endpoint("ftp://x").is_err());
+        assert!(any_port.allows("http://127.0.0.1"));
+        assert!(any_port.allows("HTTP://127.0.0.1:1"));
+        assert!(
+            !any_port.allows("https://127.0.0.1:9000"),
+            "the scheme counts"
+        );
+        assert!(!any_port.allows("http://127.0.0.2:9000"));
+        assert!(!any_port.allows("http://127.0.0.1.evil.example"));
+        assert!(!any_port.allows("http://127.0.0.1@evil.example"));
+        assert!(any_port.allows("https://braze.proxy.example:8443"));
+        assert!(!any_port.allows("https://braze.proxy.example:8444"));
+        assert!(!any_port.allows("https://braze.proxy.example"));
+
+        let one_port = UrlAllowList::parse("http://127.0.0.1:9000").expect("valid");
+        assert!(one_port.allows("http://127.0.0.1:9000"));
+        assert!(!one_port.allows("http://127.0.0.1:9001"));
+        let v6 = UrlAllowList::parse("http://[::1]:9000").expect("valid");
+        assert!(v6.allows("http://[::1]:9000"));
+        assert!(!v6.allows("http://[::1]:9001"));
+
+        for bad in [
+            "127.0.0.1",
+            "http://",
+            "http://h/path",
+            "http://h:port",
+            "ftp://h",
+        ] {
+            let err = UrlAllowList::parse(bad).expect_err(bad);
+            assert!(err.starts_with(ALLOW_URLS_SETTING), "{err}");
+        }
+        assert_eq!(UrlAllowList::parse(" ,").expect("empty"), none);
     }
 }

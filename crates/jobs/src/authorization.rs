@@ -6,6 +6,7 @@
 //! `sealed_secret` (a JSON object sealed with the account and kind as associated data).
 
 use serde_json::{Map, Value};
+use tributary_core::braze::UrlAllowList;
 use tributary_core::crypto::{CryptoError, MasterKey};
 use tributary_core::{AccountId, AuthKind, Authorization};
 use zeroize::Zeroizing;
@@ -63,6 +64,16 @@ const SFTP_MANAGED: &[Field] = &[
     field("password", true, false, Shape::Text),
 ];
 
+/// The fields that say where the secrets are sent: changing one needs the secrets again, so a
+/// stored secret can never be redirected by someone who does not know it.
+fn destination(kind: AuthKind) -> &'static [&'static str] {
+    match kind {
+        AuthKind::Braze => &["instance"],
+        AuthKind::Sftp | AuthKind::SftpPgp => &["host", "port"],
+        AuthKind::SftpManaged => &[],
+    }
+}
+
 fn fields(kind: AuthKind) -> impl Iterator<Item = &'static Field> + Clone {
     let (own, extra): (&[Field], &[Field]) = match kind {
         AuthKind::Braze => (BRAZE, &[]),
@@ -102,13 +113,29 @@ impl Secrets {
     }
 }
 
+/// What an authorization holds before an update: its public config and its secrets.
+pub struct Previous<'a> {
+    pub config: &'a Value,
+    pub secrets: &'a Secrets,
+}
+
 /// Validates a configuration sent to `POST /v2/auth/{kind}` or `PUT /v2/auth/{id}` and splits
-/// it. On update, `previous` supplies the secrets the request left out (so changing the
-/// instance does not require re-sending the API key). Errors name the field.
-pub fn split(kind: AuthKind, config: &Value, previous: Option<&Secrets>) -> Result<Split, String> {
+/// it. On update, `previous` supplies the secrets the request left out, unless the request
+/// changes where they are sent (a Braze instance, an SFTP host or port): then every secret must
+/// be sent again. A Braze instance must be a named one or a base URL in `allowed`. Errors name
+/// the field.
+pub fn split(
+    kind: AuthKind,
+    config: &Value,
+    previous: Option<Previous<'_>>,
+    allowed: &UrlAllowList,
+) -> Result<Split, String> {
     let Some(given) = config.as_object() else {
         return Err("config must be a JSON object".into());
     };
+    if let Some(previous) = &previous {
+        check_redirect(kind, given, previous)?;
+    }
     let rules = fields(kind);
     for key in given.keys() {
         if !rules.clone().any(|f| f.name == key) {
@@ -121,7 +148,10 @@ pub fn split(kind: AuthKind, config: &Value, previous: Option<&Secrets>) -> Resu
         }
     }
     let mut public = Map::new();
-    let mut secrets = previous.map(Secrets::map).unwrap_or_default();
+    let mut secrets = previous
+        .as_ref()
+        .map(|p| p.secrets.map())
+        .unwrap_or_default();
     for rule in rules {
         match given.get(rule.name) {
             None | Some(Value::Null) => {}
@@ -159,12 +189,50 @@ pub fn split(kind: AuthKind, config: &Value, previous: Option<&Secrets>) -> Resu
     if kind == AuthKind::Braze
         && let Some(instance) = public.get("instance").and_then(Value::as_str)
     {
-        tributary_core::braze::rest_endpoint(instance).map_err(|e| format!("config.{e}"))?;
+        tributary_core::braze::rest_endpoint(instance, allowed)
+            .map_err(|e| format!("config.{e}"))?;
     }
     Ok(Split {
         public: Value::Object(public),
         secrets: Secrets::from_map(&secrets),
     })
+}
+
+/// An update that changes a destination field must carry every secret the authorization
+/// holds, in clear (not left out, not `[redacted]`).
+fn check_redirect(
+    kind: AuthKind,
+    given: &Map<String, Value>,
+    previous: &Previous<'_>,
+) -> Result<(), String> {
+    let normalized = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => Some(Value::from(s.trim().trim_end_matches('/').to_lowercase())),
+        Some(Value::Null) | None => None,
+        Some(other) => Some(other.clone()),
+    };
+    let Some(changed) = destination(kind).iter().find(|name| {
+        given.get(**name).is_some_and(|v| !v.is_null())
+            && normalized(given.get(**name)) != normalized(previous.config.get(**name))
+    }) else {
+        return Ok(());
+    };
+    let held = previous.secrets.map();
+    let missing: Vec<String> = fields(kind)
+        .filter(|f| f.secret && held.contains_key(f.name))
+        .filter(|f| match given.get(f.name) {
+            Some(Value::String(s)) => s == REDACTED,
+            _ => true,
+        })
+        .map(|f| format!("config.{}", f.name))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "config.{changed} changes where this authorization's secrets are sent: send {} again \
+         with it",
+        missing.join(" and ")
+    ))
 }
 
 fn check_shape(rule: &Field, value: &Value) -> Result<(), String> {
@@ -217,6 +285,7 @@ mod tests {
             AuthKind::Braze,
             &json!({"apikey": "k-123", "instance": "US-03"}),
             None,
+            &UrlAllowList::default(),
         )
         .expect("valid");
         assert_eq!(
@@ -229,27 +298,111 @@ mod tests {
         assert!(!String::from_utf8_lossy(&sealed).contains("k-123"));
     }
 
+    fn braze(config: Value, previous: Option<Previous<'_>>) -> Result<Split, String> {
+        split(AuthKind::Braze, &config, previous, &UrlAllowList::default())
+    }
+
     #[test]
     fn updates_keep_secrets_that_were_left_out() {
-        let first = split(
-            AuthKind::Braze,
-            &json!({"apikey": "k", "instance": "US-03"}),
-            None,
-        )
-        .expect("valid");
-        let second = split(
-            AuthKind::Braze,
-            &json!({"instance": "EU-01", "apikey": REDACTED}),
-            Some(&first.secrets),
+        let first = braze(json!({"apikey": "k", "instance": "US-03"}), None).expect("valid");
+        let previous = || Previous {
+            config: &first.public,
+            secrets: &first.secrets,
+        };
+        let second = braze(
+            json!({"instance": "us-03", "apikey": REDACTED, "timeout_seconds": 5}),
+            Some(previous()),
         )
         .expect("valid");
         assert_eq!(second.secrets.get("apikey").as_deref(), Some("k"));
-        assert_eq!(second.public["instance"], "EU-01");
+        assert_eq!(second.public["timeout_seconds"], 5);
+    }
+
+    /// A stored key cannot be redirected by someone who does not know it: moving an
+    /// authorization to another instance (or SFTP host or port) needs its secrets again.
+    #[test]
+    fn changing_where_secrets_go_needs_the_secrets_again() {
+        let first = braze(json!({"apikey": "k", "instance": "US-03"}), None).expect("valid");
+        let previous = || Previous {
+            config: &first.public,
+            secrets: &first.secrets,
+        };
+        for config in [
+            json!({"instance": "EU-01"}),
+            json!({"instance": "EU-01", "apikey": REDACTED}),
+        ] {
+            let refused = braze(config.clone(), Some(previous()))
+                .err()
+                .unwrap_or_default();
+            assert_eq!(
+                refused,
+                "config.instance changes where this authorization's secrets are sent: send \
+                 config.apikey again with it",
+                "{config}"
+            );
+        }
+        let moved = braze(
+            json!({"instance": "EU-01", "apikey": "k2"}),
+            Some(previous()),
+        )
+        .expect("with the key");
+        assert_eq!(moved.secrets.get("apikey").as_deref(), Some("k2"));
+
+        let sftp = split(
+            AuthKind::Sftp,
+            &json!({"host": "files.example", "username": "u", "password": "p"}),
+            None,
+            &UrlAllowList::default(),
+        )
+        .expect("valid");
+        let previous = Previous {
+            config: &sftp.public,
+            secrets: &sftp.secrets,
+        };
+        let refused = split(
+            AuthKind::Sftp,
+            &json!({"port": 2022}),
+            Some(previous),
+            &UrlAllowList::default(),
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(
+            refused.starts_with("config.port changes where"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn a_braze_base_url_must_be_allowed_by_the_operator() {
+        let refused = braze(
+            json!({"apikey": "k", "instance": "http://169.254.169.254"}),
+            None,
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(
+            refused.starts_with("config.instance")
+                && refused.contains("TRIBUTARY_BRAZE_ALLOW_URLS"),
+            "{refused}"
+        );
+        let allowed = UrlAllowList::parse("http://127.0.0.1").expect("valid");
+        let ok = split(
+            AuthKind::Braze,
+            &json!({"apikey": "k", "instance": "http://127.0.0.1:9000"}),
+            None,
+            &allowed,
+        );
+        assert!(ok.is_ok());
     }
 
     #[test]
     fn errors_name_the_field() {
-        let err = |kind, config| split(kind, &config, None).err().unwrap_or_default();
+        let err = |kind, config| {
+            split(kind, &config, None, &UrlAllowList::default())
+                .err()
+                .unwrap_or_default()
+        };
         assert_eq!(
             err(AuthKind::Braze, json!({"instance": "US-03"})),
             "config.apikey is required for braze"

@@ -13,6 +13,8 @@ use tributary_core::crypto::MasterKey;
 use tributary_core::{Job, JobState, LogLevel};
 use tributary_store::Store;
 
+use tributary_core::braze::UrlAllowList;
+
 use crate::authorization;
 use crate::now;
 use crate::workflow::{Credentials, JobContext, Outcome, Registry, Stop};
@@ -23,6 +25,9 @@ pub struct RunnerConfig {
     pub lease_ttl: Duration,
     /// How often the runner looks for jobs to run (creation wakes it sooner).
     pub poll: Duration,
+    /// Base URLs beyond Braze's named instances that may receive an API key
+    /// (`TRIBUTARY_BRAZE_ALLOW_URLS`); checked again when a run opens its authorization.
+    pub allowed_urls: UrlAllowList,
 }
 
 impl Default for RunnerConfig {
@@ -30,6 +35,7 @@ impl Default for RunnerConfig {
         RunnerConfig {
             lease_ttl: Duration::from_secs(15),
             poll: Duration::from_secs(1),
+            allowed_urls: UrlAllowList::default(),
         }
     }
 }
@@ -178,6 +184,7 @@ impl Runner {
             job: job.clone(),
             store: self.store.clone(),
             credentials,
+            allowed_urls: self.config.allowed_urls.clone(),
             stop,
         };
         let run = workflow.run(ctx);

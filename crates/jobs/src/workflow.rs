@@ -112,6 +112,8 @@ pub struct JobContext {
     pub job: Job,
     pub store: Arc<dyn Store>,
     pub credentials: Vec<Credentials>,
+    /// Base URLs beyond Braze's named instances that may receive a key.
+    pub allowed_urls: tributary_core::braze::UrlAllowList,
     pub(crate) stop: watch::Receiver<Stop>,
 }
 

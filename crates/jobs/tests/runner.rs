@@ -105,6 +105,7 @@ fn node(store: &Arc<dyn Store>, key: &Arc<MasterKey>, workflow: Arc<Ticker>) -> 
         RunnerConfig {
             lease_ttl: Duration::from_millis(900),
             poll: Duration::from_millis(50),
+            ..RunnerConfig::default()
         },
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -128,6 +129,7 @@ async fn braze_auth(store: &Arc<dyn Store>, key: &MasterKey) -> i64 {
         AuthKind::Braze,
         &json!({"apikey": "secret-key", "instance": "US-03"}),
         None,
+        &Default::default(),
     )
     .expect("valid");
     let auth = Authorization {

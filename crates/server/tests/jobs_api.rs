@@ -66,7 +66,16 @@ async fn authorizations_are_write_only(app: App) {
     );
     assert!(!stored.config.to_string().contains(secret));
 
-    // Changing the instance keeps the key; the key can be replaced.
+    // Other settings change without the key; moving the key to another instance needs it.
+    let (s, b) = app
+        .put(
+            &format!("/v2/auth/{id}"),
+            ADMIN,
+            json!({"config": {"instance": "US-03", "timeout_seconds": 10}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"]["config"]["instance"], "US-03");
     let (s, b) = app
         .put(
             &format!("/v2/auth/{id}"),
@@ -74,9 +83,43 @@ async fn authorizations_are_write_only(app: App) {
             json!({"config": {"instance": "EU-01"}}),
         )
         .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert_eq!(
+        b["message"],
+        "config.instance changes where this authorization's secrets are sent: send config.apikey again with it"
+    );
+    let (s, b) = app
+        .put(
+            &format!("/v2/auth/{id}"),
+            ADMIN,
+            json!({"config": {"instance": "EU-01", "apikey": "new-key"}}),
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["data"]["config"]["apikey"], "[redacted]");
     assert_eq!(b["data"]["config"]["instance"], "EU-01");
+
+    // No key leaves for a host the operator did not list.
+    for url in [
+        "http://169.254.169.254",
+        "http://[::1]:8080",
+        "https://internal.example",
+    ] {
+        let (s, b) = create_auth(
+            &app,
+            "braze",
+            json!({"label": "x", "config": {"apikey": "k", "instance": url}}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{url}");
+        assert!(
+            b["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("TRIBUTARY_BRAZE_ALLOW_URLS"),
+            "{b}"
+        );
+    }
 
     // Errors say what and where, and change nothing.
     let (s, b) = create_auth(

@@ -20,6 +20,16 @@ pub struct Serve {
 impl Serve {
     /// Starts `serve` on a free port and waits until it listens.
     pub fn start(data_dir: &Path, database_url: Option<&str>, log_name: &str) -> Serve {
+        Serve::start_with(data_dir, database_url, log_name, &[])
+    }
+
+    /// [`Serve::start`] with environment variables set over the tests' defaults.
+    pub fn start_with(
+        data_dir: &Path,
+        database_url: Option<&str>,
+        log_name: &str,
+        env: &[(&str, &str)],
+    ) -> Serve {
         let log = data_dir.join(format!("{log_name}.stderr"));
         let log_file = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tributary"));
@@ -32,12 +42,17 @@ impl Serve {
             .env("TRIBUTARY_PIPELINE_LEASE_SECS", "2")
             .env("TRIBUTARY_JOB_LEASE_SECS", "2")
             .env("TRIBUTARY_MASTER_KEY", MASTER_KEY)
+            // The simulators the tests start listen on loopback.
+            .env("TRIBUTARY_BRAZE_ALLOW_URLS", "http://127.0.0.1")
             .env_remove("TRIBUTARY_DATABASE_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file));
         if let Some(url) = database_url {
             cmd.arg("--database-url").arg(url);
+        }
+        for (name, value) in env {
+            cmd.env(name, value);
         }
         let mut child = cmd.spawn().expect("spawning tributary serve");
         let stdout = child.stdout.take().unwrap();

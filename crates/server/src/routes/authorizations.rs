@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tributary_core::{AuthKind, Authorization, format_rfc3339, from_micros};
-use tributary_jobs::authorization::{self, Split};
+use tributary_jobs::authorization::{self, Previous, Split};
 
 use crate::AppState;
 use crate::api::{ApiError, ApiResult, ok};
@@ -107,7 +107,8 @@ pub async fn create(
         }));
     }
     let Split { public, secrets } =
-        authorization::split(kind, &config, None).map_err(ApiError::bad_request)?;
+        authorization::split(kind, &config, None, &state.config.jobs.allowed_urls)
+            .map_err(ApiError::bad_request)?;
     let now = now();
     let record = state
         .store
@@ -191,8 +192,16 @@ pub async fn update(
         }
         let previous = authorization::open(state.jobs.master_key(), &record)
             .map_err(|e| ApiError::internal("opening an authorization's secrets", &e))?;
-        let Split { public, secrets } = authorization::split(record.kind, &config, Some(&previous))
-            .map_err(ApiError::bad_request)?;
+        let Split { public, secrets } = authorization::split(
+            record.kind,
+            &config,
+            Some(Previous {
+                config: &record.config,
+                secrets: &previous,
+            }),
+            &state.config.jobs.allowed_urls,
+        )
+        .map_err(ApiError::bad_request)?;
         record.config = public;
         record.sealed_secret = authorization::seal(
             state.jobs.master_key(),

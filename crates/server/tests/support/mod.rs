@@ -41,6 +41,13 @@ impl App {
         let config = ServerConfig {
             max_body_bytes: BODY_LIMIT,
             max_bulk_bytes: BODY_LIMIT * 4,
+            jobs: tributary_jobs::RunnerConfig {
+                poll: std::time::Duration::from_millis(50),
+                // The simulators the tests start listen on loopback.
+                allowed_urls: tributary_core::braze::UrlAllowList::parse("http://127.0.0.1")
+                    .unwrap(),
+                ..tributary_jobs::RunnerConfig::default()
+            },
             ..ServerConfig::default()
         };
         let (writer, _task) = EventWriter::spawn(store.clone(), config.writer);
@@ -50,10 +57,7 @@ impl App {
             store.clone(),
             Arc::new(tributary_core::crypto::MasterKey::generate()),
             tributary_sinks::braze::workflows(),
-            tributary_jobs::RunnerConfig {
-                poll: std::time::Duration::from_millis(50),
-                ..tributary_jobs::RunnerConfig::default()
-            },
+            config.jobs.clone(),
         );
         tokio::spawn(jobs.clone().run(std::future::pending()));
         let state = Arc::new(AppState {

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
+use tributary_core::braze::UrlAllowList;
 use tributary_jobs::Credentials;
 
 /// Which membership changes are sent.
@@ -164,11 +165,16 @@ pub struct BrazeAuth {
 }
 
 impl BrazeAuth {
-    pub fn from_credentials(credentials: &Credentials) -> Result<BrazeAuth, String> {
+    /// Opens the settings; an instance that is no longer allowed (the operator removed it
+    /// from `TRIBUTARY_BRAZE_ALLOW_URLS`) fails the job before the key leaves.
+    pub fn from_credentials(
+        credentials: &Credentials,
+        allowed: &UrlAllowList,
+    ) -> Result<BrazeAuth, String> {
         let instance = credentials.config["instance"]
             .as_str()
             .ok_or("the Braze authorization has no instance")?;
-        let endpoint = tributary_core::braze::rest_endpoint(instance)?;
+        let endpoint = tributary_core::braze::rest_endpoint(instance, allowed)?;
         let apikey = credentials
             .secrets
             .get("apikey")

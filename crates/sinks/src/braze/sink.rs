@@ -71,7 +71,7 @@ pub async fn run(ctx: JobContext) -> Outcome {
     let Some(credentials) = ctx.credentials.first() else {
         return Outcome::Failed("the job has no Braze authorization".into());
     };
-    let auth = match BrazeAuth::from_credentials(credentials) {
+    let auth = match BrazeAuth::from_credentials(credentials, &ctx.allowed_urls) {
         Ok(a) => a,
         Err(e) => return Outcome::Failed(e),
     };

@@ -52,6 +52,11 @@ async fn start_sim(sim_config: braze_sim::SimConfig) -> String {
     base
 }
 
+/// The simulators listen on loopback: the operator's allow-list for them.
+fn loopback() -> tributary_core::braze::UrlAllowList {
+    tributary_core::braze::UrlAllowList::parse("http://127.0.0.1").expect("valid")
+}
+
 async fn world(store: Arc<dyn Store>, sim_config: braze_sim::SimConfig) -> World {
     let secret = TokenSecret::generate();
     let admin = NewToken {
@@ -91,6 +96,7 @@ async fn world(store: Arc<dyn Store>, sim_config: braze_sim::SimConfig) -> World
         RunnerConfig {
             lease_ttl: Duration::from_secs(5),
             poll: Duration::from_millis(50),
+            allowed_urls: loopback(),
         },
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -229,7 +235,8 @@ impl World {
         if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
             c.extend(e.clone());
         }
-        let split = authorization::split(AuthKind::Braze, &config, None).expect("valid");
+        let split =
+            authorization::split(AuthKind::Braze, &config, None, &loopback()).expect("valid");
         let auth = Authorization {
             id: 0,
             account_id: 1,

@@ -1,0 +1,122 @@
+//! The hostile-input suite: what an attacker or a careless client tried against `serve`, each
+//! finding kept as a test against the binary (issue 13). Parser-level findings live next to
+//! their parsers; this file holds those that depend on how the server is set up.
+//! Add a case here with every new finding.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+
+use serde_json::{Value, json};
+use support::{ADMIN, Serve, client, create_token};
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Personal data and token hashes are readable by the server's user only: the data dir is
+/// 0700 (also one that existed wider), every database file 0600 (seen: 0755 and 0644).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_dir_and_its_databases_are_private() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("data");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let leftover = dir.join("notes.txt");
+    std::fs::write(&leftover, "x").unwrap();
+    std::fs::set_permissions(&leftover, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let node = Serve::start_with(&dir, None, "node", &[("TRIBUTARY_MASTER_KEY", "")]);
+    // A write, so the WAL exists.
+    let r = client()
+        .post(node.url("/c/1/web"))
+        .bearer_auth(ADMIN)
+        .json(&json!({"email": "a@b.io"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(mode(&dir), 0o700, "the data dir");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_file() && !path.to_string_lossy().ends_with(".stderr") {
+            files += 1;
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+    }
+    // tributary.db, its -wal and -shm, master.key, and the file left from before.
+    assert!(files >= 5, "{files} files checked");
+}
+
+/// A Data Manager cannot make the server send a Braze API key to a host the operator did not
+/// list: internal hosts, the cloud metadata address, loopback, plain http (seen: all accepted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_braze_key_goes_only_to_braze_or_to_urls_the_operator_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Serve::start_with(
+        dir.path(),
+        None,
+        "node",
+        &[("TRIBUTARY_BRAZE_ALLOW_URLS", "")],
+    );
+    let manager = create_token(&node.base, 1, &["data_manager"]).await;
+    let http = client();
+    for instance in [
+        "http://169.254.169.254",
+        "http://127.0.0.1:9000",
+        "http://[::1]:8080",
+        "http://internal-service",
+        "https://rest.iad-03.braze.com.evil.example",
+    ] {
+        let r = http
+            .post(node.url("/v2/auth/braze"))
+            .bearer_auth(&manager)
+            .json(&json!({"label": "b", "config": {"apikey": "k", "instance": instance}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{instance}");
+        let body: Value = r.json().await.unwrap();
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("TRIBUTARY_BRAZE_ALLOW_URLS"),
+            "{instance}: {message}"
+        );
+    }
+    let r = http
+        .post(node.url("/v2/auth/braze"))
+        .bearer_auth(&manager)
+        .json(&json!({"label": "b", "config": {"apikey": "k", "instance": "US-03"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "a named instance is fine");
+}
+
+/// A malformed allow-list stops the server at start, naming the setting, instead of allowing
+/// more (or less) than the operator meant.
+#[test]
+fn a_malformed_allow_list_stops_the_server_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0"])
+        .env("TRIBUTARY_BRAZE_ALLOW_URLS", "127.0.0.1:9000")
+        .env("TRIBUTARY_ADMIN_TOKEN", ADMIN)
+        .env_remove("TRIBUTARY_DATABASE_URL")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("TRIBUTARY_BRAZE_ALLOW_URLS") && stderr.contains("127.0.0.1:9000"),
+        "{stderr}"
+    );
+}
