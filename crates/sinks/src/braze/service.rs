@@ -87,6 +87,9 @@ impl BrazeClient {
             .timeout(auth.timeout)
             .connect_timeout(auth.timeout.min(Duration::from_secs(10)))
             .pool_max_idle_per_host(512)
+            // A redirect would re-send the users (and, to the same host, the key) somewhere
+            // the operator never chose: a 3xx is an answer, and a fatal one.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("building the HTTP client: {e}"))?;
         Ok(BrazeClient {
@@ -142,7 +145,25 @@ impl BrazeClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, time::OffsetDateTime::now_utc()));
-        let body: Value = match response.bytes().await {
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(printable)
+                .unwrap_or_default();
+            return (
+                Reply::Fatal {
+                    reason: format!(
+                        "Braze answered POST {url} with a redirect (HTTP {}) to {location:?}; \
+                         redirects are not followed: check the authorization's instance",
+                        status.as_u16()
+                    ),
+                },
+                headers,
+            );
+        }
+        let body: Value = match read_capped(response).await {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
             Err(e) if e.is_timeout() => {
                 return (
@@ -160,6 +181,24 @@ impl BrazeClient {
             headers,
         )
     }
+}
+
+/// The most of an answer's body that is read. Braze's answers are small (a 75-object request's
+/// error list is a few KB); a larger one is cut here rather than held in memory.
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// An answer's body, up to [`MAX_ANSWER_BYTES`] (what is beyond is not read).
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = MAX_ANSWER_BYTES - body.len();
+        if chunk.len() >= room {
+            body.extend_from_slice(&chunk[..room]);
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The innermost cause of an error (reqwest's own text only says "error sending request").
@@ -563,6 +602,101 @@ impl Flights {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A server on loopback that answers every connection with `head` and then `body_len`
+    /// bytes of `0` (written until the client goes away); how many connections it saw.
+    async fn canned_server(
+        head: String,
+        body_len: usize,
+    ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let head = head.clone();
+                tokio::spawn(async move {
+                    let mut request = vec![0u8; 64 * 1024];
+                    let _ = socket.read(&mut request).await;
+                    if socket.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let block = vec![b'0'; 64 * 1024];
+                    let mut left = body_len;
+                    while left > 0 {
+                        let n = left.min(block.len());
+                        if socket.write_all(&block[..n]).await.is_err() {
+                            return;
+                        }
+                        left -= n;
+                    }
+                });
+            }
+        });
+        (base, seen)
+    }
+
+    fn client_for(base: &str) -> BrazeClient {
+        BrazeClient::new(&crate::braze::config::BrazeAuth {
+            endpoint: base.to_string(),
+            apikey: "the-key".into(),
+            requests: 10,
+            per: Duration::from_secs(1),
+            timeout: Duration::from_secs(5),
+        })
+        .expect("client")
+    }
+
+    /// A redirect is not followed (seen: a 307 made the exporter re-POST users elsewhere): it
+    /// fails the job, naming where it pointed.
+    #[tokio::test]
+    async fn redirects_are_not_followed() {
+        let (elsewhere, visits) = canned_server(
+            "HTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\n".into(),
+            2,
+        )
+        .await;
+        let (base, _) = canned_server(
+            format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nlocation: {elsewhere}/users/track\r\n\
+                 content-length: 0\r\n\r\n"
+            ),
+            0,
+        )
+        .await;
+        let (reply, _) = client_for(&base)
+            .post(Endpoint::Track, b"{}".to_vec())
+            .await;
+        match reply {
+            Reply::Fatal { reason } => {
+                assert!(reason.contains("redirect (HTTP 307)"), "{reason}");
+                assert!(reason.contains(&elsewhere), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(visits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    /// An answer larger than the cap is read only up to it (seen: a 200 MB answer grew the
+    /// process by 430 MB). Here the answer never ends: read whole, it would time out.
+    #[tokio::test]
+    async fn huge_answers_are_read_only_up_to_the_cap() {
+        let endless = usize::MAX;
+        let (base, _) = canned_server(
+            "HTTP/1.1 201 Created\r\ncontent-length: 1000000000000\r\n\r\n".into(),
+            endless,
+        )
+        .await;
+        let (reply, _) = client_for(&base)
+            .post(Endpoint::Track, b"{}".to_vec())
+            .await;
+        assert!(matches!(reply, Reply::Accepted { .. }), "{reply:?}");
+    }
 
     fn track(status: StatusCode, body: &Value, retry_after: Option<Duration>) -> Reply {
         classify(
