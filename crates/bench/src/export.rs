@@ -344,20 +344,24 @@ async fn at_limit(
         &simulator_allowed(),
     )
     .map_err(anyhow::Error::msg)?;
-    let auth = store
-        .create_authorization(&Authorization {
+    let auth = authorization::create(
+        store.as_ref(),
+        &key,
+        &Authorization {
             id: 0,
             account_id: 1,
             kind: AuthKind::Braze,
             label: "sim".into(),
             description: String::new(),
             config: split.public,
-            sealed_secret: authorization::seal(&key, 1, AuthKind::Braze, &split.secrets),
+            sealed_secret: Vec::new(),
             created_at: 0,
             updated_at: 0,
-        })
-        .await?
-        .id;
+        },
+        &split.secrets,
+    )
+    .await?
+    .id;
     let runner = Runner::new(
         store.clone(),
         key,

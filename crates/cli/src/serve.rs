@@ -51,6 +51,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("opening the store")?;
     bootstrap(store.as_ref()).await?;
     let master_key = std::sync::Arc::new(crate::master_key::load(&args.data_dir)?);
+    let resealed = tributary_jobs::authorization::reseal_legacy(store.as_ref(), &master_key)
+        .await
+        .context("re-sealing authorization secrets for their rows")?;
+    if resealed > 0 {
+        tracing::info!(
+            resealed,
+            "authorization secrets re-sealed, each bound to its row"
+        );
+    }
 
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(args.listen)

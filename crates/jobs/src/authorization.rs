@@ -3,7 +3,8 @@
 //!
 //! The stored `config` is the public part, with every secret field present replaced by
 //! [`REDACTED`], so API output is the stored config as is; the secret fields live only in
-//! `sealed_secret` (a JSON object sealed with the account and kind as associated data).
+//! `sealed_secret` (a JSON object sealed with its row, account, kind and id, as associated
+//! data, so it opens nowhere else).
 
 use serde_json::{Map, Value};
 use tributary_core::braze::UrlAllowList;
@@ -259,19 +260,75 @@ fn check_shape(rule: &Field, value: &Value) -> Result<(), String> {
     Err(format!("config.{} must be {expected}", rule.name))
 }
 
-/// The associated data of a sealed secret: it opens only for this account and kind.
-fn context(aid: AccountId, kind: AuthKind) -> String {
+/// The associated data of a sealed secret: it opens only in its own row (account, kind and
+/// authorization id), so a ciphertext copied into another row does not open.
+fn context(aid: AccountId, kind: AuthKind, id: i64) -> String {
+    format!("tributary-auth:v2:{aid}:{}:{id}", kind.as_str())
+}
+
+/// Before schema-bound sealing: account and kind only. Read once, by [`reseal_legacy`].
+fn legacy_context(aid: AccountId, kind: AuthKind) -> String {
     format!("tributary-auth:{aid}:{}", kind.as_str())
 }
 
-pub fn seal(key: &MasterKey, aid: AccountId, kind: AuthKind, secrets: &Secrets) -> Vec<u8> {
-    key.seal(secrets.0.as_bytes(), &context(aid, kind))
+/// Seals secrets for the row `id` of account `aid`.
+pub fn seal(
+    key: &MasterKey,
+    aid: AccountId,
+    kind: AuthKind,
+    id: i64,
+    secrets: &Secrets,
+) -> Vec<u8> {
+    key.seal(secrets.0.as_bytes(), &context(aid, kind, id))
 }
 
 pub fn open(key: &MasterKey, auth: &Authorization) -> Result<Secrets, CryptoError> {
-    let clear = key.open(&auth.sealed_secret, &context(auth.account_id, auth.kind))?;
+    let clear = key.open(
+        &auth.sealed_secret,
+        &context(auth.account_id, auth.kind, auth.id),
+    )?;
     let text = String::from_utf8(clear.to_vec()).map_err(|_| CryptoError::Open)?;
     Ok(Secrets(Zeroizing::new(text)))
+}
+
+/// Stores a new authorization with its secrets sealed for its own row.
+pub async fn create(
+    store: &dyn tributary_store::Store,
+    key: &MasterKey,
+    auth: &Authorization,
+    secrets: &Secrets,
+) -> Result<Authorization, tributary_store::StoreError> {
+    let (aid, kind) = (auth.account_id, auth.kind);
+    store
+        .create_authorization(auth, &|id| seal(key, aid, kind, id, secrets))
+        .await
+}
+
+/// Re-seals, bound to their rows, the secrets an earlier version sealed for an account and
+/// kind only; run at start. Rows already bound are left alone. How many were re-sealed.
+pub async fn reseal_legacy(
+    store: &dyn tributary_store::Store,
+    key: &MasterKey,
+) -> Result<usize, tributary_store::StoreError> {
+    let mut resealed = 0;
+    for aid in store.account_ids().await? {
+        for mut auth in store.authorizations(aid).await? {
+            if open(key, &auth).is_ok() {
+                continue;
+            }
+            let Ok(clear) = key.open(&auth.sealed_secret, &legacy_context(aid, auth.kind)) else {
+                continue;
+            };
+            let secrets = Secrets(Zeroizing::new(
+                String::from_utf8(clear.to_vec()).unwrap_or_default(),
+            ));
+            auth.sealed_secret = seal(key, aid, auth.kind, auth.id, &secrets);
+            if store.update_authorization(&auth).await? {
+                resealed += 1;
+            }
+        }
+    }
+    Ok(resealed)
 }
 
 #[cfg(test)]
@@ -294,8 +351,81 @@ mod tests {
         );
         assert_eq!(split.secrets.get("apikey").as_deref(), Some("k-123"));
         let key = MasterKey::generate();
-        let sealed = seal(&key, 7, AuthKind::Braze, &split.secrets);
+        let sealed = seal(&key, 7, AuthKind::Braze, 3, &split.secrets);
         assert!(!String::from_utf8_lossy(&sealed).contains("k-123"));
+    }
+
+    fn row(id: i64, aid: AccountId, sealed_secret: Vec<u8>) -> Authorization {
+        Authorization {
+            id,
+            account_id: aid,
+            kind: AuthKind::Braze,
+            label: "b".into(),
+            description: String::new(),
+            config: json!({}),
+            sealed_secret,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    /// A sealed secret opens in its own row only: copied into another authorization of the
+    /// same account and kind (or another account), it does not open.
+    #[test]
+    fn a_sealed_secret_opens_only_in_its_own_row() {
+        let key = MasterKey::generate();
+        let split = braze(json!({"apikey": "k-123", "instance": "US-03"}), None).expect("valid");
+        let sealed = seal(&key, 1, AuthKind::Braze, 5, &split.secrets);
+        let opened = open(&key, &row(5, 1, sealed.clone())).expect("its own row");
+        assert_eq!(opened.get("apikey").as_deref(), Some("k-123"));
+        assert!(
+            open(&key, &row(6, 1, sealed.clone())).is_err(),
+            "another row"
+        );
+        assert!(open(&key, &row(5, 2, sealed)).is_err(), "another account");
+    }
+
+    /// Rows sealed by an earlier version (account and kind only) are re-sealed for their row
+    /// at start, and open afterwards; the old ciphertext no longer opens anywhere else.
+    #[tokio::test]
+    async fn legacy_sealed_rows_are_resealed_for_their_row() {
+        let (store, _dir) = tributary_store::testing::sqlite_store().await;
+        let admin = tributary_core::NewToken {
+            account_id: None,
+            name: "a".into(),
+            description: String::new(),
+            roles: vec![tributary_core::Role::Admin],
+            hash: tributary_core::TokenSecret::generate().hash(),
+            created_at: 0,
+            expires_at: None,
+        };
+        store
+            .bootstrap("Default", &admin, 0)
+            .await
+            .expect("bootstrap");
+        let key = MasterKey::generate();
+        let split = braze(json!({"apikey": "old-key", "instance": "US-03"}), None).expect("valid");
+        let legacy = key.seal(
+            split.secrets.0.as_bytes(),
+            &legacy_context(1, AuthKind::Braze),
+        );
+        let stored = store
+            .create_authorization(&row(0, 1, Vec::new()), &|_| legacy.clone())
+            .await
+            .expect("create");
+        assert!(open(&key, &stored).is_err(), "not bound to its row yet");
+        assert_eq!(
+            reseal_legacy(store.as_ref(), &key).await.expect("reseal"),
+            1
+        );
+        let now = store
+            .authorization(1, stored.id)
+            .await
+            .expect("read")
+            .expect("row");
+        let opened = open(&key, &now).expect("opens after the reseal");
+        assert_eq!(opened.get("apikey").as_deref(), Some("old-key"));
+        assert_eq!(reseal_legacy(store.as_ref(), &key).await.expect("again"), 0);
     }
 
     fn braze(config: Value, previous: Option<Previous<'_>>) -> Result<Split, String> {

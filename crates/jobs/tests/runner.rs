@@ -139,11 +139,14 @@ async fn braze_auth(store: &Arc<dyn Store>, key: &MasterKey) -> i64 {
         label: "braze".into(),
         description: String::new(),
         config: split.public,
-        sealed_secret: authorization::seal(key, 1, AuthKind::Braze, &split.secrets),
+        sealed_secret: Vec::new(),
         created_at: 0,
         updated_at: 0,
     };
-    store.create_authorization(&auth).await.expect("auth").id
+    authorization::create(store.as_ref(), key, &auth, &split.secrets)
+        .await
+        .expect("auth")
+        .id
 }
 
 async fn create(store: &Arc<dyn Store>, auth: i64, config: Value) -> i64 {

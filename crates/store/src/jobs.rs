@@ -132,7 +132,9 @@ macro_rules! job_store_impl {
         async fn create_authorization(
             &self,
             auth: &tributary_core::Authorization,
+            seal: &(dyn Fn(i64) -> Vec<u8> + Send + Sync),
         ) -> Result<tributary_core::Authorization> {
+            let mut tx = self.$write.begin().await?;
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO authorizations
                  (account_id, kind, label, description, config, sealed_secret, created_at, updated_at)
@@ -143,12 +145,23 @@ macro_rules! job_store_impl {
             .bind(&auth.label)
             .bind(&auth.description)
             .bind(auth.config.to_string())
-            .bind(&auth.sealed_secret)
+            .bind(Vec::<u8>::new())
             .bind(auth.created_at)
             .bind(auth.updated_at)
-            .fetch_one(&self.$write)
+            .fetch_one(&mut *tx)
             .await?;
-            Ok(tributary_core::Authorization { id, ..auth.clone() })
+            let sealed_secret = seal(id);
+            sqlx::query("UPDATE authorizations SET sealed_secret = $1 WHERE id = $2")
+                .bind(&sealed_secret)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(tributary_core::Authorization {
+                id,
+                sealed_secret,
+                ..auth.clone()
+            })
         }
 
         async fn authorizations(

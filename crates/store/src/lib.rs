@@ -283,8 +283,14 @@ pub trait MembershipStore: Send + Sync + 'static {
 pub trait JobStore: Send + Sync + 'static {
     // ---- authorizations (secrets sealed by the caller) ----
 
-    /// Stores a new authorization (its `id` is ignored) and returns it with its id.
-    async fn create_authorization(&self, auth: &Authorization) -> Result<Authorization>;
+    /// Stores a new authorization (its `id` and `sealed_secret` are ignored) and returns it
+    /// with its id. `seal` makes the sealed secret for the row's id, in the same transaction,
+    /// so the secret can be bound to its row (it must not open anywhere else).
+    async fn create_authorization(
+        &self,
+        auth: &Authorization,
+        seal: &(dyn Fn(i64) -> Vec<u8> + Send + Sync),
+    ) -> Result<Authorization>;
     async fn authorizations(&self, aid: AccountId) -> Result<Vec<Authorization>>;
     async fn authorization(&self, aid: AccountId, id: i64) -> Result<Option<Authorization>>;
     /// Replaces label, description, config and secret; false when there is no such row.

@@ -758,6 +758,11 @@ fn authorization(aid: i64, label: &str) -> tributary_core::Authorization {
     }
 }
 
+/// A sealed secret that names its row: the store hands the new row's id to the sealer.
+fn sealed(id: i64) -> Vec<u8> {
+    vec![0, 1, 2, 255, id as u8]
+}
+
 fn new_job(aid: i64, auth_ids: Vec<i64>) -> tributary_core::NewJob {
     tributary_core::NewJob {
         account_id: aid,
@@ -772,17 +777,18 @@ fn new_job(aid: i64, auth_ids: Vec<i64>) -> tributary_core::NewJob {
 
 async fn authorizations_are_per_account_and_keep_sealed_bytes(store: Arc<dyn Store>) {
     let a = store
-        .create_authorization(&authorization(1, "one"))
+        .create_authorization(&authorization(1, "one"), &sealed)
         .await
         .unwrap();
     let b = store
-        .create_authorization(&authorization(2, "two"))
+        .create_authorization(&authorization(2, "two"), &sealed)
         .await
         .unwrap();
     assert_ne!(a.id, b.id);
     let listed = store.authorizations(1).await.unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].sealed_secret, vec![0, 1, 2, 255]);
+    assert_eq!(listed[0].sealed_secret, sealed(a.id));
+    assert_eq!(a.sealed_secret, sealed(a.id), "sealed for its own id");
     assert_eq!(listed[0].config["instance"], "US-03");
     assert!(
         store.authorization(2, a.id).await.unwrap().is_none(),
@@ -806,7 +812,7 @@ async fn authorizations_are_per_account_and_keep_sealed_bytes(store: Arc<dyn Sto
 async fn jobs_move_through_states_and_lose_their_authorization(store: Arc<dyn Store>) {
     use tributary_core::{JobReport, JobState};
     let auth = store
-        .create_authorization(&authorization(1, "braze"))
+        .create_authorization(&authorization(1, "braze"), &sealed)
         .await
         .unwrap();
     let job = store.create_job(&new_job(1, vec![auth.id])).await.unwrap();

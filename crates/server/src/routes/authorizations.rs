@@ -110,20 +110,23 @@ pub async fn create(
         authorization::split(kind, &config, None, &state.config.jobs.allowed_urls)
             .map_err(ApiError::bad_request)?;
     let now = now();
-    let record = state
-        .store
-        .create_authorization(&Authorization {
+    let record = authorization::create(
+        state.store.as_ref(),
+        state.jobs.master_key(),
+        &Authorization {
             id: 0,
             account_id: aid,
             kind,
             label: body.label.trim().to_string(),
             description: body.description,
             config: public,
-            sealed_secret: authorization::seal(state.jobs.master_key(), aid, kind, &secrets),
+            sealed_secret: Vec::new(),
             created_at: now,
             updated_at: now,
-        })
-        .await?;
+        },
+        &secrets,
+    )
+    .await?;
     tracing::info!(
         aid,
         auth_id = record.id,
@@ -207,6 +210,7 @@ pub async fn update(
             state.jobs.master_key(),
             record.account_id,
             record.kind,
+            record.id,
             &secrets,
         );
     }

@@ -244,12 +244,11 @@ impl World {
             label: "braze".into(),
             description: String::new(),
             config: split.public,
-            sealed_secret: authorization::seal(&self.key, 1, AuthKind::Braze, &split.secrets),
+            sealed_secret: Vec::new(),
             created_at: 0,
             updated_at: 0,
         };
-        self.store
-            .create_authorization(&auth)
+        authorization::create(self.store.as_ref(), &self.key, &auth, &split.secrets)
             .await
             .expect("auth")
             .id
