@@ -40,6 +40,10 @@ pub struct ServeArgs {
     /// (comma-separated; `http://127.0.0.1` allows any port of that host, `http://h:9000` one).
     #[arg(long, env = "TRIBUTARY_BRAZE_ALLOW_URLS", default_value = "")]
     braze_allow_urls: String,
+    /// Start even when PostgreSQL runs with `fsync` or `synchronous_commit` off, where an
+    /// acknowledged event can be lost in a crash (for throwaway test clusters only).
+    #[arg(long, env = "TRIBUTARY_ALLOW_UNSAFE_DURABILITY")]
+    allow_unsafe_durability: bool,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -49,6 +53,23 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = tributary_store::open(args.database_url.as_deref(), &args.data_dir)
         .await
         .context("opening the store")?;
+    let unsafe_settings = store
+        .unsafe_durability()
+        .await
+        .context("reading the database's durability settings")?;
+    if !unsafe_settings.is_empty() {
+        let settings = unsafe_settings.join(", ");
+        anyhow::ensure!(
+            args.allow_unsafe_durability,
+            "the database runs with {settings}: an acknowledged event could be lost in a crash. \
+             Turn it on, or start with --allow-unsafe-durability \
+             (TRIBUTARY_ALLOW_UNSAFE_DURABILITY=true) for a throwaway database"
+        );
+        tracing::warn!(
+            settings,
+            "the database is not durable and --allow-unsafe-durability is set: acknowledged events can be lost in a crash"
+        );
+    }
     bootstrap(store.as_ref()).await?;
     let master_key = std::sync::Arc::new(crate::master_key::load(&args.data_dir)?);
     let resealed = tributary_jobs::authorization::reseal_legacy(store.as_ref(), &master_key)

@@ -120,3 +120,39 @@ fn a_malformed_allow_list_stops_the_server_at_start() {
         "{stderr}"
     );
 }
+
+/// On a PostgreSQL that does not flush commits (the test cluster runs `fsync = off`), `serve`
+/// refuses to start, saying which setting and how to override; with the override it starts
+/// and says so in its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_a_database_that_can_lose_acknowledged_events() {
+    let Some(cluster) = tributary_store::testing::pg_cluster() else {
+        return;
+    };
+    let url = cluster.fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--listen", "127.0.0.1:0", "--database-url", &url])
+        .env("TRIBUTARY_ADMIN_TOKEN", ADMIN)
+        .env("TRIBUTARY_MASTER_KEY", support::MASTER_KEY)
+        .env_remove("TRIBUTARY_ALLOW_UNSAFE_DURABILITY")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("fsync = off") && stderr.contains("--allow-unsafe-durability"),
+        "{stderr}"
+    );
+    let node = Serve::start(dir.path(), Some(&url), "node");
+    assert!(
+        node.log_text()
+            .contains("the database is not durable and --allow-unsafe-durability is set"),
+        "{}",
+        node.log_text()
+    );
+}

@@ -111,6 +111,11 @@ pub enum Bootstrap {
 pub trait Store: JobStore + MembershipStore {
     fn backend(&self) -> Backend;
 
+    /// The database's settings that make an acknowledged write less than durable
+    /// (PostgreSQL's `fsync` or `synchronous_commit` off), as `name = value`; empty when every
+    /// commit reaches the disk before it returns.
+    async fn unsafe_durability(&self) -> Result<Vec<String>>;
+
     /// On an empty store, creates account 1 (named `account_name`) and the install-wide admin
     /// token, atomically, and safely when several processes start at once.
     async fn bootstrap(

@@ -88,6 +88,19 @@ impl Store for PgStore {
         Backend::Postgres
     }
 
+    async fn unsafe_durability(&self) -> Result<Vec<String>> {
+        let off: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, setting FROM pg_settings
+             WHERE name IN ('fsync', 'synchronous_commit') AND setting = 'off' ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(off
+            .into_iter()
+            .map(|(name, value)| format!("{name} = {value}"))
+            .collect())
+    }
+
     async fn bootstrap(
         &self,
         account_name: &str,

@@ -144,6 +144,11 @@ impl Store for SqliteStore {
         Backend::Sqlite
     }
 
+    async fn unsafe_durability(&self) -> Result<Vec<String>> {
+        // The writer runs `synchronous = FULL` (set when the pool opens): nothing to report.
+        Ok(Vec::new())
+    }
+
     async fn bootstrap(
         &self,
         account_name: &str,

@@ -976,7 +976,20 @@ async fn a_stopped_runs_accounting_is_kept_in_any_state(store: Arc<dyn Store>) {
     assert_eq!(killed.metrics["requests"], 4);
 }
 
+/// SQLite commits with `synchronous = FULL`; the test PostgreSQL cluster runs `fsync = off`
+/// on purpose, which the store must report.
+async fn unsafe_durability_is_reported(store: Arc<dyn Store>) {
+    let reported = store.unsafe_durability().await.unwrap();
+    match store.backend() {
+        tributary_store::Backend::Sqlite => assert!(reported.is_empty(), "{reported:?}"),
+        tributary_store::Backend::Postgres => {
+            assert_eq!(reported, vec!["fsync = off".to_string()])
+        }
+    }
+}
+
 tributary_store::backend_tests!(
+    unsafe_durability_is_reported,
     an_export_remembers_what_it_sent_each_profile_as,
     erasures_are_remembered_per_account,
     a_stopped_runs_accounting_is_kept_in_any_state,

@@ -44,6 +44,8 @@ impl Serve {
             .env("TRIBUTARY_MASTER_KEY", MASTER_KEY)
             // The simulators the tests start listen on loopback.
             .env("TRIBUTARY_BRAZE_ALLOW_URLS", "http://127.0.0.1")
+            // The test PostgreSQL cluster runs with fsync off, for speed.
+            .env("TRIBUTARY_ALLOW_UNSAFE_DURABILITY", "true")
             .env_remove("TRIBUTARY_DATABASE_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
