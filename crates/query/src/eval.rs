@@ -131,7 +131,9 @@ enum Val<'a> {
     Some(Cow<'a, Value>),
 }
 
-const MAX_INCLUDE_DEPTH: usize = 32;
+/// The most INCLUDE hops an evaluation follows (`a` including `b` including `c` is two); a
+/// deeper chain does not evaluate, so audiences are refused at save beyond it.
+pub const MAX_INCLUDE_DEPTH: usize = 32;
 
 struct Eval<'a, 'c> {
     fields: &'a dyn Fields,

@@ -155,6 +155,26 @@ async fn include_cycles_and_dependents(app: App) {
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["data"].as_array().unwrap().len(), 2);
+
+    // A chain of INCLUDE deeper than evaluation follows is refused at save (seen: accepted,
+    // then never matching). 32 levels are fine; the 33rd is refused, naming the limit.
+    let chain = |top: usize| {
+        (1..=top)
+            .map(|i| format!("FILTER INCLUDE c{} ALIAS c{i}", i - 1))
+            .chain(std::iter::once("FILTER a == 1 ALIAS c0".to_string()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let (s, b) = app.post_text("/api/segment", ADMIN, &chain(32)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = app
+        .post_text("/api/segment", ADMIN, "FILTER INCLUDE c32 ALIAS c33")
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert_eq!(
+        b["message"],
+        "audience c33: its INCLUDE chain is 33 deep; audiences evaluate at most 32 levels of INCLUDE"
+    );
 }
 
 async fn validate_and_evaluate(app: App) {

@@ -82,6 +82,34 @@ fn find_cycle(start: &str, all: &HashMap<String, FilterStatement>) -> Option<Str
     walk(start, all, &mut Vec::new())
 }
 
+/// The longest chain of INCLUDE hops from each audience (the graph has no cycle).
+fn include_depths(all: &HashMap<String, FilterStatement>) -> HashMap<String, usize> {
+    fn depth(
+        name: &str,
+        all: &HashMap<String, FilterStatement>,
+        memo: &mut HashMap<String, usize>,
+    ) -> usize {
+        if let Some(d) = memo.get(name) {
+            return *d;
+        }
+        let d = all.get(name).map_or(0, |st| {
+            st.filter
+                .includes()
+                .iter()
+                .map(|inc| 1 + depth(inc, all, memo))
+                .max()
+                .unwrap_or(0)
+        });
+        memo.insert(name.to_string(), d);
+        d
+    }
+    let mut memo = HashMap::new();
+    for name in all.keys() {
+        depth(name, all, &mut memo);
+    }
+    memo
+}
+
 pub async fn upsert(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ManageAudiences>,
@@ -114,6 +142,19 @@ pub async fn upsert(
                 "audience {slug}: INCLUDE makes a cycle: {cycle}"
             )));
         }
+    }
+    // A chain deeper than evaluation follows would be saved and then never match.
+    let max = tributary_query::eval::MAX_INCLUDE_DEPTH;
+    let mut too_deep: Vec<(String, usize)> = include_depths(&all)
+        .into_iter()
+        .filter(|(_, d)| *d > max)
+        .collect();
+    too_deep.sort();
+    if let Some((name, d)) = too_deep.first() {
+        return Err(ApiError::bad_request(format!(
+            "audience {name}: its INCLUDE chain is {d} deep; audiences evaluate at most {max} \
+             levels of INCLUDE"
+        )));
     }
     let now = to_micros(time::OffsetDateTime::now_utc());
     let mut saved = Vec::new();

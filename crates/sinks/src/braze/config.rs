@@ -107,13 +107,35 @@ pub struct ExportConfig {
 impl ExportConfig {
     /// Parses and checks a job's config; errors name the field.
     pub fn parse(config: &Value) -> Result<ExportConfig, String> {
-        let parsed: ExportConfig =
+        let mut parsed: ExportConfig =
             serde_json::from_value(config.clone()).map_err(|e| format!("config: {e}"))?;
-        if parsed.identifier_field.trim().is_empty() {
-            return Err("config.identifier_field must not be empty".into());
+        let field = parsed.identifier_field.trim();
+        if field.is_empty() || field.len() > MAX_NAME_LEN {
+            return Err(format!(
+                "config.identifier_field must be 1-{MAX_NAME_LEN} characters"
+            ));
         }
         if parsed.segment_ids.is_empty() {
             return Err("config.segment_ids must name at least one audience".into());
+        }
+        // A slug named twice is one audience (it was counted once per mention before).
+        let mut seen = std::collections::HashSet::new();
+        parsed.segment_ids.retain(|slug| seen.insert(slug.clone()));
+        if parsed.segment_ids.len() > MAX_AUDIENCES {
+            return Err(format!(
+                "config.segment_ids names {} audiences; at most {MAX_AUDIENCES}",
+                parsed.segment_ids.len()
+            ));
+        }
+        if let Some(slug) = parsed
+            .segment_ids
+            .iter()
+            .find(|s| s.is_empty() || s.len() > MAX_NAME_LEN)
+        {
+            return Err(format!(
+                "config.segment_ids: {:?} is not an audience slug (1-{MAX_NAME_LEN} characters)",
+                slug.chars().take(40).collect::<String>()
+            ));
         }
         let name_ok = |s: &str| !s.is_empty() && s.len() <= 255 && !s.starts_with('$');
         if parsed.attribute_mode == AttributeMode::Array && !name_ok(&parsed.attribute) {
@@ -154,6 +176,11 @@ impl ExportConfig {
         Ok(parsed)
     }
 }
+
+/// Longest field name, slug or label the config takes (Braze's limit for attribute names).
+pub const MAX_NAME_LEN: usize = 255;
+/// Most audiences one export sends (Braze's default cap of values in an array attribute).
+pub const MAX_AUDIENCES: usize = 500;
 
 /// The Braze authorization's settings, opened.
 pub struct BrazeAuth {
@@ -198,5 +225,46 @@ impl BrazeAuth {
             per,
             timeout,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(config: Value) -> Result<ExportConfig, String> {
+        ExportConfig::parse(&config)
+    }
+
+    /// Lists are de-duplicated (seen: 10,000 repeats of one slug made the dry run estimate
+    /// 10,000 data points for one user) and every stored text has a bound.
+    #[test]
+    fn lists_are_deduplicated_and_texts_bounded() {
+        let repeated: Vec<&str> = std::iter::repeat_n("vip", 10_000).collect();
+        let config =
+            parse(json!({"identifier_field": "email", "segment_ids": repeated})).expect("valid");
+        assert_eq!(config.segment_ids, vec!["vip"]);
+        let config = parse(json!({"identifier_field": "email", "segment_ids": ["b", "a", "b"]}))
+            .expect("valid");
+        assert_eq!(config.segment_ids, vec!["b", "a"], "first mention order");
+
+        let long = "x".repeat(1024 * 1024);
+        let refused = parse(json!({"identifier_field": long, "segment_ids": ["vip"]}))
+            .expect_err("1 MB field");
+        assert_eq!(refused, "config.identifier_field must be 1-255 characters");
+        let refused = parse(json!({"identifier_field": "email", "segment_ids": [long]}))
+            .expect_err("1 MB slug");
+        assert!(
+            refused.starts_with("config.segment_ids: \"xxx"),
+            "{refused}"
+        );
+        let many: Vec<String> = (0..501).map(|i| format!("a{i}")).collect();
+        let refused =
+            parse(json!({"identifier_field": "email", "segment_ids": many})).expect_err("too many");
+        assert_eq!(
+            refused,
+            "config.segment_ids names 501 audiences; at most 500"
+        );
     }
 }
