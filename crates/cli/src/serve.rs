@@ -36,6 +36,9 @@ pub struct ServeArgs {
     /// Largest body accepted by `/collect/bulk`, in bytes.
     #[arg(long, env = "TRIBUTARY_MAX_BULK_BYTES", default_value_t = 256 * 1024 * 1024)]
     max_bulk_bytes: usize,
+    /// Most columns a CSV upload may have.
+    #[arg(long, env = "TRIBUTARY_MAX_CSV_COLUMNS", default_value_t = 2_000)]
+    max_csv_columns: usize,
     /// Base URLs, beyond Braze's named instances, that Braze authorizations may point at
     /// (comma-separated; `http://127.0.0.1` allows any port of that host, `http://h:9000` one).
     #[arg(long, env = "TRIBUTARY_BRAZE_ALLOW_URLS", default_value = "")]
@@ -94,6 +97,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = ServerConfig {
         max_body_bytes: args.max_body_bytes,
         max_bulk_bytes: args.max_bulk_bytes,
+        max_csv_columns: args.max_csv_columns.max(1),
         engine: tributary_engine::EngineConfig {
             lease_ttl: std::time::Duration::from_secs(args.pipeline_lease_secs.max(1)),
             ..tributary_engine::EngineConfig::default()

@@ -156,3 +156,57 @@ async fn serve_refuses_a_database_that_can_lose_acknowledged_events() {
         node.log_text()
     );
 }
+
+/// Two uploads of an 80,000-column CSV header (550 KB) made `/healthz` take 13-29 s: the
+/// duplicate-column check was quadratic and ran on the request threads. Now they are refused
+/// with the limit, and the server keeps answering meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_very_wide_csv_header_is_refused_without_stalling_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Serve::start(dir.path(), None, "node");
+    let header: Vec<String> = (0..80_000).map(|i| format!("column_{i}")).collect();
+    let body = format!("{}\n", header.join(","));
+    let http = client();
+    let upload = |body: String| {
+        let request = http
+            .post(node.url("/collect/bulk/wide?dryrun=true"))
+            .bearer_auth(ADMIN)
+            .header("content-type", "text/csv")
+            .body(body);
+        async move {
+            let r = request.send().await.unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            (status, body)
+        }
+    };
+    let health = async {
+        let mut slowest = std::time::Duration::ZERO;
+        for _ in 0..10 {
+            let started = std::time::Instant::now();
+            let r = http.get(node.url("/healthz")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            slowest = slowest.max(started.elapsed());
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        slowest
+    };
+    let ((a, b), slowest) = tokio::join!(
+        async { tokio::join!(upload(body.clone()), upload(body.clone())) },
+        health
+    );
+    for (status, reply) in [a, b] {
+        assert_eq!(status, 400, "{reply}");
+        assert!(
+            reply["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("80000 columns; at most 2000"),
+            "{reply}"
+        );
+    }
+    assert!(
+        slowest < std::time::Duration::from_secs(5),
+        "/healthz took {slowest:?}"
+    );
+}

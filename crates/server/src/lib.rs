@@ -27,6 +27,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Largest body for `/collect/bulk` uploads.
     pub max_bulk_bytes: usize,
+    /// Most columns of a CSV upload.
+    pub max_csv_columns: usize,
     pub writer: WriterConfig,
     pub engine: tributary_engine::EngineConfig,
     pub jobs: tributary_jobs::RunnerConfig,
@@ -39,6 +41,7 @@ impl Default for ServerConfig {
         ServerConfig {
             max_body_bytes: 10 * 1024 * 1024,
             max_bulk_bytes: 256 * 1024 * 1024,
+            max_csv_columns: tributary_sources::DEFAULT_MAX_COLUMNS,
             writer: WriterConfig::default(),
             engine: tributary_engine::EngineConfig::default(),
             jobs: tributary_jobs::RunnerConfig::default(),

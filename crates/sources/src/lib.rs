@@ -12,7 +12,7 @@ mod csv_body;
 mod gzip;
 mod json_body;
 
-pub use csv_body::{CsvOptions, decode_csv};
+pub use csv_body::{CsvOptions, DEFAULT_MAX_COLUMNS, decode_csv};
 pub use gzip::{GzipError, gunzip_if_compressed};
 pub use json_body::decode_json;
 

@@ -85,7 +85,7 @@ async fn collect(
         .unwrap_or("")
         .to_ascii_lowercase();
     let csv = if format == Format::Bulk && !content_type.contains("json") {
-        Some(csv_options(&params)?)
+        Some(csv_options(&params, state.config.max_csv_columns)?)
     } else {
         None
     };
@@ -99,20 +99,26 @@ async fn collect(
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
-    let inflated = gunzip_if_compressed(&raw, declared_gzip, limit).map_err(|e| match e {
-        tributary_sources::GzipError::TooLarge(limit) => ApiError::too_large(limit),
-        other => ApiError::bad_request(other.to_string()),
-    })?;
-    let bytes: &[u8] = inflated.as_deref().unwrap_or(&raw);
-
-    let mut decoded = match &csv {
-        Some(csv) => decode_csv(bytes, &options, csv),
-        None => decode_json(bytes, &options),
-    }
-    .map_err(|e| {
-        metrics::counter!("tributary_requests_rejected_total").increment(1);
-        ApiError::bad_request(e.to_string())
-    })?;
+    // Inflating and decoding are CPU work proportional to the body: they run on the blocking
+    // pool, so a large or hostile upload never holds an async worker (and `/healthz`) up.
+    let decode_options = options.clone();
+    let mut decoded = tokio::task::spawn_blocking(move || {
+        let inflated = gunzip_if_compressed(&raw, declared_gzip, limit).map_err(|e| match e {
+            tributary_sources::GzipError::TooLarge(limit) => ApiError::too_large(limit),
+            other => ApiError::bad_request(other.to_string()),
+        })?;
+        let bytes: &[u8] = inflated.as_deref().unwrap_or(&raw);
+        match &csv {
+            Some(csv) => decode_csv(bytes, &decode_options, csv),
+            None => decode_json(bytes, &decode_options),
+        }
+        .map_err(|e| {
+            metrics::counter!("tributary_requests_rejected_total").increment(1);
+            ApiError::bad_request(e.to_string())
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal("decoding a body", &e))??;
 
     let message_count = decoded.records.len();
     let rejected_count = decoded.rejected.len();
@@ -189,7 +195,10 @@ fn response(
     )
 }
 
-fn csv_options(params: &HashMap<String, String>) -> Result<CsvOptions, ApiError> {
+fn csv_options(
+    params: &HashMap<String, String>,
+    max_columns: usize,
+) -> Result<CsvOptions, ApiError> {
     let delimiter = match params.get("delimiter") {
         Some(d) => CsvOptions::parse_delimiter(d).map_err(ApiError::bad_request)?,
         None => b',',
@@ -199,7 +208,11 @@ fn csv_options(params: &HashMap<String, String>) -> Result<CsvOptions, ApiError>
             .map(|s| s.trim().to_string())
             .collect::<Vec<_>>()
     });
-    Ok(CsvOptions { delimiter, headers })
+    Ok(CsvOptions {
+        delimiter,
+        headers,
+        max_columns,
+    })
 }
 
 /// Reads the body, refusing it with 413 as soon as it passes `limit` (before reading it all
