@@ -210,3 +210,45 @@ async fn a_very_wide_csv_header_is_refused_without_stalling_the_server() {
         "/healthz took {slowest:?}"
     );
 }
+
+/// An observer's `LIKE "*aaaa…?b"` against a long string took 7 s and stalled `/healthz` for
+/// 3-9 s. Matching is linear now; a pattern over the limit is a 400 at its position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_like_pattern_neither_stalls_nor_is_accepted_over_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Serve::start(dir.path(), None, "node");
+    let observer = create_token(&node.base, 1, &["observer"]).await;
+    let http = client();
+    let evaluate = |pattern: String| {
+        let request = http
+            .post(node.url("/api/segment/evaluate"))
+            .bearer_auth(&observer)
+            .json(&json!({
+                "segment_ql": format!("FILTER name LIKE \"{pattern}\""),
+                "entity": {"name": "a".repeat(200_000)},
+            }));
+        async move {
+            let r = request.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let started = std::time::Instant::now();
+    let (status, reply) = evaluate(format!("*{}?b", "a".repeat(1_000))).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["data"]["match"], false);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let (status, reply) = evaluate(format!("*{}", "a".repeat(2_000))).await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(
+        reply["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("at most 1024 characters"),
+        "{reply}"
+    );
+}

@@ -526,7 +526,21 @@ impl Parser {
         } else if self.eat_kw("contains") {
             Expr::Contains(Box::new(lhs), Box::new(self.additive()?))
         } else if self.eat_kw("like") {
-            Expr::Like(Box::new(lhs), Box::new(self.additive()?))
+            let at = self.error_here(String::new());
+            let pattern = self.additive()?;
+            if let Expr::Literal(Literal::Value(Value::String(text))) = &pattern
+                && text.chars().count() > crate::eval::MAX_LIKE_PATTERN
+            {
+                return Err(ParseError::new(
+                    at.line,
+                    at.column,
+                    format!(
+                        "a LIKE pattern may have at most {} characters",
+                        crate::eval::MAX_LIKE_PATTERN
+                    ),
+                ));
+            }
+            Expr::Like(Box::new(lhs), Box::new(pattern))
         } else if self.eat_kw("between") {
             let lo = self.additive()?;
             self.expect_kw("and")?;

@@ -309,8 +309,13 @@ pub async fn evaluate(
         .iter()
         .map(|(k, v)| (k.clone(), Value::from_json_with_dates(v)))
         .collect();
-    let ctx = EvalContext::with_includes(now, &includes);
-    let result = evaluate_bool(&st.filter, &entity, &ctx);
+    // Evaluation is CPU work that the request controls: off the async workers.
+    let result = tokio::task::spawn_blocking(move || {
+        let ctx = EvalContext::with_includes(now, &includes);
+        evaluate_bool(&st.filter, &entity, &ctx)
+    })
+    .await
+    .map_err(|e| ApiError::internal("evaluating an audience", &e))?;
     Ok(ok(
         StatusCode::OK,
         json!({
