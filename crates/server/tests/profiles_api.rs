@@ -24,7 +24,8 @@ async fn webhook_becomes_a_profile(app: App) {
         .post(
             "/c/1/braze_users",
             Some(ADMIN),
-            r#"{"braze_id": "xxxxxx", "external_id": "ext-9", "city": "Newtown"}"#,
+            r#"{"braze_id": "xxxxxx", "external_id": "ext-9", "city": "Newtown",
+                "home_address": "1 Main St", "loyalty_points": 120}"#,
         )
         .await;
     assert_eq!(s, StatusCode::OK);
@@ -77,6 +78,26 @@ async fn webhook_becomes_a_profile(app: App) {
     assert_eq!(masked["data"]["braze_id"], "***");
     assert_eq!(masked["data"]["country"], "United States");
     assert!(!masked.to_string().contains("john.smith"));
+    // Everything personal is masked, unmapped attributes (`custom`) included; keys, counts
+    // and numbers stay readable (seen: `custom` shown in full).
+    assert_eq!(masked["data"]["city"], "***");
+    assert_eq!(masked["data"]["date_of_birth"], "***");
+    assert_eq!(masked["data"]["custom"]["home_address"], "***", "{masked}");
+    assert_eq!(masked["data"]["braze_event_count"], 2);
+    for personal in [
+        "1 Main St",
+        "Newtown",
+        "John",
+        "Smith",
+        "5551231234",
+        "xxxxxx",
+        "ext-9",
+    ] {
+        assert!(
+            !masked.to_string().contains(personal),
+            "{personal}: {masked}"
+        );
+    }
 
     let (s, schema) = app.get("/api/schema/user", &observer).await;
     assert_eq!(s, StatusCode::OK);

@@ -14,7 +14,20 @@ use crate::AppState;
 use crate::api::{ApiError, ApiResult, flag, ok, query_map};
 use crate::auth::{Authorized, Caller, ManageProfiles, ReadDefinitions, ReadProfiles};
 
-/// Fields an observer sees masked, besides every identity field.
+/// What an observer sees of a profile: values of the fields below, numbers and booleans (counts,
+/// scores, flags). Everything else is masked: identities, text, dates, lists, and the values
+/// of maps such as `custom` (their keys stay visible), since any unmapped attribute may be
+/// personal (seen: `custom` shown in full).
+const NON_PERSONAL_FIELDS: &[&str] = &[
+    "country",
+    "language",
+    "time_zone",
+    "braze_event_count",
+    "braze_first_seen",
+    "braze_last_seen",
+];
+
+/// Fields masked for an observer even when their values are numbers.
 const PERSONAL_FIELDS: &[&str] = &[
     "email",
     "phone",
@@ -53,6 +66,18 @@ async fn find(
         .ok_or_else(|| ApiError::not_found(format!("no profile has {field} = {value:?}")))
 }
 
+/// An observer's view of a value: numbers and booleans as they are, a map's keys with masked
+/// values, anything else masked.
+fn mask_value(value: Json) -> Json {
+    match value {
+        Json::Number(_) | Json::Bool(_) | Json::Null => value,
+        Json::Object(map) => {
+            Json::Object(map.into_iter().map(|(k, v)| (k, mask_value(v))).collect())
+        }
+        _ => json!(MASK),
+    }
+}
+
 pub(crate) fn masks(caller: &Caller) -> bool {
     !caller
         .token
@@ -81,10 +106,13 @@ pub(crate) fn render(
     };
     let mut out = Map::new();
     for (name, field) in &state.fields {
+        let value = field.value(Some(plans.spec(name))).to_json();
         let value = if personal(name) {
             json!(MASK)
+        } else if masked && !NON_PERSONAL_FIELDS.contains(&name.as_str()) {
+            mask_value(value)
         } else {
-            field.value(Some(plans.spec(name))).to_json()
+            value
         };
         out.insert(name.clone(), value);
     }
