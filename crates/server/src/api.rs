@@ -122,3 +122,59 @@ pub fn flag(
         ))),
     }
 }
+
+/// Longest request target (path and query) accepted; longer is a 414.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Every error leaves in the envelope, also those no handler wrote: axum's rejections of a
+/// query string or a path (plain text), a 405 (empty), a request target over
+/// [`MAX_URI_BYTES`] (414). The headers of the original answer are kept (`Allow` on a 405).
+pub async fn errors_as_envelopes(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if target > MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            format!("the request target is {target} bytes; at most {MAX_URI_BYTES} are accepted"),
+        )
+        .into_response();
+    }
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let text = text.trim();
+    let message = match (text.is_empty(), status) {
+        (true, StatusCode::METHOD_NOT_ALLOWED) => {
+            let allowed = parts
+                .headers
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            format!("method not allowed here; allowed: {allowed}")
+        }
+        (true, _) => status.canonical_reason().unwrap_or("error").to_string(),
+        (false, _) => text.to_string(),
+    };
+    let envelope = ApiError::new(status, message).into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, envelope.into_body())
+}

@@ -138,6 +138,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(routes::queries::get).delete(routes::queries::delete),
         )
         .fallback(routes::ops::not_found)
+        .layer(axum::middleware::from_fn(api::errors_as_envelopes))
         .layer(axum::middleware::from_fn(telemetry::observe_request))
         .with_state(state)
 }

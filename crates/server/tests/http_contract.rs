@@ -389,7 +389,62 @@ async fn health_metrics_and_unknown_routes(app: App) {
     assert_eq!(app.send(r).await.0, StatusCode::NOT_FOUND);
 }
 
+/// Every error is the JSON envelope (seen: plain text for bad query strings and paths, an
+/// empty 405, a 404 echoing a 20 KB path).
+async fn every_error_is_the_json_envelope(app: App) {
+    let long = format!("/{}", "a".repeat(20_000));
+    let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
+        (
+            Request::get("/api/segment/lytics_all/scan?limit=-5"),
+            StatusCode::BAD_REQUEST,
+            "limit",
+        ),
+        (
+            Request::get("/api/segment/lytics_all/changes?since=abc"),
+            StatusCode::BAD_REQUEST,
+            "since",
+        ),
+        (
+            Request::get("/api/segment/%E0%A4%A"),
+            StatusCode::BAD_REQUEST,
+            "UTF-8",
+        ),
+        (
+            Request::get(long.as_str()),
+            StatusCode::URI_TOO_LONG,
+            "at most 8192",
+        ),
+        (
+            Request::patch("/api/segment"),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "not allowed",
+        ),
+    ]
+    .into_iter()
+    .map(|(r, s, m)| {
+        (
+            r.header("authorization", ADMIN)
+                .body(Body::empty())
+                .unwrap(),
+            s,
+            m,
+        )
+    })
+    .collect();
+    for (request, status, says) in cases {
+        let what = format!("{} {}", request.method(), request.uri());
+        let what: String = what.chars().take(80).collect();
+        let (s, body) = app.send(request).await;
+        assert_eq!(s, status, "{what}: {body}");
+        assert!(body.is_object(), "{what}: not an envelope: {body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{what}: {message}");
+        assert!(message.len() < 1_000, "{what}: the message echoes too much");
+    }
+}
+
 http_suite!(
+    every_error_is_the_json_envelope,
     webhook_object_array_and_ndjson_are_stored,
     missing_unknown_and_expired_tokens_are_401,
     roles_are_enforced_per_endpoint,

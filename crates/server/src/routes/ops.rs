@@ -25,5 +25,7 @@ pub async fn metrics() -> Response {
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {
-    ApiError::not_found(format!("no endpoint at {}", uri.path()))
+    // The path is echoed at most in part: it is the client's text.
+    let path: String = uri.path().chars().take(200).collect();
+    ApiError::not_found(format!("no endpoint at {path}"))
 }
