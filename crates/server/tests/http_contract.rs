@@ -443,7 +443,75 @@ async fn every_error_is_the_json_envelope(app: App) {
     }
 }
 
+/// Bodies that cannot be what the sender meant are refused, saying why (seen: each answered
+/// 200 with nothing stored, or stored garbage).
+async fn unusable_bulk_bodies_are_refused(app: App) {
+    let cases: Vec<(&str, &str, &[u8], StatusCode, &str)> = vec![
+        (
+            "text/csv",
+            "",
+            b"",
+            StatusCode::BAD_REQUEST,
+            "the body is empty",
+        ),
+        (
+            "text/csv",
+            "",
+            b"  \n",
+            StatusCode::BAD_REQUEST,
+            "the body is empty",
+        ),
+        (
+            "text/csv",
+            "",
+            br#"{"a": 1}"#,
+            StatusCode::BAD_REQUEST,
+            "looks like JSON",
+        ),
+        (
+            "application/x-www-form-urlencoded",
+            "",
+            b"a=1&b=2",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "not accepted by /collect/bulk",
+        ),
+        (
+            "text/csv",
+            "br",
+            b"a,b\n1,2\n",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "\"br\"",
+        ),
+        (
+            "text/csv",
+            "deflate",
+            b"a,b\n1,2\n",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "\"deflate\" is not supported",
+        ),
+    ];
+    for (content_type, encoding, body, status, says) in cases {
+        let mut request = Request::post("/collect/bulk/odd")
+            .header("authorization", ADMIN)
+            .header("content-type", content_type);
+        if !encoding.is_empty() {
+            request = request.header("content-encoding", encoding);
+        }
+        let (s, reply) = app
+            .send(request.body(Body::from(body.to_vec())).unwrap())
+            .await;
+        assert_eq!(s, status, "{content_type} {encoding}: {reply}");
+        let message = reply["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(says),
+            "{content_type} {encoding}: {message}"
+        );
+    }
+    assert_eq!(app.stream_count(1, "odd").await, 0, "nothing stored");
+}
+
 http_suite!(
+    unusable_bulk_bodies_are_refused,
     every_error_is_the_json_envelope,
     webhook_object_array_and_ndjson_are_stored,
     missing_unknown_and_expired_tokens_are_401,

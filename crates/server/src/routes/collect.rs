@@ -84,7 +84,9 @@ async fn collect(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
+    check_encoding(headers)?;
     let csv = if format == Format::Bulk && !content_type.contains("json") {
+        check_bulk_content_type(&content_type)?;
         Some(csv_options(&params, state.config.max_csv_columns)?)
     } else {
         None
@@ -108,6 +110,9 @@ async fn collect(
             other => ApiError::bad_request(other.to_string()),
         })?;
         let bytes: &[u8] = inflated.as_deref().unwrap_or(&raw);
+        if let Some(refusal) = csv.as_ref().and_then(|_| csv_body_refusal(bytes)) {
+            return Err(refusal);
+        }
         match &csv {
             Some(csv) => decode_csv(bytes, &decode_options, csv),
             None => decode_json(bytes, &decode_options),
@@ -193,6 +198,62 @@ fn response(
             "timestamp_field": options.timestamp_field,
         }),
     )
+}
+
+/// Only gzip (or no encoding) is inflated; any other declared encoding would be read as
+/// plain text and stored as garbage (seen: `br` and `deflate` answered 200).
+fn check_encoding(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(encoding) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(());
+    };
+    let encoding = encoding.to_str().unwrap_or("?").trim().to_ascii_lowercase();
+    if matches!(encoding.as_str(), "gzip" | "x-gzip" | "identity" | "") {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!(
+            "Content-Encoding {encoding:?} is not supported: send the body gzip-compressed \
+             (Content-Encoding: gzip) or uncompressed"
+        ),
+    ))
+}
+
+/// `/collect/bulk` takes CSV (text/csv, application/csv, text/plain, or no type) or JSON;
+/// anything else (a form post, say) was read as CSV and stored nothing.
+fn check_bulk_content_type(content_type: &str) -> Result<(), ApiError> {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if matches!(
+        essence,
+        "" | "text/csv" | "application/csv" | "text/plain" | "application/octet-stream"
+    ) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!(
+            "Content-Type {essence:?} is not accepted by /collect/bulk: send text/csv, or \
+             application/json for JSON"
+        ),
+    ))
+}
+
+/// A CSV body that cannot be what the sender meant: empty, or JSON sent as CSV.
+fn csv_body_refusal(body: &[u8]) -> Option<ApiError> {
+    let first = body
+        .iter()
+        .copied()
+        .find(|b| !b.is_ascii_whitespace() && *b != 0xEF && *b != 0xBB && *b != 0xBF);
+    match first {
+        None => Some(ApiError::bad_request(
+            "the body is empty: send a CSV file with a header row",
+        )),
+        Some(b'{') | Some(b'[') => Some(ApiError::bad_request(
+            "the body looks like JSON but was sent as CSV: send it with \
+             Content-Type: application/json",
+        )),
+        Some(_) => None,
+    }
 }
 
 fn csv_options(
