@@ -510,7 +510,32 @@ async fn unusable_bulk_bodies_are_refused(app: App) {
     assert_eq!(app.stream_count(1, "odd").await, 0, "nothing stored");
 }
 
+/// What the pipeline could not read was acknowledged and then lost (seen: stored as `null`,
+/// never a profile). Now it is a 400 that says what and where, and nothing is stored.
+async fn events_the_pipeline_cannot_read_are_refused(app: App) {
+    // Sized to this server's 4 KiB body limit: 200 levels, a 400-digit integer.
+    let deep = format!("{}1{}", "{\"a\":".repeat(200), "}".repeat(200));
+    let big = format!("{{\"n\": {}}}", "9".repeat(400));
+    let cases = [
+        (r#"{"n": 1e999999}"#.to_string(), "too large"),
+        (big, "too large"),
+        (r#"{"ok": 1, "s": "\ud800"}"#.to_string(), "invalid escape"),
+        (deep, "128 levels"),
+    ];
+    for (body, says) in cases {
+        let (s, reply) = app.post("/c/1/odd", Some(ADMIN), body.clone()).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{reply}");
+        let message = reply["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(says) && message.contains("line 1"),
+            "{message}"
+        );
+    }
+    assert_eq!(app.stream_count(1, "odd").await, 0, "nothing stored");
+}
+
 http_suite!(
+    events_the_pipeline_cannot_read_are_refused,
     unusable_bulk_bodies_are_refused,
     every_error_is_the_json_envelope,
     webhook_object_array_and_ndjson_are_stored,

@@ -87,8 +87,23 @@ fn accept(
         let offset = (json.as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
         line_col(text, offset)
     };
+    let unreadable = || crate::json_check::unreadable(json);
     let problem = if !json.starts_with('{') {
         Some(format!("{what} is {}, not a JSON object", kind_of(json)))
+    } else if let Some((line, column, message)) = unreadable() {
+        // The position inside the record, moved to the body's.
+        let (record_line, record_column) = position();
+        let (line, column) = if line <= 1 {
+            (record_line, record_column + column as u64 - 1)
+        } else {
+            (record_line + line as u64 - 1, column as u64)
+        };
+        let message = format!("{what} {message}");
+        if !opts.drop_errors {
+            return Err(DecodeError::at(line, Some(column), message));
+        }
+        out.rejected.push(Rejection { line, message });
+        return Ok(());
     } else if let Some(field) = &opts.timestamp_field {
         let object: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(json).map_err(syntax_error)?;

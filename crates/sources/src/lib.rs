@@ -11,6 +11,7 @@
 mod csv_body;
 mod gzip;
 mod json_body;
+mod json_check;
 
 pub use csv_body::{CsvOptions, DEFAULT_MAX_COLUMNS, decode_csv};
 pub use gzip::{GzipError, gunzip_if_compressed};
