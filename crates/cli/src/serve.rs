@@ -36,6 +36,13 @@ pub struct ServeArgs {
     /// Largest body accepted by `/collect/bulk`, in bytes.
     #[arg(long, env = "TRIBUTARY_MAX_BULK_BYTES", default_value_t = 256 * 1024 * 1024)]
     max_bulk_bytes: usize,
+    /// Connections open at once; one more is answered 503 and closed.
+    #[arg(long, env = "TRIBUTARY_MAX_CONNECTIONS", default_value_t = 4_096)]
+    max_connections: usize,
+    /// Seconds a client has to send a request's headers, and the longest a keep-alive
+    /// connection may stay idle.
+    #[arg(long, env = "TRIBUTARY_HEADER_TIMEOUT_SECS", default_value_t = 15)]
+    header_timeout_secs: u64,
     /// Most columns a CSV upload may have.
     #[arg(long, env = "TRIBUTARY_MAX_CSV_COLUMNS", default_value_t = 2_000)]
     max_csv_columns: usize,
@@ -52,6 +59,14 @@ pub struct ServeArgs {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let allowed_urls = tributary_core::braze::UrlAllowList::parse(&args.braze_allow_urls)
         .map_err(anyhow::Error::msg)?;
+    let files = raise_file_limit();
+    if files < args.max_connections as u64 + 256 {
+        tracing::warn!(
+            file_limit = files,
+            max_connections = args.max_connections,
+            "the file-handle limit is below --max-connections plus the store's needs; raise it (ulimit -n) or lower --max-connections"
+        );
+    }
     crate::private_files::prepare_data_dir(&args.data_dir)?;
     let store = tributary_store::open(args.database_url.as_deref(), &args.data_dir)
         .await
@@ -98,6 +113,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
         max_bulk_bytes: args.max_bulk_bytes,
         max_csv_columns: args.max_csv_columns.max(1),
+        connections: tributary_server::listener::ConnectionLimits {
+            max_connections: args.max_connections.max(1),
+            header_timeout: std::time::Duration::from_secs(args.header_timeout_secs.max(1)),
+        },
         engine: tributary_engine::EngineConfig {
             lease_ttl: std::time::Duration::from_secs(args.pipeline_lease_secs.max(1)),
             ..tributary_engine::EngineConfig::default()
@@ -165,4 +184,30 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
         }
         tracing::info!("shutting down: finishing in-flight requests");
     })
+}
+
+/// Raises the soft limit on open files to the hard limit (every connection holds one); the
+/// soft limit now.
+fn raise_file_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write only the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    tracing::info!(open_files = limit.rlim_cur, "file-handle limit");
+    limit.rlim_cur
 }

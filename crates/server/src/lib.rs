@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod listener;
 mod routes;
 mod telemetry;
 
@@ -29,6 +30,8 @@ pub struct ServerConfig {
     pub max_bulk_bytes: usize,
     /// Most columns of a CSV upload.
     pub max_csv_columns: usize,
+    /// Connections open at once, and how long a client may take to send headers or idle.
+    pub connections: listener::ConnectionLimits,
     pub writer: WriterConfig,
     pub engine: tributary_engine::EngineConfig,
     pub jobs: tributary_jobs::RunnerConfig,
@@ -42,6 +45,7 @@ impl Default for ServerConfig {
             max_body_bytes: 10 * 1024 * 1024,
             max_bulk_bytes: 256 * 1024 * 1024,
             max_csv_columns: tributary_sources::DEFAULT_MAX_COLUMNS,
+            connections: listener::ConnectionLimits::default(),
             writer: WriterConfig::default(),
             engine: tributary_engine::EngineConfig::default(),
             jobs: tributary_jobs::RunnerConfig::default(),
@@ -178,10 +182,16 @@ pub async fn serve(
         config,
         jobs,
     });
+    let limits = state.config.connections;
     let app = router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stopped(stop_rx))
-        .await?;
+    listener::serve(
+        listener,
+        app,
+        limits,
+        stopped(stop_rx),
+        std::time::Duration::from_secs(30),
+    )
+    .await;
     // The router (and with it every EventWriter handle) is gone: the writer drains and ends.
     if let Err(e) = writer_task.await {
         tracing::error!(error = %e, "event writer task failed");
