@@ -2,6 +2,8 @@
 //! each row becomes one JSON object of strings. Empty cells are left out, so a blank cell in a
 //! Braze export never overwrites a known value with "".
 
+use std::io::Read;
+
 use crate::{DecodeError, DecodeOptions, Decoded, Record, Rejection, utf8};
 
 #[derive(Debug, Clone)]
@@ -26,44 +28,6 @@ impl Default for CsvOptions {
     }
 }
 
-/// Where a quoted field opens and never closes: its line (1-based) and the byte offset of the
-/// start of that line. The CSV reader would otherwise read the rest of the file into that one
-/// field and say nothing.
-fn unclosed_quote(body: &[u8], delimiter: u8) -> Option<(u64, usize)> {
-    enum State {
-        FieldStart,
-        Unquoted,
-        Quoted,
-        QuoteInQuoted,
-    }
-    let mut state = State::FieldStart;
-    let mut line = 1u64;
-    let mut line_start = 0usize;
-    let mut opened = (1u64, 0usize);
-    for (at, &b) in body.iter().enumerate() {
-        state = match state {
-            State::FieldStart | State::Unquoted if b == b'\n' => State::FieldStart,
-            State::FieldStart if b == b'"' => {
-                opened = (line, line_start);
-                State::Quoted
-            }
-            State::FieldStart | State::Unquoted if b == delimiter => State::FieldStart,
-            State::FieldStart | State::Unquoted => State::Unquoted,
-            State::Quoted if b == b'"' => State::QuoteInQuoted,
-            State::Quoted => State::Quoted,
-            // `""` inside quotes is one quote; after the closing quote, lenient as the reader.
-            State::QuoteInQuoted if b == b'"' => State::Quoted,
-            State::QuoteInQuoted if b == delimiter || b == b'\n' => State::FieldStart,
-            State::QuoteInQuoted => State::Unquoted,
-        };
-        if b == b'\n' {
-            line += 1;
-            line_start = at + 1;
-        }
-    }
-    matches!(state, State::Quoted).then_some(opened)
-}
-
 impl CsvOptions {
     /// Parses the `delimiter` query parameter: one ASCII character, or `t`/`\t` for tab.
     pub fn parse_delimiter(text: &str) -> Result<u8, String> {
@@ -77,56 +41,207 @@ impl CsvOptions {
     }
 }
 
-pub fn decode_csv(
-    body: &[u8],
+/// Finds where a quoted field opens and never closes, fed the body's bytes in order: its
+/// line (1-based) and the byte offset of the start of that line. The CSV reader would
+/// otherwise read the rest of the file into that one field and say nothing.
+struct QuoteScan {
+    delimiter: u8,
+    state: QuoteState,
+    line: u64,
+    offset: usize,
+    line_start: usize,
+    opened: (u64, usize),
+}
+
+#[derive(Clone, Copy)]
+enum QuoteState {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    QuoteInQuoted,
+}
+
+impl QuoteScan {
+    fn new(delimiter: u8) -> QuoteScan {
+        QuoteScan {
+            delimiter,
+            state: QuoteState::FieldStart,
+            line: 1,
+            offset: 0,
+            line_start: 0,
+            opened: (1, 0),
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        use QuoteState::*;
+        for &b in bytes {
+            self.state = match self.state {
+                FieldStart | Unquoted if b == b'\n' => FieldStart,
+                FieldStart if b == b'"' => {
+                    self.opened = (self.line, self.line_start);
+                    Quoted
+                }
+                FieldStart | Unquoted if b == self.delimiter => FieldStart,
+                FieldStart | Unquoted => Unquoted,
+                Quoted if b == b'"' => QuoteInQuoted,
+                Quoted => Quoted,
+                // `""` inside quotes is one quote; after the closing quote, lenient as the reader.
+                QuoteInQuoted if b == b'"' => Quoted,
+                QuoteInQuoted if b == self.delimiter || b == b'\n' => FieldStart,
+                QuoteInQuoted => Unquoted,
+            };
+            self.offset += 1;
+            if b == b'\n' {
+                self.line += 1;
+                self.line_start = self.offset;
+            }
+        }
+    }
+
+    /// After the last byte: the unclosed quote's line and line start, if any.
+    fn unclosed(&self) -> Option<(u64, usize)> {
+        matches!(self.state, QuoteState::Quoted).then_some(self.opened)
+    }
+}
+
+/// A reader that shows every byte it passes to a [`QuoteScan`].
+struct Scanned<'a, R> {
+    inner: R,
+    scan: &'a mut QuoteScan,
+}
+
+impl<R: Read> Read for Scanned<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.scan.feed(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Most rejections a decode keeps (the count is exact; the list is for people).
+pub const REJECTIONS_KEPT: usize = 1_000;
+
+/// What a streamed decode did.
+#[derive(Debug, Default)]
+pub struct StreamSummary {
+    pub accepted: usize,
+    /// The first [`REJECTIONS_KEPT`] rejections.
+    pub rejected: Vec<Rejection>,
+    pub rejected_count: usize,
+}
+
+impl StreamSummary {
+    fn reject(&mut self, rejection: Rejection) {
+        self.rejected_count += 1;
+        if self.rejected.len() < REJECTIONS_KEPT {
+            self.rejected.push(rejection);
+        }
+    }
+}
+
+/// Decodes a CSV body read from `open()` in two passes, with memory bounded by `batch` records
+/// whatever the body's size: the first checks everything (so a refused body stores nothing),
+/// the second hands the records to `on_batch`, `batch` at a time. `open` is called once per
+/// pass and must give the same bytes each time.
+pub fn decode_csv_stream<'b>(
+    open: &dyn Fn() -> Box<dyn Read + 'b>,
     opts: &DecodeOptions,
     csv: &CsvOptions,
-) -> Result<Decoded, DecodeError> {
+    batch: usize,
+    on_batch: &mut dyn FnMut(Vec<Record>) -> bool,
+) -> Result<StreamSummary, DecodeError> {
+    // Pass 1: every row checked, the quotes scanned to the end; nothing kept.
+    let mut scan = QuoteScan::new(csv.delimiter);
+    let checked = {
+        let mut scanned = Scanned {
+            inner: open(),
+            scan: &mut scan,
+        };
+        let checked = decode_rows(&mut scanned, opts, csv, 0, &mut |_| true);
+        // A decode that stopped early has not shown the scanner everything.
+        std::io::copy(&mut scanned, &mut std::io::sink()).map_err(read_error)?;
+        checked
+    };
     // An unterminated quote: a 400 naming its line, or (with `droperrors`) the rows before it
     // and a rejection that says what was not read.
-    let mut unterminated = None;
-    let body = match unclosed_quote(body, csv.delimiter) {
-        None => body,
-        Some((line, _)) if line == 1 && csv.headers.is_none() => {
+    let unterminated = match scan.unclosed() {
+        None => None,
+        Some((1, _)) if csv.headers.is_none() => {
             return Err(DecodeError::at(
                 1,
                 None,
                 "the header row opens a quoted field that is never closed",
             ));
         }
-        Some((line, start)) if opts.drop_errors => {
-            let lines = body[start..]
-                .split(|b| *b == b'\n')
-                .filter(|l| !l.is_empty())
-                .count();
-            let rest = lines.saturating_sub(1);
-            unterminated = Some(Rejection {
-                line,
-                message: format!(
-                    "a quoted field opens on line {line} and is never closed; that line and the \
-                     {rest} after it were not read"
-                ),
-            });
-            &body[..start]
-        }
-        Some((line, _)) => {
+        Some((line, _)) if !opts.drop_errors => {
             return Err(DecodeError::at(
                 line,
                 None,
                 format!("a quoted field opens on line {line} and is never closed"),
             ));
         }
+        Some((line, start)) => {
+            let rest = scan.line.saturating_sub(line + 1);
+            Some((
+                start,
+                Rejection {
+                    line,
+                    message: format!(
+                        "a quoted field opens on line {line} and is never closed; that line and \
+                         the {rest} after it were not read"
+                    ),
+                },
+            ))
+        }
     };
-    let mut decoded = decode_rows(body, opts, csv)?;
-    decoded.rejected.extend(unterminated);
-    Ok(decoded)
+    if unterminated.is_none() {
+        checked?;
+    }
+    // Pass 2: the records, in batches (up to the unterminated quote, if any).
+    let mut body: Box<dyn Read + 'b> = match &unterminated {
+        Some((start, _)) => Box::new(open().take(*start as u64)),
+        None => open(),
+    };
+    let mut summary = decode_rows(&mut body, opts, csv, batch.max(1), on_batch)?;
+    if let Some((_, rejection)) = unterminated {
+        summary.reject(rejection);
+    }
+    Ok(summary)
 }
 
-fn decode_rows(
+/// Decodes a whole CSV body held in memory (see [`decode_csv_stream`] for large ones).
+pub fn decode_csv(
     body: &[u8],
     opts: &DecodeOptions,
     csv: &CsvOptions,
 ) -> Result<Decoded, DecodeError> {
+    let mut records = Vec::new();
+    let summary = decode_csv_stream(
+        &|| Box::new(body),
+        opts,
+        csv,
+        usize::MAX,
+        &mut |mut batch| {
+            records.append(&mut batch);
+            true
+        },
+    )?;
+    Ok(Decoded {
+        records,
+        rejected: summary.rejected,
+    })
+}
+
+/// Decodes rows from `body`, handing records to `on_batch` `batch` at a time (it returns false
+/// to stop: the caller could not take them); with `batch` 0 the rows are only checked.
+fn decode_rows(
+    body: &mut dyn Read,
+    opts: &DecodeOptions,
+    csv: &CsvOptions,
+    batch: usize,
+    on_batch: &mut dyn FnMut(Vec<Record>) -> bool,
+) -> Result<StreamSummary, DecodeError> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(csv.delimiter)
         .has_headers(false)
@@ -136,7 +251,7 @@ fn decode_rows(
     let headers: Vec<String> = match &csv.headers {
         Some(h) => h.iter().map(|s| s.trim().to_string()).collect(),
         None => match records.next() {
-            None => return Ok(Decoded::default()),
+            None => return Ok(StreamSummary::default()),
             Some(row) => {
                 let row = row.map_err(csv_error)?;
                 row.iter()
@@ -175,17 +290,34 @@ fn decode_rows(
         })
         .transpose()?;
 
-    let mut out = Decoded::default();
+    let mut out = StreamSummary::default();
+    let mut pending = Vec::new();
     for row in records {
         let row = row.map_err(csv_error)?;
         let line = row.position().map_or(0, |p| p.line());
         match row_to_record(&row, &headers, &keys, ts_column) {
-            Ok(record) => out.records.push(record),
-            Err(message) if opts.drop_errors => out.rejected.push(Rejection { line, message }),
+            Ok(record) => {
+                out.accepted += 1;
+                if batch == 0 {
+                    continue;
+                }
+                pending.push(record);
+                if pending.len() >= batch && !on_batch(std::mem::take(&mut pending)) {
+                    return Ok(out);
+                }
+            }
+            Err(message) if opts.drop_errors => out.reject(Rejection { line, message }),
             Err(message) => return Err(DecodeError::at(line, None, message)),
         }
     }
+    if !pending.is_empty() {
+        on_batch(pending);
+    }
     Ok(out)
+}
+
+fn read_error(e: std::io::Error) -> DecodeError {
+    DecodeError::at(0, None, format!("reading the body failed: {e}"))
 }
 
 /// Names are non-empty and distinct (checked in one pass: a header of 80,000 columns took
@@ -363,6 +495,48 @@ mod tests {
         let dup = format!("{},c5\n", wide[..10].join(","));
         let e = decode_csv(dup.as_bytes(), &opts, &CsvOptions::default()).unwrap_err();
         assert!(e.to_string().contains("\"c5\" appears twice"), "{e}");
+    }
+
+    /// A streamed decode holds one batch at a time, hands every record over once, and stores
+    /// nothing when a later row is bad (the first pass checks everything).
+    #[test]
+    fn a_stream_is_decoded_in_batches_after_a_full_check() {
+        let body: String = std::iter::once("a\n".to_string())
+            .chain((0..25).map(|i| format!("{i}\n")))
+            .collect();
+        let mut sizes = Vec::new();
+        let summary = decode_csv_stream(
+            &|| Box::new(body.as_bytes()),
+            &DecodeOptions::default(),
+            &CsvOptions::default(),
+            10,
+            &mut |batch| {
+                sizes.push(batch.len());
+                true
+            },
+        )
+        .unwrap();
+        assert_eq!(sizes, vec![10, 10, 5]);
+        assert_eq!(summary.accepted, 25);
+
+        let bad = format!("{body}1,2\n");
+        let mut handed = 0;
+        let e = decode_csv_stream(
+            &|| Box::new(bad.as_bytes()),
+            &DecodeOptions::default(),
+            &CsvOptions::default(),
+            10,
+            &mut |batch| {
+                handed += batch.len();
+                true
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 27);
+        assert_eq!(
+            handed, 0,
+            "nothing handed over before the whole body was checked"
+        );
     }
 
     #[test]

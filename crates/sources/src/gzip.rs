@@ -29,6 +29,44 @@ pub fn gunzip_if_compressed(
     Ok(Some(out))
 }
 
+/// A body that can be read as a stream, as many times as needed, inflated on the fly when it
+/// is gzip: memory stays flat whatever it inflates to. Opening checks it once (valid gzip,
+/// at most `limit` bytes inflated), so the readers it gives do not fail.
+pub struct BodyStream<'a> {
+    body: &'a [u8],
+    gzip: bool,
+}
+
+impl<'a> BodyStream<'a> {
+    pub fn open(body: &'a [u8], declared_gzip: bool, limit: usize) -> Result<Self, GzipError> {
+        let gzip = declared_gzip || body.starts_with(&GZIP_MAGIC);
+        if gzip {
+            let mut decoder = flate2::read::MultiGzDecoder::new(body).take(limit as u64 + 1);
+            let inflated =
+                std::io::copy(&mut decoder, &mut std::io::sink()).map_err(GzipError::Invalid)?;
+            if inflated > limit as u64 {
+                return Err(GzipError::TooLarge(limit));
+            }
+        }
+        Ok(BodyStream { body, gzip })
+    }
+
+    pub fn reader(&self) -> Box<dyn Read + 'a> {
+        if self.gzip {
+            Box::new(flate2::read::MultiGzDecoder::new(self.body))
+        } else {
+            Box::new(self.body)
+        }
+    }
+
+    /// The first bytes (up to `n`) of the body as read.
+    pub fn head(&self, n: usize) -> Vec<u8> {
+        let mut head = Vec::with_capacity(n);
+        let _ = self.reader().take(n as u64).read_to_end(&mut head);
+        head
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

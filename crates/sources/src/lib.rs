@@ -13,8 +13,10 @@ mod gzip;
 mod json_body;
 mod json_check;
 
-pub use csv_body::{CsvOptions, DEFAULT_MAX_COLUMNS, decode_csv};
-pub use gzip::{GzipError, gunzip_if_compressed};
+pub use csv_body::{
+    CsvOptions, DEFAULT_MAX_COLUMNS, REJECTIONS_KEPT, StreamSummary, decode_csv, decode_csv_stream,
+};
+pub use gzip::{BodyStream, GzipError, gunzip_if_compressed};
 pub use json_body::decode_json;
 
 use time::OffsetDateTime;

@@ -14,7 +14,8 @@ use futures::StreamExt;
 use serde_json::json;
 use tributary_core::{AccountId, NewEvent, to_micros, validate_stream_name};
 use tributary_sources::{
-    CsvOptions, DecodeOptions, Rejection, decode_csv, decode_json, gunzip_if_compressed,
+    BodyStream, CsvOptions, DecodeOptions, Rejection, decode_csv_stream, decode_json,
+    gunzip_if_compressed,
 };
 use tributary_store::WriteError;
 
@@ -104,42 +105,42 @@ async fn collect(
     // Inflating and decoding are CPU work proportional to the body: they run on the blocking
     // pool, so a large or hostile upload never holds an async worker (and `/healthz`) up.
     let decode_options = options.clone();
-    let mut decoded = tokio::task::spawn_blocking(move || {
-        let inflated = gunzip_if_compressed(&raw, declared_gzip, limit).map_err(|e| match e {
-            tributary_sources::GzipError::TooLarge(limit) => ApiError::too_large(limit),
-            other => ApiError::bad_request(other.to_string()),
-        })?;
-        let bytes: &[u8] = inflated.as_deref().unwrap_or(&raw);
-        if let Some(refusal) = csv.as_ref().and_then(|_| csv_body_refusal(bytes)) {
-            return Err(refusal);
+    let (message_count, rejected_count, rejected) = match csv {
+        Some(csv) => {
+            let target = Target {
+                writer: (!dryrun).then(|| state.writer.clone()),
+                aid: caller.account_id,
+                stream: stream.to_string(),
+            };
+            let summary = tokio::task::spawn_blocking(move || {
+                stream_csv(&raw, declared_gzip, limit, &decode_options, &csv, target)
+            })
+            .await
+            .map_err(|e| ApiError::internal("decoding a body", &e))??;
+            (summary.accepted, summary.rejected_count, summary.rejected)
         }
-        match &csv {
-            Some(csv) => decode_csv(bytes, &decode_options, csv),
-            None => decode_json(bytes, &decode_options),
-        }
-        .map_err(|e| {
-            metrics::counter!("tributary_requests_rejected_total").increment(1);
-            ApiError::bad_request(e.to_string())
-        })
-    })
-    .await
-    .map_err(|e| ApiError::internal("decoding a body", &e))??;
-
-    let message_count = decoded.records.len();
-    let rejected_count = decoded.rejected.len();
-    if !dryrun {
-        let events = to_events(
-            caller.account_id,
-            stream,
-            std::mem::take(&mut decoded.records),
-        );
-        state.writer.write(events).await.map_err(|e| match e {
-            WriteError::Overloaded => {
-                ApiError::unavailable("the server is busy storing other events; retry shortly", 1)
+        None => {
+            let mut decoded = tokio::task::spawn_blocking(move || {
+                let inflated =
+                    gunzip_if_compressed(&raw, declared_gzip, limit).map_err(gzip_refusal)?;
+                let bytes: &[u8] = inflated.as_deref().unwrap_or(&raw);
+                decode_json(bytes, &decode_options).map_err(decode_refusal)
+            })
+            .await
+            .map_err(|e| ApiError::internal("decoding a body", &e))??;
+            let accepted = decoded.records.len();
+            if !dryrun {
+                let events = to_events(
+                    caller.account_id,
+                    stream,
+                    std::mem::take(&mut decoded.records),
+                );
+                state.writer.write(events).await.map_err(write_refusal)?;
             }
-            WriteError::Closed => ApiError::unavailable("the server is shutting down", 5),
-            WriteError::Store(e) => ApiError::internal("storing events", &e),
-        })?;
+            (accepted, decoded.rejected.len(), decoded.rejected)
+        }
+    };
+    if !dryrun {
         metrics::counter!("tributary_events_accepted_total").increment(message_count as u64);
         state.engine.wake();
     }
@@ -150,8 +151,85 @@ async fn collect(
         &options,
         dryrun,
         message_count,
-        &decoded.rejected,
+        rejected_count,
+        &rejected,
     ))
+}
+
+/// Records per write of a streamed upload: what is held in memory at once.
+const STREAM_BATCH: usize = 10_000;
+
+/// Where a streamed upload's records go: the writer, or nowhere on a dry run.
+struct Target {
+    writer: Option<tributary_store::EventWriter>,
+    aid: AccountId,
+    stream: String,
+}
+
+/// Decodes a CSV upload as a stream (checked whole first, so a refused body stores nothing)
+/// and writes it in batches of [`STREAM_BATCH`]: memory stays flat whatever the row count
+/// (seen: 32 million tiny rows took the process to 2.4 GB). Runs on the blocking pool.
+fn stream_csv(
+    raw: &[u8],
+    declared_gzip: bool,
+    limit: usize,
+    options: &DecodeOptions,
+    csv: &CsvOptions,
+    target: Target,
+) -> Result<tributary_sources::StreamSummary, ApiError> {
+    let body = BodyStream::open(raw, declared_gzip, limit).map_err(gzip_refusal)?;
+    if let Some(refusal) = csv_body_refusal(&body.head(4096)) {
+        return Err(refusal);
+    }
+    let handle = tokio::runtime::Handle::current();
+    let mut failed = None;
+    let summary = decode_csv_stream(
+        &|| body.reader(),
+        options,
+        csv,
+        STREAM_BATCH,
+        &mut |records| {
+            let Some(writer) = &target.writer else {
+                return true;
+            };
+            let events = to_events(target.aid, &target.stream, records);
+            match handle.block_on(writer.write(events)) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
+        },
+    )
+    .map_err(decode_refusal)?;
+    match failed {
+        // The batches before this one are stored; the client is told to retry.
+        Some(e) => Err(write_refusal(e)),
+        None => Ok(summary),
+    }
+}
+
+fn gzip_refusal(e: tributary_sources::GzipError) -> ApiError {
+    match e {
+        tributary_sources::GzipError::TooLarge(limit) => ApiError::too_large(limit),
+        other => ApiError::bad_request(other.to_string()),
+    }
+}
+
+fn decode_refusal(e: tributary_sources::DecodeError) -> ApiError {
+    metrics::counter!("tributary_requests_rejected_total").increment(1);
+    ApiError::bad_request(e.to_string())
+}
+
+fn write_refusal(e: WriteError) -> ApiError {
+    match e {
+        WriteError::Overloaded => {
+            ApiError::unavailable("the server is busy storing other events; retry shortly", 1)
+        }
+        WriteError::Closed => ApiError::unavailable("the server is shutting down", 5),
+        WriteError::Store(e) => ApiError::internal("storing events", &e),
+    }
 }
 
 fn to_events(
@@ -178,6 +256,7 @@ fn response(
     options: &DecodeOptions,
     dryrun: bool,
     message_count: usize,
+    rejected_count: usize,
     rejections: &[Rejection],
 ) -> Response {
     let rejected: Vec<_> = rejections
@@ -190,7 +269,7 @@ fn response(
         json!({
             "stream": stream,
             "message_count": message_count,
-            "rejected_count": rejections.len(),
+            "rejected_count": rejected_count,
             "rejected": rejected,
             "content-type": content_type,
             "droperrors": options.drop_errors,
