@@ -298,6 +298,22 @@ async fn slow_idle_and_surplus_connections_are_cut_off() {
         "a slow client was held {closed_after:?}"
     );
 
+    // A keep-alive connection that made a request and then idles is closed after the header
+    // time too.
+    let mut kept = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 1024];
+    let n = kept.read(&mut answer).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
+    let idle_since = std::time::Instant::now();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(20), kept.read(&mut answer))
+        .await
+        .expect("the idle connection is closed");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    assert!(idle_since.elapsed() < std::time::Duration::from_secs(10));
+
     // Fill the connection limit with idle clients: one more is refused with a 503 envelope.
     let mut idle = Vec::new();
     for _ in 0..20 {
