@@ -102,23 +102,38 @@ async fn a_braze_key_goes_only_to_braze_or_to_urls_the_operator_allows() {
 #[test]
 fn a_malformed_allow_list_stops_the_server_at_start() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--listen", "127.0.0.1:0"])
-        .env("TRIBUTARY_BRAZE_ALLOW_URLS", "127.0.0.1:9000")
-        .env("TRIBUTARY_ADMIN_TOKEN", ADMIN)
-        .env_remove("TRIBUTARY_DATABASE_URL")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused_start(
+        dir.path(),
+        &[],
+        &[("TRIBUTARY_BRAZE_ALLOW_URLS", "127.0.0.1:9000")],
+    );
     assert!(
         stderr.contains("TRIBUTARY_BRAZE_ALLOW_URLS") && stderr.contains("127.0.0.1:9000"),
         "{stderr}"
     );
+}
+
+/// Runs `serve` with these arguments and environment, expects it to exit with a failure (not to
+/// serve), and returns what it wrote on stderr.
+fn refused_start(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"));
+    command
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("TRIBUTARY_ADMIN_TOKEN", ADMIN)
+        .env("TRIBUTARY_MASTER_KEY", support::MASTER_KEY)
+        .env_remove("TRIBUTARY_DATABASE_URL")
+        .env_remove("TRIBUTARY_ALLOW_UNSAFE_DURABILITY")
+        .stdin(std::process::Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let out = command.output().unwrap();
+    assert!(!out.status.success(), "serve started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// On a PostgreSQL that does not flush commits (the test cluster runs `fsync = off`), `serve`
@@ -131,19 +146,7 @@ async fn serve_refuses_a_database_that_can_lose_acknowledged_events() {
     };
     let url = cluster.fresh_database().await;
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--listen", "127.0.0.1:0", "--database-url", &url])
-        .env("TRIBUTARY_ADMIN_TOKEN", ADMIN)
-        .env("TRIBUTARY_MASTER_KEY", support::MASTER_KEY)
-        .env_remove("TRIBUTARY_ALLOW_UNSAFE_DURABILITY")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = refused_start(dir.path(), &["--database-url", &url], &[]);
     assert!(
         stderr.contains("fsync = off") && stderr.contains("--allow-unsafe-durability"),
         "{stderr}"
