@@ -250,10 +250,11 @@ impl<'a> Eval<'a, '_> {
                 } else {
                     pattern
                 };
+                let like = |text: &str| text.len() <= MAX_LIKE_VALUE && glob_match(&pattern, text);
                 Ok(match lv.as_ref() {
-                    Value::Array(items) => items.iter().any(|i| glob_match(&pattern, &text_of(i))),
+                    Value::Array(items) => items.iter().any(|i| like(&text_of(i))),
                     Value::Map(_) | Value::Null => false,
-                    v => glob_match(&pattern, &text_of(v)),
+                    v => like(&text_of(v)),
                 })
             }
             Expr::Between(x, lo, hi) => {
@@ -507,6 +508,9 @@ fn between(x: &Value, lo: &Value, hi: &Value) -> Option<bool> {
 /// The longest LIKE pattern: longer ones are refused when parsed, and one taken from a field
 /// at evaluation does not evaluate.
 pub const MAX_LIKE_PATTERN: usize = 1_024;
+
+/// The longest text LIKE looks at (1 MiB): a longer value does not match.
+pub const MAX_LIKE_VALUE: usize = 1024 * 1024;
 
 /// Glob matching with `*` (any run of characters) and `?` (one character).
 pub fn glob_match(pattern: &str, text: &str) -> bool {

@@ -284,3 +284,23 @@ fn functions_in_filters() {
         assert_eq!(&eval(filter), want, "{filter}");
     }
 }
+
+/// LIKE looks at values up to 1 MiB and patterns up to 1,024 characters (issue 13): a longer
+/// pattern is refused when parsed, a longer value does not match.
+#[test]
+fn like_has_bounded_inputs() {
+    let ctx = EvalContext::at(NOW);
+    let statement = parse_filter(r#"FILTER long LIKE "a*" ALIAS s"#).expect("parses");
+    for (len, want) in [(1_000, true), (2 * 1024 * 1024, false)] {
+        let entity: HashMap<String, Value> =
+            [("long".to_string(), Value::String("a".repeat(len)))].into();
+        assert_eq!(
+            evaluate_bool(&statement.filter, &entity, &ctx),
+            Ok(want),
+            "{len}"
+        );
+    }
+    let long_pattern = format!(r#"FILTER name LIKE "{}" ALIAS s"#, "a".repeat(1_025));
+    let e = parse_filter(&long_pattern).expect_err("too long");
+    assert!(e.message.contains("at most 1024 characters"), "{e:?}");
+}

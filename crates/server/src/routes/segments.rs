@@ -288,6 +288,9 @@ struct EvaluateBody {
     now: Option<String>,
 }
 
+/// The longest `POST /api/segment/evaluate` may take to answer.
+const EVALUATE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub async fn evaluate(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadDefinitions>,
@@ -309,13 +312,24 @@ pub async fn evaluate(
         .iter()
         .map(|(k, v)| (k.clone(), Value::from_json_with_dates(v)))
         .collect();
-    // Evaluation is CPU work that the request controls: off the async workers.
-    let result = tokio::task::spawn_blocking(move || {
+    // Evaluation is CPU work that the request controls: off the async workers, and answered
+    // within a deadline whatever the input.
+    let evaluation = tokio::task::spawn_blocking(move || {
         let ctx = EvalContext::with_includes(now, &includes);
         evaluate_bool(&st.filter, &entity, &ctx)
-    })
-    .await
-    .map_err(|e| ApiError::internal("evaluating an audience", &e))?;
+    });
+    let result = tokio::time::timeout(EVALUATE_DEADLINE, evaluation)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "the evaluation took longer than {} s; simplify the statement or the entity",
+                    EVALUATE_DEADLINE.as_secs()
+                ),
+            )
+        })?
+        .map_err(|e| ApiError::internal("evaluating an audience", &e))?;
     Ok(ok(
         StatusCode::OK,
         json!({
