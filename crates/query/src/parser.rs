@@ -121,7 +121,11 @@ pub fn parse_expr(src: &str) -> Result<Expr, ParseError> {
     Ok(e)
 }
 
-const MAX_DEPTH: u32 = 200;
+/// Deepest nesting of expressions. Each level is a chain of recursive calls; at 200 levels a
+/// debug build came within a few hundred KB of a 2 MB thread stack (a worker thread's), so a
+/// hostile statement could have crashed the server. 64 leaves ample room, and real statements
+/// nest a handful of levels.
+const MAX_DEPTH: u32 = 64;
 
 struct Parser {
     tokens: Vec<Token>,
@@ -201,6 +205,31 @@ impl Parser {
         } else {
             Err(self.expected(what))
         }
+    }
+
+    /// The pattern after LIKE; a literal one may have at most `MAX_LIKE_PATTERN` characters.
+    /// Its own function, so the recursive comparison parser's frame stays small (deep nesting
+    /// must end in an error, not a stack overflow).
+    #[inline(never)]
+    fn like_pattern(&mut self) -> Result<Expr, ParseError> {
+        let (line, col) = {
+            let t = self.peek();
+            (t.line, t.col)
+        };
+        let pattern = self.additive()?;
+        if let Expr::Literal(Literal::Value(Value::String(text))) = &pattern
+            && text.chars().count() > crate::eval::MAX_LIKE_PATTERN
+        {
+            return Err(ParseError::new(
+                line,
+                col,
+                format!(
+                    "a LIKE pattern may have at most {} characters",
+                    crate::eval::MAX_LIKE_PATTERN
+                ),
+            ));
+        }
+        Ok(pattern)
     }
 
     fn error_here(&self, message: impl Into<String>) -> ParseError {
@@ -526,21 +555,7 @@ impl Parser {
         } else if self.eat_kw("contains") {
             Expr::Contains(Box::new(lhs), Box::new(self.additive()?))
         } else if self.eat_kw("like") {
-            let at = self.error_here(String::new());
-            let pattern = self.additive()?;
-            if let Expr::Literal(Literal::Value(Value::String(text))) = &pattern
-                && text.chars().count() > crate::eval::MAX_LIKE_PATTERN
-            {
-                return Err(ParseError::new(
-                    at.line,
-                    at.column,
-                    format!(
-                        "a LIKE pattern may have at most {} characters",
-                        crate::eval::MAX_LIKE_PATTERN
-                    ),
-                ));
-            }
-            Expr::Like(Box::new(lhs), Box::new(pattern))
+            Expr::Like(Box::new(lhs), Box::new(self.like_pattern()?))
         } else if self.eat_kw("between") {
             let lo = self.additive()?;
             self.expect_kw("and")?;
