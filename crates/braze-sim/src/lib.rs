@@ -240,24 +240,19 @@ pub(crate) async fn api_call(
         Err(response) => return response,
     };
     let response = process(sim);
-    let hang = match injected {
-        faults::Injected::AppliedServerError(_) => Duration::ZERO,
-        faults::Injected::AppliedHang(how_long) => how_long,
+    // What the client is told of a request that took effect: a 5xx at once, or a 504 after a
+    // hang (a timeout, to a client that gives up sooner).
+    let (code, hang) = match injected {
+        faults::Injected::AppliedServerError(code) => (code, Duration::ZERO),
+        faults::Injected::AppliedHang(how_long) => (504, how_long),
         _ => return finish(sim, verdict, response),
     };
-    // The request took effect; the client is told it failed (counted now: a client that
-    // times out drops the connection, and this handler with it).
+    // Counted now: a client that times out drops the connection, and this handler with it.
     if response.status().is_success() {
         sim.state().stats.applied_then_failed += 1;
     }
-    let failure = match injected {
-        faults::Injected::AppliedServerError(code) => server_error(code),
-        _ => {
-            tokio::time::sleep(hang).await;
-            server_error(504)
-        }
-    };
-    finish(sim, verdict, failure)
+    tokio::time::sleep(hang).await;
+    finish(sim, verdict, server_error(code))
 }
 
 fn server_error(code: u16) -> Response {

@@ -10,6 +10,11 @@ pub enum GzipError {
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
+/// Whether a body is gzip: declared so (`Content-Encoding`), or starting with gzip's magic.
+pub fn is_gzip(body: &[u8], declared_gzip: bool) -> bool {
+    declared_gzip || body.starts_with(&GZIP_MAGIC)
+}
+
 /// Decompresses `body` when it is gzip (by `Content-Encoding` or by its magic bytes), refusing
 /// to inflate past `limit` bytes so a small bomb cannot exhaust memory.
 pub fn gunzip_if_compressed(
@@ -17,7 +22,7 @@ pub fn gunzip_if_compressed(
     declared_gzip: bool,
     limit: usize,
 ) -> Result<Option<Vec<u8>>, GzipError> {
-    if !declared_gzip && !body.starts_with(&GZIP_MAGIC) {
+    if !is_gzip(body, declared_gzip) {
         return Ok(None);
     }
     let mut out = Vec::new();
@@ -39,7 +44,7 @@ pub struct BodyStream<'a> {
 
 impl<'a> BodyStream<'a> {
     pub fn open(body: &'a [u8], declared_gzip: bool, limit: usize) -> Result<Self, GzipError> {
-        let gzip = declared_gzip || body.starts_with(&GZIP_MAGIC);
+        let gzip = is_gzip(body, declared_gzip);
         if gzip {
             let mut decoder = flate2::read::MultiGzDecoder::new(body).take(limit as u64 + 1);
             let inflated =

@@ -1,6 +1,7 @@
 //! Decoding of collected data into event records: JSON (one object, an array of objects, or
-//! newline-delimited JSON), CSV, and gzip. Pure functions over bytes; the HTTP layer (and
-//! later the SFTP importer) call them.
+//! newline-delimited JSON), CSV, and gzip. Functions over bytes or readers with no other I/O;
+//! the HTTP layer (and later the SFTP importer) call them. CSV also decodes as a stream, in
+//! batches, so memory does not grow with the file.
 //!
 //! Invariants:
 //! - A decode either returns every record it accepted plus every rejection (with its line), or
@@ -13,10 +14,8 @@ mod gzip;
 mod json_body;
 mod json_check;
 
-pub use csv_body::{
-    CsvOptions, DEFAULT_MAX_COLUMNS, REJECTIONS_KEPT, StreamSummary, decode_csv, decode_csv_stream,
-};
-pub use gzip::{BodyStream, GzipError, gunzip_if_compressed};
+pub use csv_body::{CsvOptions, DEFAULT_MAX_COLUMNS, StreamSummary, decode_csv, decode_csv_stream};
+pub use gzip::{BodyStream, GzipError, gunzip_if_compressed, is_gzip};
 pub use json_body::decode_json;
 
 use time::OffsetDateTime;

@@ -15,7 +15,7 @@ use serde_json::json;
 use tributary_core::{AccountId, NewEvent, to_micros, validate_stream_name};
 use tributary_sources::{
     BodyStream, CsvOptions, DecodeOptions, Rejection, decode_csv_stream, decode_json,
-    gunzip_if_compressed,
+    gunzip_if_compressed, is_gzip,
 };
 use tributary_store::WriteError;
 
@@ -120,7 +120,7 @@ async fn collect(
             (summary.accepted, summary.rejected_count, summary.rejected)
         }
         None => {
-            let small = raw.len() <= INLINE_DECODE_BYTES && !declared_gzip && !looks_gzip(&raw);
+            let small = raw.len() <= INLINE_DECODE_BYTES && !is_gzip(&raw, declared_gzip);
             let decode = move || {
                 let inflated =
                     gunzip_if_compressed(&raw, declared_gzip, limit).map_err(gzip_refusal)?;
@@ -167,10 +167,6 @@ async fn collect(
 /// Largest plain JSON body decoded on the request's own task (bounded work: well under a
 /// millisecond); larger or compressed ones go to the blocking pool.
 const INLINE_DECODE_BYTES: usize = 64 * 1024;
-
-fn looks_gzip(body: &[u8]) -> bool {
-    body.starts_with(&[0x1f, 0x8b])
-}
 
 /// Records per write of a streamed upload: what is held in memory at once.
 const STREAM_BATCH: usize = 10_000;

@@ -177,6 +177,26 @@ mod tests {
             .unwrap_or(0)
     }
 
+    /// `callers` tasks taking `each` grants from `limiter`: the tasks, to join.
+    fn callers(
+        limiter: &Arc<RateLimiter>,
+        callers: usize,
+        each: usize,
+    ) -> tokio::task::JoinSet<Vec<Instant>> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..callers {
+            let limiter = limiter.clone();
+            tasks.spawn(async move {
+                let mut granted = Vec::new();
+                for _ in 0..each {
+                    granted.push(limiter.acquire().await);
+                }
+                granted
+            });
+        }
+        tasks
+    }
+
     // Paused time: sleeps end exactly when due, whatever the machine is doing.
     #[tokio::test(start_paused = true)]
     async fn the_limiter_paces_at_98_percent_of_the_limit() {
@@ -196,17 +216,7 @@ mod tests {
         // 50 per 500 ms, 8 callers at once: count the grants in every 500 ms span.
         let limiter = Arc::new(RateLimiter::new(50, Duration::from_millis(500)));
         let started = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..8 {
-            let limiter = limiter.clone();
-            tasks.spawn(async move {
-                let mut granted = Vec::new();
-                for _ in 0..20 {
-                    granted.push(limiter.acquire().await);
-                }
-                granted
-            });
-        }
+        let tasks = callers(&limiter, 8, 20);
         let mut times: Vec<Instant> = tasks.join_all().await.into_iter().flatten().collect();
         assert_eq!(times.len(), 160);
         assert!(busiest(&mut times, Duration::from_millis(500)) <= 49);
@@ -222,17 +232,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn callers_that_wake_late_do_not_go_out_together() {
         let limiter = Arc::new(RateLimiter::new(50, Duration::from_millis(500)));
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..8 {
-            let limiter = limiter.clone();
-            tasks.spawn(async move {
-                let mut granted = Vec::new();
-                for _ in 0..15 {
-                    granted.push(limiter.acquire().await);
-                }
-                granted
-            });
-        }
+        let mut tasks = callers(&limiter, 8, 15);
         tasks.spawn(async {
             tokio::time::sleep(Duration::from_millis(200)).await;
             // Blocks the only worker thread: the runtime stalls.
