@@ -13,7 +13,7 @@ use tributary_core::{
 };
 use tributary_engine::{Engine, EngineConfig, FieldState, ProfileState, builtin};
 use tributary_query::Value;
-use tributary_store::{SqliteStore, Store};
+use tributary_store::{SqlStore, Store};
 
 use crate::ingest::start_tributary;
 use crate::report::{machine, median, process_cpu, write_section};
@@ -337,7 +337,7 @@ fn synthetic_profile(i: usize, now: i64) -> StoredProfile {
 
 async fn recompute(args: &Args) -> anyhow::Result<Recompute> {
     let dir = tempfile::tempdir()?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.db")).await?);
+    let store: Arc<dyn Store> = Arc::new(SqlStore::sqlite(&dir.path().join("t.db")).await?);
     let now = now_micros();
     for start in (0..args.profiles).step_by(10_000) {
         let commit = PipelineCommit {

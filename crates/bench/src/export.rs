@@ -20,7 +20,7 @@ use tributary_query::Value as QValue;
 use tributary_sinks::braze::BrazeExport;
 use tributary_sinks::braze::config::ExportConfig;
 use tributary_sinks::braze::source::{Position, Source};
-use tributary_store::{SqliteStore, Store};
+use tributary_store::{SqlStore, Store};
 
 use crate::report::{machine, median, process_cpu, write_section};
 
@@ -415,7 +415,7 @@ async fn at_limit(
 
 async fn run_async(args: Args) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("t.db")).await?);
+    let store: Arc<dyn Store> = Arc::new(SqlStore::sqlite(&dir.path().join("t.db")).await?);
     let populate_started = Instant::now();
     populate(&store, args.members).await?;
     println!(

@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde_json::json;
 use tributary_core::{NewEvent, NewToken, Role, TokenSecret};
 use tributary_engine::{Engine, EngineConfig, builtin};
-use tributary_store::{SqliteStore, Store};
+use tributary_store::{SqlStore, Store};
 
 use crate::report::{machine, median, write_section};
 
@@ -147,7 +147,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let m = rt.block_on(async {
             let store: Arc<dyn Store> =
-                Arc::new(SqliteStore::open(&dir.path().join("bench.db")).await?);
+                Arc::new(SqlStore::sqlite(&dir.path().join("bench.db")).await?);
             measure(store, args.events, args.batch).await
         })?;
         eprintln!(
@@ -173,8 +173,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             // PostgreSQL's durable defaults (fsync on), as a production server runs.
             let cluster = tributary_store::testing::pg_durable_cluster()
                 .ok_or_else(|| anyhow::anyhow!("PostgreSQL is not available"))?;
-            let store: Arc<dyn Store> =
-                Arc::new(tributary_store::PgStore::connect(&cluster.fresh_database().await).await?);
+            let store: Arc<dyn Store> = Arc::new(
+                tributary_store::SqlStore::postgres(&cluster.fresh_database().await).await?,
+            );
             measure(store, args.pg_events, args.batch).await
         })?;
         eprintln!("postgres: {:.0} events/s", m.pipeline_eps);

@@ -58,6 +58,18 @@ async fn webhook_object_array_and_ndjson_are_stored(app: App) {
         names,
         vec![(json!("braze_users"), json!(1)), (json!("web"), json!(4))]
     );
+    // Nothing is applied to profiles until the pipeline runs; then it has caught up.
+    let lag = |b: &serde_json::Value| -> Vec<serde_json::Value> {
+        let streams = b["data"].as_array().cloned().unwrap_or_default();
+        streams
+            .iter()
+            .map(|s| s["pipeline_lag_events"].clone())
+            .collect()
+    };
+    assert_eq!(lag(&b), vec![json!(1), json!(4)]);
+    app.engine.catch_up_all().await.unwrap();
+    let (_, b) = app.get("/v2/stream", &dm).await;
+    assert_eq!(lag(&b), vec![json!(0), json!(0)]);
     let (_, b) = app.get("/v2/stream/braze_users/events?limit=5", &dm).await;
     assert_eq!(b["data"][0]["event"]["braze_id"], "xxxxxx");
     assert_eq!(b["data"][0]["event"]["date_of_birth"], "19820101");
@@ -384,6 +396,10 @@ async fn health_metrics_and_unknown_routes(app: App) {
     ] {
         assert!(text.contains(name), "metrics lack {name}");
     }
+    assert!(
+        text.contains("tributary_pipeline_lag_events{account=\"1\"} 1"),
+        "the unapplied event is counted: {text}"
+    );
     assert!(!text.contains(ADMIN));
     let r = Request::get("/nope").body(Body::empty()).unwrap();
     assert_eq!(app.send(r).await.0, StatusCode::NOT_FOUND);

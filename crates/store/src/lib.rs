@@ -1,27 +1,30 @@
-//! Storage. One [`Store`] trait, implemented for embedded SQLite (the default) and for
-//! PostgreSQL (scale-out: several `serve` processes on one database). Everything above this
+//! Storage. One [`Store`], implemented once ([`SqlStore`]) over embedded SQLite (the default)
+//! and PostgreSQL (scale-out: several `serve` processes on one database). Everything above this
 //! crate talks to `Arc<dyn Store>` and never learns which backend it runs on.
 //!
+//! `Store` is five traits, one per domain, each implemented in one file of `sql/`:
+//! [`AccountStore`] (accounts, tokens, definitions, leases), [`EventLog`] (raw events and
+//! stream counters), [`ProfileStore`] (the profile pipeline's state), [`AudienceStore`]
+//! (members and the membership log) and [`JobStore`] (authorizations, jobs, what exports
+//! sent). What differs between the databases is in `dialect.rs`; the SQL is written once
+//! (numbered `$n` placeholders work on both).
+//!
 //! Invariants:
-//! - Every method is one transaction: it either fully happens or not at all.
+//! - Every method is one transaction: it either fully happens or not at all (except
+//!   `erase_profile`, two transactions in a safe order: see `sql/profiles.rs`).
 //! - Instants are stored as microseconds since the epoch (`BIGINT`/`INTEGER`) on both backends.
 //! - Event ids increase in commit order within an account and stream, on both backends, so
-//!   consumers can tail a stream by id (see `postgres.rs` for how that holds across nodes).
+//!   consumers can tail a stream by id (see `dialect.rs` for how that holds across nodes).
+//! - On SQLite the raw event log lives in a file of its own (`events.db`) with its own writer,
+//!   so an acknowledged event never waits for a profile, membership or job commit. The
+//!   pipeline's cursor lives with the state it produced (`tributary.db`): a crash anywhere
+//!   loses nothing and applies nothing twice.
 
-/// The columns of a token row, in the order `token_from_parts` takes them.
-macro_rules! token_columns {
-    () => {
-        "id, account_id, name, description, roles, hash, created_at, expires_at"
-    };
-}
-
-#[macro_use]
-mod jobs;
-#[macro_use]
+mod dialect;
 mod membership;
 mod migrate;
-mod postgres;
-mod sqlite;
+mod rows;
+mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod writer;
@@ -37,8 +40,7 @@ use tributary_core::{
     TokenRecord,
 };
 
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use sql::SqlStore;
 pub use writer::{EventWriter, WriteError, WriterConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -107,8 +109,14 @@ pub enum Bootstrap {
     AlreadyInitialised,
 }
 
+/// Everything Tributary stores. Implemented by [`SqlStore`]; see the crate docs.
+pub trait Store: AccountStore + EventLog + ProfileStore + AudienceStore + JobStore {}
+
+impl<T: AccountStore + EventLog + ProfileStore + AudienceStore + JobStore> Store for T {}
+
+/// Accounts, their tokens and definitions, and leases.
 #[async_trait]
-pub trait Store: JobStore + MembershipStore {
+pub trait AccountStore: Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// The database's settings that make an acknowledged write less than durable
@@ -135,17 +143,7 @@ pub trait Store: JobStore + MembershipStore {
     async fn delete_token(&self, aid: AccountId, id: i64) -> Result<bool>;
     async fn token_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenRecord>>;
 
-    /// Appends events (any accounts and streams) in one transaction and updates the per-stream
-    /// counters. Called by [`EventWriter`], which groups concurrent requests into one call.
-    async fn append_events(&self, events: &[NewEvent]) -> Result<()>;
-    async fn streams(&self, aid: AccountId) -> Result<Vec<StreamInfo>>;
-    /// The most recent events of a stream, newest first.
-    async fn recent_events(
-        &self,
-        aid: AccountId,
-        stream: &str,
-        limit: u32,
-    ) -> Result<Vec<StoredEvent>>;
+    async fn account_ids(&self) -> Result<Vec<AccountId>>;
 
     /// Creates or replaces a definition by (account, kind, name); `created_at` of an existing
     /// one is kept. Returns the stored definition.
@@ -166,11 +164,31 @@ pub trait Store: JobStore + MembershipStore {
         name: &str,
     ) -> Result<bool>;
 
-    // ---- the profile pipeline ----
+    // ---- leases: one holder at a time per name, across processes ----
 
-    async fn account_ids(&self) -> Result<Vec<AccountId>>;
-    /// The id of the last event the pipeline applied for this account (0 before the first).
-    async fn pipeline_cursor(&self, aid: AccountId) -> Result<i64>;
+    /// Takes or renews the lease `name` for `holder` until `until`; false when another holder
+    /// has it and it has not expired at `now`.
+    async fn try_lease(&self, name: &str, holder: &str, now: Micros, until: Micros)
+    -> Result<bool>;
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+}
+
+/// The raw events and the per-stream counters. On SQLite, a database file of its own with its
+/// own writer (see the crate docs).
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends events (any accounts and streams) in one transaction and updates the per-stream
+    /// counters. Called by [`EventWriter`], which groups concurrent requests into one call.
+    async fn append_events(&self, events: &[NewEvent]) -> Result<()>;
+    async fn streams(&self, aid: AccountId) -> Result<Vec<StreamInfo>>;
+    /// The most recent events of a stream, newest first.
+    async fn recent_events(
+        &self,
+        aid: AccountId,
+        stream: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>>;
+
     /// The account's events after `after`, all streams, in id order.
     async fn events_after(
         &self,
@@ -178,6 +196,16 @@ pub trait Store: JobStore + MembershipStore {
         after: i64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>>;
+}
+
+/// The profile pipeline's state: profiles, identities, merges, and its cursor.
+#[async_trait]
+pub trait ProfileStore: Send + Sync + 'static {
+    /// The id of the last event the pipeline applied for this account (0 before the first).
+    async fn pipeline_cursor(&self, aid: AccountId) -> Result<i64>;
+    /// Events received but not yet applied by the pipeline, per stream of the account (streams
+    /// with none are left out), by stream name.
+    async fn pipeline_lag(&self, aid: AccountId) -> Result<Vec<(String, i64)>>;
     /// The profiles the given identity values belong to (absent keys are left out).
     async fn lookup_identities(
         &self,
@@ -210,8 +238,6 @@ pub trait Store: JobStore + MembershipStore {
     ) -> Result<()>;
     async fn identity_blocklist(&self, aid: AccountId) -> Result<Vec<String>>;
 
-    // ---- audiences and the membership log ----
-
     /// The account's profiles with ids after `after`, in id order.
     async fn scan_profiles(
         &self,
@@ -226,27 +252,22 @@ pub trait Store: JobStore + MembershipStore {
         now: Micros,
         limit: u32,
     ) -> Result<Vec<StoredProfile>>;
+    async fn set_identity_blocklist(&self, aid: AccountId, values: &[String]) -> Result<()>;
+    /// Which of these profiles were erased on request (`erase_profile`), as opposed to merged
+    /// away or reset by a rebuild.
+    async fn erased_profiles(&self, aid: AccountId, profile_ids: &[i64]) -> Result<Vec<i64>>;
+}
+
+/// Audience versions, consumers' log positions, members and the membership log (stored as
+/// bitmaps: see `membership.rs`). Members and log change only inside the pipeline's commits,
+/// an erasure, and [`AudienceStore::drop_audience`].
+#[async_trait]
+pub trait AudienceStore: Send + Sync + 'static {
     async fn audience_versions(&self, aid: AccountId) -> Result<Vec<AudienceVersion>>;
     async fn set_audience_version(&self, aid: AccountId, version: &AudienceVersion) -> Result<()>;
     /// The last log position a consumer committed (0 before its first).
     async fn log_position(&self, aid: AccountId, consumer: &str) -> Result<i64>;
     async fn set_log_position(&self, aid: AccountId, consumer: &str, position: i64) -> Result<()>;
-    async fn set_identity_blocklist(&self, aid: AccountId, values: &[String]) -> Result<()>;
-
-    // ---- leases: one holder at a time per name, across processes ----
-
-    /// Takes or renews the lease `name` for `holder` until `until`; false when another holder
-    /// has it and it has not expired at `now`.
-    async fn try_lease(&self, name: &str, holder: &str, now: Micros, until: Micros)
-    -> Result<bool>;
-    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
-}
-
-/// Audience members and the membership log (stored as bitmaps: see `membership.rs`),
-/// written once for both backends. Members and log change only inside the commits of
-/// [`Store`] (the pipeline's, an erasure) and [`MembershipStore::drop_audience`].
-#[async_trait]
-pub trait MembershipStore: Send + Sync + 'static {
     /// The members of each of `segments` (in their order) whose profile id is in
     /// `(after, upto]` (no upper bound when `upto` is `None`), ascending.
     async fn members_between(
@@ -282,12 +303,9 @@ pub trait MembershipStore: Send + Sync + 'static {
     async fn membership_head(&self, aid: AccountId) -> Result<i64>;
 }
 
-/// Authorizations, jobs and their logs: part of every [`Store`] (a supertrait only because
-/// both backends share one implementation, `jobs::job_store_impl!`).
+/// Authorizations (secrets sealed by the caller), jobs, their logs, and what exports sent.
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
-    // ---- authorizations (secrets sealed by the caller) ----
-
     /// Stores a new authorization (its `id` and `sealed_secret` are ignored) and returns it
     /// with its id. `seal` makes the sealed secret for the row's id, in the same transaction,
     /// so the secret can be bound to its row (it must not open anywhere else).
@@ -359,30 +377,25 @@ pub trait JobStore: Send + Sync + 'static {
         profile_ids: &[i64],
     ) -> Result<Vec<(i64, String)>>;
     async fn forget_export_identifiers(&self, job_id: i64, profile_ids: &[i64]) -> Result<()>;
-    /// Which of these profiles were erased on request (`erase_profile`), as opposed to merged
-    /// away or reset by a rebuild.
-    async fn erased_profiles(&self, aid: AccountId, profile_ids: &[i64]) -> Result<Vec<i64>>;
 }
 
-/// SQL that reads a profile row, for every query that returns [`StoredProfile`]s.
-const PROFILE_COLUMNS: &str = "account_id, id, state, created_at, modified_at, next_check";
-
 /// Opens the store a `serve` process was configured with: PostgreSQL when `database_url` is a
-/// `postgres://` URL, otherwise `tributary.db` in `data_dir`. Runs pending migrations.
+/// `postgres://` URL, otherwise `tributary.db` (and its event log, `events.db`) in `data_dir`.
+/// Runs pending migrations.
 pub async fn open(database_url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Store>> {
     match database_url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Ok(Arc::new(PgStore::connect(url).await?))
+            Ok(Arc::new(SqlStore::postgres(url).await?))
         }
         Some(url) if url.starts_with("sqlite:") => {
             let path = url
                 .trim_start_matches("sqlite://")
                 .trim_start_matches("sqlite:");
-            Ok(Arc::new(SqliteStore::open(Path::new(path)).await?))
+            Ok(Arc::new(SqlStore::sqlite(Path::new(path)).await?))
         }
         Some(other) => Err(StoreError::UnsupportedUrl(redact_url(other))),
         None => Ok(Arc::new(
-            SqliteStore::open(&data_dir.join("tributary.db")).await?,
+            SqlStore::sqlite(&data_dir.join("tributary.db")).await?,
         )),
     }
 }
@@ -399,161 +412,6 @@ pub fn redact_url(url: &str) -> String {
         Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
         None => url.to_string(),
     }
-}
-
-/// Row decoding shared by both backends: the column types used here (BIGINT, TEXT) decode the
-/// same way on SQLite and PostgreSQL.
-trait Decodes<R: sqlx::Row>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database> {}
-impl<R: sqlx::Row, T> Decodes<R> for T where
-    T: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>
-{
-}
-
-fn token_from_row<R>(row: &R) -> Result<TokenRecord>
-where
-    R: sqlx::Row,
-    i64: Decodes<R>,
-    String: Decodes<R>,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-{
-    let id: i64 = row.try_get("id")?;
-    let roles: String = row.try_get("roles")?;
-    let hash: String = row.try_get("hash")?;
-    Ok(TokenRecord {
-        id,
-        account_id: row.try_get("account_id")?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        roles: tributary_core::token::roles_from_text(&roles).map_err(StoreError::Corrupt)?,
-        hash: TokenHash::from_hex(&hash)
-            .ok_or_else(|| StoreError::Corrupt(format!("token {id} has a malformed hash")))?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-    })
-}
-
-fn account_from_row<R>(row: &R) -> Result<Account>
-where
-    R: sqlx::Row,
-    i64: Decodes<R>,
-    String: Decodes<R>,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-{
-    Ok(Account {
-        aid: row.try_get("aid")?,
-        name: row.try_get("name")?,
-        created: tributary_core::from_micros(row.try_get("created_at")?),
-    })
-}
-
-fn stream_from_row<R>(row: &R) -> Result<StreamInfo>
-where
-    R: sqlx::Row,
-    i64: Decodes<R>,
-    String: Decodes<R>,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-{
-    Ok(StreamInfo {
-        name: row.try_get("name")?,
-        count: row.try_get("event_count")?,
-        last_received_micros: row.try_get("last_received")?,
-    })
-}
-
-fn definition_from_row<R>(row: &R) -> Result<Definition>
-where
-    R: sqlx::Row,
-    i64: Decodes<R>,
-    String: Decodes<R>,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-{
-    let kind: String = row.try_get("kind")?;
-    Ok(Definition {
-        account_id: row.try_get("account_id")?,
-        kind: match kind.as_str() {
-            "segment" => DefinitionKind::Segment,
-            "query" => DefinitionKind::Query,
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "unknown definition kind {other:?}"
-                )));
-            }
-        },
-        name: row.try_get("name")?,
-        text: row.try_get("text")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-fn profile_from_row<R>(row: &R) -> Result<StoredProfile>
-where
-    R: sqlx::Row,
-    i64: Decodes<R>,
-    Option<i64>: Decodes<R>,
-    String: Decodes<R>,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-{
-    Ok(StoredProfile {
-        account_id: row.try_get("account_id")?,
-        id: row.try_get("id")?,
-        state: row.try_get("state")?,
-        created_at: row.try_get("created_at")?,
-        modified_at: row.try_get("modified_at")?,
-        next_check: row.try_get("next_check")?,
-    })
-}
-fn merge_from_row<R>(row: &R) -> Result<MergeRecord>
-where
-    R: sqlx::Row,
-    i64: Decodes<R>,
-    String: Decodes<R>,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-{
-    Ok(MergeRecord {
-        winner: row.try_get("winner")?,
-        loser: row.try_get("loser")?,
-        event_id: row.try_get("event_id")?,
-        key: IdentityKey::new(
-            row.try_get::<String, _>("field")?,
-            row.try_get::<String, _>("value")?,
-        ),
-        at: row.try_get("at")?,
-    })
-}
-
-fn event_from_row<R>(row: &R) -> Result<StoredEvent>
-where
-    R: sqlx::Row,
-    i64: Decodes<R>,
-    String: Decodes<R>,
-    for<'a> &'a str: sqlx::ColumnIndex<R>,
-{
-    Ok(StoredEvent {
-        id: row.try_get("id")?,
-        stream: row.try_get("stream")?,
-        received_at: row.try_get("received_at")?,
-        event_time: row.try_get("event_time")?,
-        payload: row.try_get("payload")?,
-    })
-}
-
-/// Per-stream counter deltas of a batch, so the counters are one upsert per stream.
-fn stream_deltas(events: &[NewEvent]) -> Vec<(AccountId, &str, i64, Micros)> {
-    let mut deltas: Vec<(AccountId, &str, i64, Micros)> = Vec::new();
-    for e in events {
-        match deltas
-            .iter_mut()
-            .find(|(aid, s, _, _)| *aid == e.account_id && *s == e.stream)
-        {
-            Some(d) => {
-                d.2 += 1;
-                d.3 = d.3.max(e.received_at);
-            }
-            None => deltas.push((e.account_id, &e.stream, 1, e.received_at)),
-        }
-    }
-    deltas
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use crate::{PgStore, SqliteStore, Store};
+use crate::{SqlStore, Store};
 
 pub struct PgCluster {
     pub port: u16,
@@ -98,7 +98,7 @@ impl PgStoreAdmin {
 pub async fn pg_store() -> Option<Arc<dyn Store>> {
     let cluster = pg_cluster()?;
     let url = cluster.fresh_database().await;
-    let store = PgStore::connect(&url)
+    let store = SqlStore::postgres(&url)
         .await
         .unwrap_or_else(|e| panic!("opening the PostgreSQL store: {e}"));
     Some(Arc::new(store))
@@ -107,7 +107,7 @@ pub async fn pg_store() -> Option<Arc<dyn Store>> {
 /// A store on a fresh SQLite file; keep the directory alive as long as the store.
 pub async fn sqlite_store() -> (Arc<dyn Store>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("creating a temp dir: {e}"));
-    let store = SqliteStore::open(&dir.path().join("tributary.db"))
+    let store = SqlStore::sqlite(&dir.path().join("tributary.db"))
         .await
         .unwrap_or_else(|e| panic!("opening the SQLite store: {e}"));
     (Arc::new(store), dir)

@@ -988,7 +988,36 @@ async fn unsafe_durability_is_reported(store: Arc<dyn Store>) {
     }
 }
 
+/// The lag is what was received and not yet applied, per account, and it falls as the
+/// pipeline's cursor moves.
+async fn pipeline_lag_counts_what_is_not_applied(store: Arc<dyn Store>) {
+    let lag = |n: i64| vec![("s".to_string(), n)];
+    assert!(store.pipeline_lag(1).await.unwrap().is_empty());
+    let mut batch: Vec<NewEvent> = (0..3).map(|n| event(1, "s", n)).collect();
+    batch.push(event(1, "t", 3));
+    store.append_events(&batch).await.unwrap();
+    store.append_events(&[event(2, "s", 9)]).await.unwrap();
+    assert_eq!(
+        store.pipeline_lag(1).await.unwrap(),
+        vec![("s".to_string(), 3), ("t".to_string(), 1)]
+    );
+    assert_eq!(store.pipeline_lag(2).await.unwrap(), lag(1));
+    let events = store.events_after(1, 0, 10).await.unwrap();
+    let commit = PipelineCommit {
+        expected_cursor: 0,
+        new_cursor: events[2].id,
+        ..Default::default()
+    };
+    assert!(store.commit_pipeline(1, &commit).await.unwrap());
+    assert_eq!(
+        store.pipeline_lag(1).await.unwrap(),
+        vec![("t".to_string(), 1)]
+    );
+    assert_eq!(store.pipeline_lag(2).await.unwrap(), lag(1), "per account");
+}
+
 tributary_store::backend_tests!(
+    pipeline_lag_counts_what_is_not_applied,
     unsafe_durability_is_reported,
     an_export_remembers_what_it_sent_each_profile_as,
     erasures_are_remembered_per_account,

@@ -5,7 +5,7 @@
 
 use tributary_core::MembershipChange;
 use tributary_store::testing::pg_cluster;
-use tributary_store::{PgStore, SqliteStore, Store};
+use tributary_store::{SqlStore, Store};
 
 /// Schema 6's membership tables (and none of the later ones), as migration 5 made them (`boolean` is the type of the
 /// log's `entered`: `BOOLEAN` on PostgreSQL, `INTEGER` on SQLite), with some rows.
@@ -85,7 +85,7 @@ async fn sqlite_memberships_survive_the_upgrade() {
     use sqlx::ConnectOptions;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tributary.db");
-    drop(SqliteStore::open(&path).await.unwrap());
+    drop(SqlStore::sqlite(&path).await.unwrap());
     let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
         .filename(&path)
         .connect()
@@ -96,7 +96,7 @@ async fn sqlite_memberships_survive_the_upgrade() {
         .await
         .unwrap();
     drop(conn);
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = SqlStore::sqlite(&path).await.unwrap();
     check_upgraded(&store).await;
 }
 
@@ -105,7 +105,7 @@ async fn postgres_memberships_survive_the_upgrade() {
     // Without PostgreSQL this skips, unless TRIBUTARY_TEST_REQUIRE_PG=1 makes it fail.
     let Some(cluster) = pg_cluster() else { return };
     let url = cluster.fresh_database().await;
-    drop(PgStore::connect(&url).await.unwrap());
+    drop(SqlStore::postgres(&url).await.unwrap());
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
         .await
         .unwrap();
@@ -114,6 +114,6 @@ async fn postgres_memberships_survive_the_upgrade() {
         .await
         .unwrap();
     drop(conn);
-    let store = PgStore::connect(&url).await.unwrap();
+    let store = SqlStore::postgres(&url).await.unwrap();
     check_upgraded(&store).await;
 }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use tributary_core::NewEvent;
-use tributary_store::{SqliteStore, Store};
+use tributary_store::{EventLog, SqlStore};
 
 fn events(n: usize) -> Vec<NewEvent> {
     (0..n)
@@ -22,8 +22,10 @@ fn events(n: usize) -> Vec<NewEvent> {
 async fn the_wal_is_checkpointed_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tributary.db");
-    let store = SqliteStore::open(&path).await.unwrap();
-    let size = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let store = SqlStore::sqlite(&path).await.unwrap();
+    // Events are appended to the event log, the file beside the database.
+    let log = dir.path().join("events.db");
+    let size = || std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
     let before = size();
     // About 2.5 MB: far below the writer's own checkpoint threshold (128 MiB of WAL).
     store.append_events(&events(10_000)).await.unwrap();
@@ -39,6 +41,6 @@ async fn the_wal_is_checkpointed_in_the_background() {
     }
     drop(store);
     // Reopening sees everything (the checkpointer of the dropped store is gone).
-    let again = SqliteStore::open(&path).await.unwrap();
+    let again = SqlStore::sqlite(&path).await.unwrap();
     assert_eq!(again.recent_events(1, "s", 5).await.unwrap().len(), 5);
 }

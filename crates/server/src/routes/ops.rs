@@ -16,12 +16,36 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     ok(StatusCode::OK, json!({ "backend": backend }))
 }
 
-pub async fn metrics() -> Response {
+/// The Prometheus text. The pipeline's lag is read from the store at each scrape (so every
+/// node reports the same, whichever node runs an account's pipeline).
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    record_pipeline_lag(&state).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::telemetry::render_metrics(),
     )
         .into_response()
+}
+
+/// `tributary_pipeline_lag_events{account}`: events received and not yet applied to profiles.
+async fn record_pipeline_lag(state: &AppState) {
+    let accounts = match state.store.account_ids().await {
+        Ok(accounts) => accounts,
+        Err(e) => {
+            tracing::warn!(error = %e, "pipeline lag not measured");
+            return;
+        }
+    };
+    for aid in accounts {
+        match state.store.pipeline_lag(aid).await {
+            Ok(lag) => {
+                let total: i64 = lag.iter().map(|(_, n)| n).sum();
+                metrics::gauge!("tributary_pipeline_lag_events", "account" => aid.to_string())
+                    .set(total as f64);
+            }
+            Err(e) => tracing::warn!(error = %e, account = aid, "pipeline lag not measured"),
+        }
+    }
 }
 
 pub async fn not_found(uri: Uri) -> ApiError {

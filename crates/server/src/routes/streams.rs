@@ -1,5 +1,5 @@
 //! `GET /v2/stream` and `GET /v2/stream/{name}/events`: how a user checks that a webhook or an
-//! upload arrived.
+//! upload arrived, and how far the profiles are behind it.
 
 use std::sync::Arc;
 
@@ -16,14 +16,23 @@ const DEFAULT_EVENTS: u32 = 10;
 const MAX_EVENTS: u32 = 10_000;
 
 pub async fn list(State(state): State<Arc<AppState>>, auth: Authorized<ReadStreams>) -> ApiResult {
-    let streams = state.store.streams(auth.caller.account_id).await?;
+    let aid = auth.caller.account_id;
+    let streams = state.store.streams(aid).await?;
+    let lag = state.store.pipeline_lag(aid).await?;
     let data: Vec<_> = streams
         .iter()
         .map(|s| {
+            let behind = lag
+                .iter()
+                .find(|(name, _)| *name == s.name)
+                .map_or(0, |l| l.1);
             json!({
                 "name": s.name,
                 "count": s.count,
                 "last_received": format_rfc3339(from_micros(s.last_received_micros)),
+                // Received but not yet applied to profiles: it falls to 0 once the pipeline
+                // has caught up.
+                "pipeline_lag_events": behind,
             })
         })
         .collect();

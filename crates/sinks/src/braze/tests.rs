@@ -960,7 +960,7 @@ async fn an_export_survives_its_store_dropping_every_connection() {
     };
     let url = cluster.fresh_database().await;
     let store: Arc<dyn Store> = Arc::new(
-        tributary_store::PgStore::connect(&url)
+        tributary_store::SqlStore::postgres(&url)
             .await
             .expect("store"),
     );

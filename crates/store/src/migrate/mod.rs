@@ -1,6 +1,13 @@
 //! Embedded schema migrations, applied at start-up. A small runner of our own rather than
 //! `sqlx::migrate!`, which would pull sqlx's macro crates (and a second build of both drivers).
 //! Migrations are append-only: never edit one that has shipped; add the next number.
+//!
+//! Two upgrades need code, not just SQL, and run at open after the scripts:
+//! `memberships` (schema 6 → 7: a row per member becomes bitmaps) and `event_log` (schema
+//! 8 → 9 on SQLite: the raw events move to their own file).
+
+pub(crate) mod event_log;
+pub(crate) mod memberships;
 
 use sqlx::{Executor, Row};
 
@@ -12,13 +19,13 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-/// Both lists have the same versions and names; only the SQL dialect differs.
+/// `SQLITE` and `POSTGRES` have the same versions and names; only the SQL dialect differs.
 macro_rules! migrations {
     ($dialect:literal: $($version:literal $name:literal $file:literal),* $(,)?) => {
         &[$(Migration {
             version: $version,
             name: $name,
-            sql: include_str!(concat!("../migrations/", $dialect, "/", $file)),
+            sql: include_str!(concat!("../../migrations/", $dialect, "/", $file)),
         }),*]
     };
 }
@@ -32,6 +39,7 @@ pub(crate) const SQLITE: &[Migration] = migrations!("sqlite":
     6 "jobs" "0006_jobs.sql",
     7 "membership_chunks" "0007_membership_chunks.sql",
     8 "export_identifiers" "0008_export_identifiers.sql",
+    9 "event_log" "0009_event_log.sql",
 );
 
 pub(crate) const POSTGRES: &[Migration] = migrations!("postgres":
@@ -43,6 +51,13 @@ pub(crate) const POSTGRES: &[Migration] = migrations!("postgres":
     6 "jobs" "0006_jobs.sql",
     7 "membership_chunks" "0007_membership_chunks.sql",
     8 "export_identifiers" "0008_export_identifiers.sql",
+    9 "event_log" "0009_event_log.sql",
+);
+
+/// The event log's own file on SQLite (`events.db`); on PostgreSQL the log's tables are in
+/// the one database, made by the list above.
+pub(crate) const SQLITE_EVENT_LOG: &[Migration] = migrations!("sqlite-events":
+    1 "event_log" "0001_event_log.sql",
 );
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -1,0 +1,223 @@
+//! What really differs between SQLite and PostgreSQL: how a pool is set up, a few spellings,
+//! and what serializes writers across processes. Everything else in `sql/` is one SQL text
+//! for both (numbered `$n` placeholders, `ON CONFLICT`, `RETURNING` and row values work on
+//! both), run through sqlx's `Any` driver.
+//!
+//! Cross-process invariants on PostgreSQL are kept with advisory locks ([`Lock`]):
+//! - `Bootstrap` makes first start-up create account 1 exactly once.
+//! - `EventAppend` serializes event appends, so ids are allocated and become visible in the
+//!   same order on every node: a consumer tailing a stream by id never sees id 11 committed
+//!   while id 10 is still in flight and would be skipped. Each append is a whole group commit
+//!   (one per node at a time, see `writer.rs`), so the lock is taken once per batch, not per
+//!   event; with several nodes their batches take turns (ARCHITECTURE.md has the cost).
+//! - `Migrate` (session-scoped) keeps two starting nodes from migrating at once.
+//!
+//! On SQLite each database file has one writer connection, which serializes its writers.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use sqlx::AnyPool;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyConnection, ConnectOptions, Executor};
+
+use crate::{Backend, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// What a PostgreSQL advisory lock guards (the numbers are arbitrary but fixed: every node
+/// must use the same ones).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Lock {
+    Migrate = 0x7472_6962_0001,
+    Bootstrap = 0x7472_6962_0002,
+    EventAppend = 0x7472_6962_0003,
+}
+
+impl Dialect {
+    pub fn backend(self) -> Backend {
+        match self {
+            Dialect::Sqlite => Backend::Sqlite,
+            Dialect::Postgres => Backend::Postgres,
+        }
+    }
+
+    /// Appended to a read of rows a transaction will rewrite, to lock them against other
+    /// nodes' commits (SQLite's one writer serializes commits anyway).
+    pub fn lock_rows(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// The larger of two values.
+    pub fn greatest(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "MAX",
+            Dialect::Postgres => "GREATEST",
+        }
+    }
+
+    /// A table of the elements of the JSON array bound at `$n`, each as `j.value` (read its
+    /// parts with `j.value->>0`, ...). One parameter for a whole batch: binding values one by
+    /// one costs more than the statement itself at pipeline volumes.
+    pub fn json_rows(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("json_each(${n}) AS j"),
+            Dialect::Postgres => format!("json_array_elements(${n}::json) AS j(value)"),
+        }
+    }
+
+    /// The unique key an upsert of `profiles` conflicts on (on SQLite the id alone is the
+    /// rowid: one B-tree instead of two; ids are event ids, unique across accounts).
+    pub fn profile_key(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "id",
+            Dialect::Postgres => "account_id, id",
+        }
+    }
+
+    /// Counts the tables named `$1`.
+    pub fn count_tables(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1"
+            }
+            Dialect::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables
+                 WHERE table_schema = current_schema() AND table_name = $1"
+            }
+        }
+    }
+
+    /// Takes `lock` until the end of the transaction `conn` is in (PostgreSQL; nothing to do
+    /// on SQLite).
+    pub async fn lock(self, conn: &mut AnyConnection, lock: Lock) -> Result<()> {
+        if self == Dialect::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(lock as i64)
+                .execute(conn)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// A database's writer and readers. On PostgreSQL both are the same pool.
+#[derive(Clone)]
+pub(crate) struct Pools {
+    pub write: AnyPool,
+    pub read: AnyPool,
+}
+
+/// How often the background checkpointer copies a SQLite WAL back into its database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Settings of every connection to a SQLite file. `synchronous = FULL`: a committed
+/// transaction survives a crash of the process or the machine. `mmap_size`: random reads
+/// (identity lookups, profile loads) through the mapping instead of a syscall per page.
+/// `page_size` applies to new files only (it must come before WAL is switched on): the
+/// pipeline's writes are mostly appends to B-trees, and 16 KiB pages measured +10-15% on the
+/// pipeline and the audience recompute against 4 KiB (64 KiB was no better).
+const SQLITE_SETTINGS: &str = "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;
+    PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 268435456;";
+
+/// Opens a SQLite file (created if missing) with one writer connection and `readers` reader
+/// connections, and starts its checkpointer, which stops once `alive` can no longer be
+/// upgraded. `writer_cache_mib` is the writer's page cache: the pipeline's commits revisit the
+/// same B-tree pages batch after batch, appends do not.
+pub(crate) async fn sqlite_pools(
+    path: &Path,
+    writer_cache_mib: u32,
+    readers: u32,
+    alive: Weak<()>,
+) -> Result<Pools> {
+    sqlx::any::install_default_drivers();
+    let url = |read_only: bool| -> Result<AnyConnectOptions> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(!read_only)
+            .read_only(read_only);
+        Ok(AnyConnectOptions::from_str(
+            options.to_url_lossy().as_str(),
+        )?)
+    };
+    // Checkpoints run on a connection of their own, not inside a commit; the writer
+    // checkpoints only if the WAL grows past 128 MiB anyway (when readers kept the
+    // background checkpoints from completing).
+    let write = sqlite_pool(
+        url(false)?,
+        1,
+        format!(
+            "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
+             PRAGMA wal_autocheckpoint = 8192; PRAGMA cache_size = -{};",
+            writer_cache_mib * 1024
+        ),
+    )
+    .await?;
+    let checkpointer = sqlite_pool(url(false)?, 1, "PRAGMA cache_size = -2048;".into()).await?;
+    let read = sqlite_pool(url(true)?, readers, "PRAGMA cache_size = -32768;".into()).await?;
+    spawn_checkpointer(checkpointer, alive);
+    Ok(Pools { write, read })
+}
+
+async fn sqlite_pool(options: AnyConnectOptions, size: u32, settings: String) -> Result<AnyPool> {
+    let settings = Arc::new(format!("{SQLITE_SETTINGS} {settings}"));
+    Ok(AnyPoolOptions::new()
+        .max_connections(size)
+        .min_connections(1)
+        .after_connect(move |conn, _| {
+            let settings = settings.clone();
+            Box::pin(async move {
+                conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(
+                    settings.as_str().to_owned(),
+                )))
+                .await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await?)
+}
+
+/// Copies the WAL into the database file from a connection of its own, so a commit never waits
+/// for a checkpoint's writes and fsync (with automatic checkpoints, the commit that crosses the
+/// threshold runs it). A PASSIVE checkpoint never blocks readers or the writer.
+fn spawn_checkpointer(pool: AnyPool, alive: Weak<()>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if alive.upgrade().is_none() {
+                break;
+            }
+            if let Err(e) = pool.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
+                tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+            }
+        }
+        pool.close().await;
+    });
+}
+
+/// One pool for everything on PostgreSQL: its server serializes what must be.
+pub(crate) async fn postgres_pool(url: &str) -> Result<Pools> {
+    sqlx::any::install_default_drivers();
+    let pool = AnyPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(AnyConnectOptions::from_str(url)?)
+        .await?;
+    Ok(Pools {
+        write: pool.clone(),
+        read: pool,
+    })
+}

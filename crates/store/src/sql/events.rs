@@ -1,0 +1,162 @@
+//! [`EventLog`]: raw events and per-stream counters, in the log database (its own file and
+//! writer on SQLite).
+
+use async_trait::async_trait;
+use tributary_core::{AccountId, Micros, NewEvent, StoredEvent, StreamInfo};
+
+use super::{ROWS_PER_STATEMENT, SqlStore, per_id_chunk, value_rows};
+use crate::dialect::Lock;
+use crate::rows::{EVENT_COLUMNS, event_from_row, stream_from_row};
+use crate::{EventLog, Result};
+
+#[async_trait]
+impl EventLog for SqlStore {
+    async fn append_events(&self, events: &[NewEvent]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.log.write.begin().await?;
+        self.dialect.lock(&mut tx, Lock::EventAppend).await?;
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO events (account_id, stream, received_at, event_time, payload) VALUES {}",
+                value_rows(1, chunk.len(), 5)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for e in chunk {
+                query = query
+                    .bind(e.account_id)
+                    .bind(e.stream.as_str())
+                    .bind(e.received_at)
+                    .bind(e.event_time)
+                    .bind(e.payload.as_str());
+            }
+            query.execute(&mut *tx).await?;
+        }
+        let sql = format!(
+            "INSERT INTO streams (account_id, name, event_count, last_received)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (account_id, name) DO UPDATE SET
+               event_count = streams.event_count + excluded.event_count,
+               last_received = {}(streams.last_received, excluded.last_received)",
+            self.dialect.greatest()
+        );
+        for (aid, stream, count, last) in stream_deltas(events) {
+            sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(aid)
+                .bind(stream)
+                .bind(count)
+                .bind(last)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn streams(&self, aid: AccountId) -> Result<Vec<StreamInfo>> {
+        let rows = sqlx::query(
+            "SELECT name, event_count, last_received FROM streams WHERE account_id = $1 ORDER BY name",
+        )
+        .bind(aid)
+        .fetch_all(&self.log.read)
+        .await?;
+        rows.iter().map(stream_from_row).collect()
+    }
+
+    async fn recent_events(
+        &self,
+        aid: AccountId,
+        stream: &str,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE account_id = $1 AND stream = $2
+             ORDER BY id DESC LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(aid)
+            .bind(stream)
+            .bind(i64::from(limit))
+            .fetch_all(&self.log.read)
+            .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn events_after(
+        &self,
+        aid: AccountId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE account_id = $1 AND id > $2
+             ORDER BY id LIMIT $3"
+        );
+        // A reader: the pipeline reads ahead while its previous batch commits, and never
+        // holds up an append.
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(aid)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.log.read)
+            .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+}
+
+impl SqlStore {
+    /// How many of the account's events have ids after `after`, per stream.
+    pub(super) async fn events_since(
+        &self,
+        aid: AccountId,
+        after: i64,
+    ) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT stream, COUNT(*) FROM events WHERE account_id = $1 AND id > $2
+             GROUP BY stream ORDER BY stream",
+        )
+        .bind(aid)
+        .bind(after)
+        .fetch_all(&self.log.read)
+        .await?)
+    }
+
+    /// Deletes the given events of an account and recounts its streams, in one transaction
+    /// of the log.
+    pub(super) async fn delete_events(&self, aid: AccountId, ids: &[i64]) -> Result<()> {
+        let mut tx = self.log.write.begin().await?;
+        let delete = "DELETE FROM events WHERE account_id = $1 AND id IN ({ids})";
+        for q in per_id_chunk(delete, aid, ids) {
+            q.execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "UPDATE streams SET event_count = (SELECT COUNT(*) FROM events e
+               WHERE e.account_id = streams.account_id AND e.stream = streams.name)
+             WHERE account_id = $1",
+        )
+        .bind(aid)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Per-stream counter deltas of a batch, so the counters are one upsert per stream.
+fn stream_deltas(events: &[NewEvent]) -> Vec<(AccountId, &str, i64, Micros)> {
+    let mut deltas: Vec<(AccountId, &str, i64, Micros)> = Vec::new();
+    for e in events {
+        match deltas
+            .iter_mut()
+            .find(|(aid, s, _, _)| *aid == e.account_id && *s == e.stream)
+        {
+            Some(d) => {
+                d.2 += 1;
+                d.3 = d.3.max(e.received_at);
+            }
+            None => deltas.push((e.account_id, &e.stream, 1, e.received_at)),
+        }
+    }
+    deltas
+}

@@ -1,0 +1,182 @@
+//! [`SqlStore`]: the one implementation of [`Store`](crate::Store), over SQLite or PostgreSQL.
+//! Each file implements one of the store's traits; `dialect.rs` holds what differs.
+//!
+//! Two databases, whichever the backend: `state` (accounts, tokens, definitions, profiles,
+//! audiences, jobs) and `log` (raw events and stream counters). On SQLite they are two files
+//! with a writer each, so an event append never queues behind a pipeline commit; on
+//! PostgreSQL they are the same database and pool. Reads that the API serves go to the
+//! readers; the pipeline reads what it is about to rewrite through the writer.
+
+mod accounts;
+pub(crate) mod audiences;
+mod events;
+mod jobs;
+mod packed;
+mod profiles;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::dialect::{self, Dialect, Lock, Pools};
+use crate::{Result, migrate};
+
+pub struct SqlStore {
+    dialect: Dialect,
+    state: Pools,
+    log: Pools,
+    /// Alive while the store is: the SQLite checkpointers stop when they can no longer
+    /// upgrade it.
+    _alive: Arc<()>,
+}
+
+/// Rows per multi-row `VALUES` statement, and keys per `IN (..)` list (well under SQLite's
+/// 32,766 and PostgreSQL's 65,535 bound parameters).
+const ROWS_PER_STATEMENT: usize = 500;
+const KEYS_PER_QUERY: usize = 2_000;
+
+impl SqlStore {
+    /// Opens (creating if missing) the SQLite database at `path` and its event log beside it
+    /// (see [`event_log_path`]), migrating both, and a data dir of the layout before the
+    /// event log had its own file.
+    pub async fn sqlite(path: &Path) -> Result<Self> {
+        let alive = Arc::new(());
+        // At most 256 + 64 + 2 × 4 × 32 MiB of page cache in all.
+        let state = dialect::sqlite_pools(path, 256, 4, Arc::downgrade(&alive)).await?;
+        {
+            let mut conn = state.write.acquire().await?;
+            migrate::run::<sqlx::Any>(&mut conn, migrate::SQLITE, &path.display().to_string())
+                .await?;
+            migrate::memberships::convert(&mut conn, Dialect::Sqlite).await?;
+        }
+        let log_path = event_log_path(path);
+        let log = dialect::sqlite_pools(&log_path, 64, 4, Arc::downgrade(&alive)).await?;
+        {
+            let mut conn = log.write.acquire().await?;
+            migrate::run::<sqlx::Any>(
+                &mut conn,
+                migrate::SQLITE_EVENT_LOG,
+                &log_path.display().to_string(),
+            )
+            .await?;
+            let mut state_conn = state.write.acquire().await?;
+            migrate::event_log::move_out_of_state(&mut state_conn, path, &mut conn).await?;
+        }
+        Ok(SqlStore {
+            dialect: Dialect::Sqlite,
+            state,
+            log,
+            _alive: alive,
+        })
+    }
+
+    /// Connects to PostgreSQL at `url` and migrates it (one node at a time).
+    pub async fn postgres(url: &str) -> Result<Self> {
+        let pools = dialect::postgres_pool(url).await?;
+        {
+            let mut conn = pools.write.acquire().await?;
+            // Session-scoped: held across the migrations' own transactions.
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(Lock::Migrate as i64)
+                .execute(&mut *conn)
+                .await?;
+            let migrated = async {
+                migrate::run::<sqlx::Any>(&mut conn, migrate::POSTGRES, &crate::redact_url(url))
+                    .await?;
+                migrate::memberships::convert(&mut conn, Dialect::Postgres).await
+            }
+            .await;
+            sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(Lock::Migrate as i64)
+                .execute(&mut *conn)
+                .await?;
+            migrated?;
+        }
+        Ok(SqlStore {
+            dialect: Dialect::Postgres,
+            state: pools.clone(),
+            log: pools,
+            _alive: Arc::new(()),
+        })
+    }
+}
+
+/// The event log of the SQLite database at `path`: `events.db` beside `tributary.db`, and
+/// `NAME-events.db` beside any other `NAME.db`.
+pub fn event_log_path(path: &Path) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("tributary");
+    let name = if stem == "tributary" {
+        "events.db".to_string()
+    } else {
+        format!("{stem}-events.db")
+    };
+    path.with_file_name(name)
+}
+
+/// `$first, $first+1, ..` (`count` of them): a list for `IN (..)`.
+fn list(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($f, .., $f+columns-1), ..`: `rows` groups of `columns` placeholders from `$first` on,
+/// for a multi-row `VALUES`.
+fn value_rows(first: usize, rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", list(first + r * columns, columns)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, $2, ..), ($1, ..), ..`: `rows` rows of `$1` and then `columns` parameters each, for
+/// a multi-row `VALUES` whose first column is the same for every row.
+fn rows_sharing_first(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| format!("($1, {})", list(2 + r * columns, columns)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A query run once per chunk of `ids`: `sql` holds `{ids}` where the chunk's list of
+/// placeholders goes (`$2` on) and `$1`, bound to `first`.
+fn per_id_chunk<'a>(
+    sql: &'a str,
+    first: i64,
+    ids: &'a [i64],
+) -> impl Iterator<Item = sqlx::query::Query<'a, sqlx::Any, sqlx::any::AnyArguments>> + 'a {
+    ids.chunks(KEYS_PER_QUERY).map(move |chunk| {
+        let text = sql.replace("{ids}", &list(2, chunk.len()));
+        chunk.iter().fold(
+            sqlx::query(sqlx::AssertSqlSafe(text)).bind(first),
+            |q, id| q.bind(*id),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_rows_and_lists() {
+        assert_eq!(list(2, 3), "$2, $3, $4");
+        assert_eq!(value_rows(2, 2, 2), "($2, $3), ($4, $5)");
+        assert_eq!(rows_sharing_first(2, 1), "($1, $2), ($1, $3)");
+    }
+
+    #[test]
+    fn the_event_log_sits_beside_its_database() {
+        assert_eq!(
+            event_log_path(Path::new("/d/tributary.db")),
+            Path::new("/d/events.db")
+        );
+        assert_eq!(
+            event_log_path(Path::new("/d/other.db")),
+            Path::new("/d/other-events.db")
+        );
+    }
+}

@@ -1,0 +1,430 @@
+//! [`ProfileStore`]: the profile pipeline's state (profiles, identities, merges, its cursor)
+//! in the state database. The cursor commits with the state it produced, so a batch is
+//! applied exactly once whatever crashes; the events it reads come from the log.
+
+use async_trait::async_trait;
+use sqlx::{AnyConnection, Connection, Row};
+use tributary_core::{AccountId, IdentityKey, MergeRecord, Micros, PipelineCommit, StoredProfile};
+
+use super::audiences::{apply_changes, erase_memberships};
+use super::{
+    KEYS_PER_QUERY, ROWS_PER_STATEMENT, SqlStore, list, packed, per_id_chunk, rows_sharing_first,
+    value_rows,
+};
+use crate::dialect::Dialect;
+use crate::rows::{PROFILE_COLUMNS, merge_from_row, profile_from_row};
+use crate::{ProfileStore, Result, StoreError};
+
+#[async_trait]
+impl ProfileStore for SqlStore {
+    async fn pipeline_cursor(&self, aid: AccountId) -> Result<i64> {
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM pipeline_cursors WHERE account_id = $1")
+                .bind(aid)
+                .fetch_optional(&self.state.write)
+                .await?;
+        Ok(position.unwrap_or(0))
+    }
+
+    async fn pipeline_lag(&self, aid: AccountId) -> Result<Vec<(String, i64)>> {
+        let cursor: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM pipeline_cursors WHERE account_id = $1")
+                .bind(aid)
+                .fetch_optional(&self.state.read)
+                .await?;
+        self.events_since(aid, cursor.unwrap_or(0)).await
+    }
+
+    async fn lookup_identities(
+        &self,
+        aid: AccountId,
+        keys: &[IdentityKey],
+    ) -> Result<Vec<(IdentityKey, i64)>> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(KEYS_PER_QUERY) {
+            let sql = format!(
+                "SELECT field, value, profile_id FROM identities
+                 WHERE account_id = $1 AND (field, value) IN (VALUES {})",
+                value_rows(2, chunk.len(), 2)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
+            for k in chunk {
+                q = q.bind(k.field.as_str()).bind(k.value.as_str());
+            }
+            for r in q.fetch_all(&self.state.write).await? {
+                out.push((
+                    IdentityKey::new(r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?),
+                    r.try_get(2)?,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn load_profiles(&self, aid: AccountId, ids: &[i64]) -> Result<Vec<StoredProfile>> {
+        let mut conn = self.state.write.acquire().await?;
+        profiles_by_id(&mut conn, aid, ids).await
+    }
+
+    async fn read_profiles(&self, aid: AccountId, ids: &[i64]) -> Result<Vec<StoredProfile>> {
+        let mut conn = self.state.read.acquire().await?;
+        profiles_by_id(&mut conn, aid, ids).await
+    }
+
+    async fn commit_pipeline(&self, aid: AccountId, c: &PipelineCommit) -> Result<bool> {
+        let mut conn = self.state.write.acquire().await?;
+        if self.dialect != Dialect::Sqlite {
+            return commit_pipeline_on(&mut conn, self.dialect, aid, c).await;
+        }
+        // Profiles are derived data: a batch lost to a power cut (never to a process crash) is
+        // recomputed from the raw events, whose own file stays fully synchronous, and the
+        // cursor is lost with it. So the pipeline's commits skip the fsync; the next fully
+        // synchronous commit of this file makes them durable too.
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *conn)
+            .await?;
+        let result = commit_pipeline_on(&mut conn, self.dialect, aid, c).await;
+        if let Err(e) = sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut *conn)
+            .await
+        {
+            // Never hand a connection with relaxed durability to an acknowledged write.
+            conn.close_on_drop();
+            return Err(e.into());
+        }
+        result
+    }
+
+    async fn profile_identities(
+        &self,
+        aid: AccountId,
+        profile_id: i64,
+    ) -> Result<Vec<IdentityKey>> {
+        let rows = sqlx::query(
+            "SELECT field, value FROM identities WHERE account_id = $1 AND profile_id = $2
+             ORDER BY field, value",
+        )
+        .bind(aid)
+        .bind(profile_id)
+        .fetch_all(&self.state.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(IdentityKey::new(
+                    r.try_get::<String, _>(0)?,
+                    r.try_get::<String, _>(1)?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn profile_merges(&self, aid: AccountId, profile_id: i64) -> Result<Vec<MergeRecord>> {
+        let rows = sqlx::query(
+            "SELECT winner, loser, event_id, field, value, at FROM merges
+             WHERE account_id = $1 AND winner = $2 ORDER BY id",
+        )
+        .bind(aid)
+        .bind(profile_id)
+        .fetch_all(&self.state.read)
+        .await?;
+        rows.iter().map(merge_from_row).collect()
+    }
+
+    async fn reset_profiles(&self, aid: AccountId) -> Result<()> {
+        let mut tx = self.state.write.begin().await?;
+        for sql in [
+            "DELETE FROM profiles WHERE account_id = $1",
+            "DELETE FROM identities WHERE account_id = $1",
+            "DELETE FROM merges WHERE account_id = $1",
+            "DELETE FROM pipeline_cursors WHERE account_id = $1",
+            "DELETE FROM audience_versions WHERE account_id = $1",
+        ] {
+            sqlx::query(sql).bind(aid).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Two transactions: the raw events go first (in the log), then the profile (in the
+    /// state). A crash between them leaves a profile whose events are gone: the erasure
+    /// was not acknowledged, and running it again finishes it. The other order could leave
+    /// raw events from which a rebuild would bring the person back.
+    async fn erase_profile(
+        &self,
+        aid: AccountId,
+        profile_id: i64,
+        event_ids: &[i64],
+        at: Micros,
+    ) -> Result<()> {
+        self.delete_events(aid, event_ids).await?;
+        let mut tx = self.state.write.begin().await?;
+        erase_memberships(&mut tx, self.dialect, aid, profile_id, at).await?;
+        for sql in [
+            "DELETE FROM profiles WHERE account_id = $1 AND id = $2",
+            "DELETE FROM identities WHERE account_id = $1 AND profile_id = $2",
+            "DELETE FROM merges WHERE account_id = $1 AND (winner = $2 OR loser = $2)",
+        ] {
+            sqlx::query(sql)
+                .bind(aid)
+                .bind(profile_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn identity_blocklist(&self, aid: AccountId) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT value FROM identity_blocklist WHERE account_id = $1 ORDER BY value",
+        )
+        .bind(aid)
+        .fetch_all(&self.state.read)
+        .await?)
+    }
+
+    async fn set_identity_blocklist(&self, aid: AccountId, values: &[String]) -> Result<()> {
+        let mut tx = self.state.write.begin().await?;
+        sqlx::query("DELETE FROM identity_blocklist WHERE account_id = $1")
+            .bind(aid)
+            .execute(&mut *tx)
+            .await?;
+        for chunk in values.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO identity_blocklist (account_id, value) VALUES {}
+                 ON CONFLICT DO NOTHING",
+                rows_sharing_first(chunk.len(), 1)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
+            for v in chunk {
+                q = q.bind(v.as_str());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn scan_profiles(
+        &self,
+        aid: AccountId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredProfile>> {
+        if self.dialect == Dialect::Sqlite {
+            return packed::scan_profiles(&self.state.read, aid, after, limit).await;
+        }
+        let sql = format!(
+            "SELECT {PROFILE_COLUMNS} FROM profiles WHERE account_id = $1 AND id > $2
+             ORDER BY id LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(aid)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.state.read)
+            .await?;
+        rows.iter().map(profile_from_row).collect()
+    }
+
+    async fn due_profiles(
+        &self,
+        aid: AccountId,
+        now: Micros,
+        limit: u32,
+    ) -> Result<Vec<StoredProfile>> {
+        let sql = format!(
+            "SELECT {PROFILE_COLUMNS} FROM profiles
+             WHERE account_id = $1 AND next_check IS NOT NULL AND next_check <= $2
+             ORDER BY next_check LIMIT $3"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(aid)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.state.read)
+            .await?;
+        rows.iter().map(profile_from_row).collect()
+    }
+
+    async fn erased_profiles(&self, aid: AccountId, profile_ids: &[i64]) -> Result<Vec<i64>> {
+        let select =
+            "SELECT profile_id FROM erasures WHERE account_id = $1 AND profile_id IN ({ids})";
+        let mut out = Vec::new();
+        for q in per_id_chunk(select, aid, profile_ids) {
+            for r in q.fetch_all(&self.state.read).await? {
+                out.push(r.try_get(0)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Profiles by id, read on `conn` (the writer for the pipeline, a reader for others).
+async fn profiles_by_id(
+    conn: &mut AnyConnection,
+    aid: AccountId,
+    ids: &[i64],
+) -> Result<Vec<StoredProfile>> {
+    let select =
+        format!("SELECT {PROFILE_COLUMNS} FROM profiles WHERE account_id = $1 AND id IN ({{ids}})");
+    let mut out = Vec::new();
+    for q in per_id_chunk(&select, aid, ids) {
+        for r in q.fetch_all(&mut *conn).await? {
+            out.push(profile_from_row(&r)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The body of `commit_pipeline`, on the state writer.
+async fn commit_pipeline_on(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    aid: AccountId,
+    c: &PipelineCommit,
+) -> Result<bool> {
+    let mut tx = conn.begin().await?;
+    let moved = sqlx::query(
+        "INSERT INTO pipeline_cursors (account_id, position) VALUES ($1, $2)
+         ON CONFLICT (account_id) DO UPDATE SET position = excluded.position
+         WHERE pipeline_cursors.position = $3",
+    )
+    .bind(aid)
+    .bind(c.new_cursor)
+    .bind(c.expected_cursor)
+    .execute(&mut *tx)
+    .await?;
+    // Another node (or an earlier run) already moved the cursor: apply nothing.
+    if moved.rows_affected() == 0 {
+        return Ok(false);
+    }
+    apply_merged(&mut tx, aid, &c.merged).await?;
+    upsert_profiles(&mut tx, dialect, aid, &c.profiles).await?;
+    if !c.next_checks.is_empty() {
+        let rows = json(serde_json::to_string(&c.next_checks))?;
+        let sql = format!(
+            "UPDATE profiles SET next_check = CAST(j.value->>1 AS BIGINT) FROM {}
+             WHERE profiles.account_id = $2 AND profiles.id = CAST(j.value->>0 AS BIGINT)",
+            dialect.json_rows(1)
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(rows)
+            .bind(aid)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if !c.identities.is_empty() {
+        let rows: Vec<(&str, &str, i64)> = c
+            .identities
+            .iter()
+            .map(|(k, id)| (k.field.as_str(), k.value.as_str(), *id))
+            .collect();
+        // (`WHERE true`: SQLite would read `ON` as a join's without it.)
+        let sql = format!(
+            "INSERT INTO identities (account_id, field, value, profile_id)
+             SELECT $1, j.value->>0, j.value->>1, CAST(j.value->>2 AS BIGINT) FROM {} WHERE true
+             ON CONFLICT (account_id, field, value) DO UPDATE SET profile_id = excluded.profile_id",
+            dialect.json_rows(2)
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(aid)
+            .bind(json(serde_json::to_string(&rows))?)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for chunk in c.merges.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO merges (account_id, winner, loser, event_id, field, value, at) VALUES {}",
+            value_rows(1, chunk.len(), 7)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for m in chunk {
+            q = q
+                .bind(aid)
+                .bind(m.winner)
+                .bind(m.loser)
+                .bind(m.event_id)
+                .bind(m.key.field.as_str())
+                .bind(m.key.value.as_str())
+                .bind(m.at);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    apply_changes(&mut tx, dialect, aid, &c.changes, c.at).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Points the merges won by each loser at its winner, and deletes the losers.
+async fn apply_merged(
+    conn: &mut AnyConnection,
+    aid: AccountId,
+    merged: &[(i64, i64)],
+) -> Result<()> {
+    for chunk in merged.chunks(ROWS_PER_STATEMENT) {
+        // `CASE` maps each loser (`$2`, `$4`, ..) to its winner; `IN` lets the index find
+        // the rows.
+        let cases: Vec<String> = (0..chunk.len())
+            .map(|i| format!("WHEN ${} THEN ${}", 2 + 2 * i, 3 + 2 * i))
+            .collect();
+        let losers: Vec<String> = (0..chunk.len())
+            .map(|i| format!("${}", 2 + 2 * i))
+            .collect();
+        let losers = losers.join(", ");
+        let sql = format!(
+            "UPDATE merges SET winner = CASE winner {} END
+             WHERE account_id = $1 AND winner IN ({losers})",
+            cases.join(" ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
+        for (loser, winner) in chunk {
+            q = q.bind(*loser).bind(*winner);
+        }
+        q.execute(&mut *conn).await?;
+        let sql = format!(
+            "DELETE FROM profiles WHERE account_id = $1 AND id IN ({})",
+            list(2, chunk.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
+        for (loser, _) in chunk {
+            q = q.bind(*loser);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+async fn upsert_profiles(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    aid: AccountId,
+    profiles: &[StoredProfile],
+) -> Result<()> {
+    for chunk in profiles.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO profiles (account_id, id, state, created_at, modified_at, next_check)
+             VALUES {} ON CONFLICT ({}) DO UPDATE SET state = excluded.state,
+               modified_at = excluded.modified_at, next_check = excluded.next_check",
+            value_rows(1, chunk.len(), 6),
+            dialect.profile_key()
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for p in chunk {
+            q = q
+                .bind(aid)
+                .bind(p.id)
+                .bind(p.state.as_str())
+                .bind(p.created_at)
+                .bind(p.modified_at)
+                .bind(p.next_check);
+        }
+        q.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// A batch serialized for [`Dialect::json_rows`].
+fn json(rows: serde_json::Result<String>) -> Result<String> {
+    rows.map_err(|e| StoreError::Corrupt(e.to_string()))
+}
