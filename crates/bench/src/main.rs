@@ -6,6 +6,7 @@ mod audiences;
 mod export;
 mod ingest;
 mod load;
+mod pg_append;
 mod pipeline;
 mod query;
 mod report;
@@ -33,6 +34,8 @@ enum Scenario {
     Pipeline(pipeline::Args),
     /// Event → membership log latency with 20 audiences, and recomputing audiences.
     Audiences(audiences::Args),
+    /// Event appends on PostgreSQL from one node and from two (the advisory lock's cost).
+    PgAppend(pg_append::Args),
     /// A Braze export backfill of 1,000,000 members against braze-sim, vs the rate limit.
     Export(export::Args),
 }
@@ -51,5 +54,6 @@ fn main() -> anyhow::Result<()> {
         Scenario::Pipeline(args) => pipeline::run(args),
         Scenario::Audiences(args) => audiences::run(args),
         Scenario::Export(args) => export::run(args),
+        Scenario::PgAppend(args) => pg_append::run(args),
     }
 }

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use tributary_core::{AccountId, Micros, NewEvent, StoredEvent, StreamInfo};
 
-use super::{ROWS_PER_STATEMENT, SqlStore, per_id_chunk, value_rows};
+use super::{ROWS_PER_STATEMENT, SqlStore, per_id_chunk};
 use crate::dialect::Lock;
 use crate::rows::{EVENT_COLUMNS, event_from_row, stream_from_row};
 use crate::{EventLog, Result};
@@ -20,7 +20,7 @@ impl EventLog for SqlStore {
         for chunk in events.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO events (account_id, stream, received_at, event_time, payload) VALUES {}",
-                value_rows(1, chunk.len(), 5)
+                self.dialect.params().rows(chunk.len(), 5)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for e in chunk {
@@ -126,8 +126,8 @@ impl SqlStore {
     /// of the log.
     pub(super) async fn delete_events(&self, aid: AccountId, ids: &[i64]) -> Result<()> {
         let mut tx = self.log.write.begin().await?;
-        let delete = "DELETE FROM events WHERE account_id = $1 AND id IN ({ids})";
-        for q in per_id_chunk(delete, aid, ids) {
+        let delete = "DELETE FROM events WHERE account_id = {p} AND id IN ({ids})";
+        for q in per_id_chunk(self.dialect, delete, aid, ids) {
             q.execute(&mut *tx).await?;
         }
         sqlx::query(

@@ -10,7 +10,7 @@ use tributary_core::{
 
 use sqlx::Row;
 
-use super::{ROWS_PER_STATEMENT, SqlStore, per_id_chunk, rows_sharing_first};
+use super::{ROWS_PER_STATEMENT, SqlStore, per_id_chunk};
 use crate::rows::{AUTH_COLUMNS, JOB_COLUMNS, auth_from_row, job_from_row, log_line_from_row};
 use crate::{JobStore, Result, StoreError};
 
@@ -325,11 +325,11 @@ impl JobStore for SqlStore {
                 "INSERT INTO export_identifiers (job_id, profile_id, identifier) VALUES {}
                  ON CONFLICT (job_id, profile_id) DO UPDATE SET identifier = excluded.identifier
                  WHERE export_identifiers.identifier <> excluded.identifier",
-                rows_sharing_first(part.len(), 2)
+                self.dialect.params().rows(part.len(), 3)
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(job_id);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for (profile, identifier) in part {
-                q = q.bind(*profile).bind(*identifier);
+                q = q.bind(job_id).bind(*profile).bind(*identifier);
             }
             q.execute(&mut *tx).await?;
         }
@@ -343,9 +343,9 @@ impl JobStore for SqlStore {
         profile_ids: &[i64],
     ) -> Result<Vec<(i64, String)>> {
         let select = "SELECT profile_id, identifier FROM export_identifiers
-                      WHERE job_id = $1 AND profile_id IN ({ids})";
+                      WHERE job_id = {p} AND profile_id IN ({ids})";
         let mut out = Vec::new();
-        for q in per_id_chunk(select, job_id, profile_ids) {
+        for q in per_id_chunk(self.dialect, select, job_id, profile_ids) {
             for r in q.fetch_all(&self.state.read).await? {
                 out.push((r.try_get(0)?, r.try_get(1)?));
             }
@@ -354,8 +354,8 @@ impl JobStore for SqlStore {
     }
 
     async fn forget_export_identifiers(&self, job_id: i64, profile_ids: &[i64]) -> Result<()> {
-        let delete = "DELETE FROM export_identifiers WHERE job_id = $1 AND profile_id IN ({ids})";
-        for q in per_id_chunk(delete, job_id, profile_ids) {
+        let delete = "DELETE FROM export_identifiers WHERE job_id = {p} AND profile_id IN ({ids})";
+        for q in per_id_chunk(self.dialect, delete, job_id, profile_ids) {
             q.execute(&self.state.write).await?;
         }
         Ok(())

@@ -76,7 +76,7 @@ impl SqlStore {
             let mut conn = pools.write.acquire().await?;
             // Session-scoped: held across the migrations' own transactions.
             sqlx::query("SELECT pg_advisory_lock($1)")
-                .bind(Lock::Migrate as i64)
+                .bind(Lock::Migrate.key())
                 .execute(&mut *conn)
                 .await?;
             let migrated = async {
@@ -86,7 +86,7 @@ impl SqlStore {
             }
             .await;
             sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(Lock::Migrate as i64)
+                .bind(Lock::Migrate.key())
                 .execute(&mut *conn)
                 .await?;
             migrated?;
@@ -115,41 +115,19 @@ pub fn event_log_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// `$first, $first+1, ..` (`count` of them): a list for `IN (..)`.
-fn list(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `($f, .., $f+columns-1), ..`: `rows` groups of `columns` placeholders from `$first` on,
-/// for a multi-row `VALUES`.
-fn value_rows(first: usize, rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|r| format!("({})", list(first + r * columns, columns)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `($1, $2, ..), ($1, ..), ..`: `rows` rows of `$1` and then `columns` parameters each, for
-/// a multi-row `VALUES` whose first column is the same for every row.
-fn rows_sharing_first(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|r| format!("($1, {})", list(2 + r * columns, columns)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// A query run once per chunk of `ids`: `sql` holds `{ids}` where the chunk's list of
-/// placeholders goes (`$2` on) and `$1`, bound to `first`.
+/// A query run once per chunk of `ids`: `sql` holds `{p}` where the placeholder of `first`
+/// goes and, after it, `{ids}` where the chunk's list goes.
 fn per_id_chunk<'a>(
+    dialect: Dialect,
     sql: &'a str,
     first: i64,
     ids: &'a [i64],
 ) -> impl Iterator<Item = sqlx::query::Query<'a, sqlx::Any, sqlx::any::AnyArguments>> + 'a {
     ids.chunks(KEYS_PER_QUERY).map(move |chunk| {
-        let text = sql.replace("{ids}", &list(2, chunk.len()));
+        let mut params = dialect.params();
+        let text = sql
+            .replace("{p}", &params.one())
+            .replace("{ids}", &params.list(chunk.len()));
         chunk.iter().fold(
             sqlx::query(sqlx::AssertSqlSafe(text)).bind(first),
             |q, id| q.bind(*id),
@@ -160,13 +138,6 @@ fn per_id_chunk<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn placeholders_number_rows_and_lists() {
-        assert_eq!(list(2, 3), "$2, $3, $4");
-        assert_eq!(value_rows(2, 2, 2), "($2, $3), ($4, $5)");
-        assert_eq!(rows_sharing_first(2, 1), "($1, $2), ($1, $3)");
-    }
 
     #[test]
     fn the_event_log_sits_beside_its_database() {

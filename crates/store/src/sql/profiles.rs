@@ -7,10 +7,7 @@ use sqlx::{AnyConnection, Connection, Row};
 use tributary_core::{AccountId, IdentityKey, MergeRecord, Micros, PipelineCommit, StoredProfile};
 
 use super::audiences::{apply_changes, erase_memberships};
-use super::{
-    KEYS_PER_QUERY, ROWS_PER_STATEMENT, SqlStore, list, packed, per_id_chunk, rows_sharing_first,
-    value_rows,
-};
+use super::{KEYS_PER_QUERY, ROWS_PER_STATEMENT, SqlStore, packed, per_id_chunk};
 use crate::dialect::Dialect;
 use crate::rows::{PROFILE_COLUMNS, merge_from_row, profile_from_row};
 use crate::{ProfileStore, Result, StoreError};
@@ -42,10 +39,12 @@ impl ProfileStore for SqlStore {
     ) -> Result<Vec<(IdentityKey, i64)>> {
         let mut out = Vec::new();
         for chunk in keys.chunks(KEYS_PER_QUERY) {
+            let mut params = self.dialect.params();
             let sql = format!(
                 "SELECT field, value, profile_id FROM identities
-                 WHERE account_id = $1 AND (field, value) IN (VALUES {})",
-                value_rows(2, chunk.len(), 2)
+                 WHERE account_id = {} AND (field, value) IN (VALUES {})",
+                params.one(),
+                params.rows(chunk.len(), 2)
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
             for k in chunk {
@@ -63,12 +62,12 @@ impl ProfileStore for SqlStore {
 
     async fn load_profiles(&self, aid: AccountId, ids: &[i64]) -> Result<Vec<StoredProfile>> {
         let mut conn = self.state.write.acquire().await?;
-        profiles_by_id(&mut conn, aid, ids).await
+        profiles_by_id(&mut conn, self.dialect, aid, ids).await
     }
 
     async fn read_profiles(&self, aid: AccountId, ids: &[i64]) -> Result<Vec<StoredProfile>> {
         let mut conn = self.state.read.acquire().await?;
-        profiles_by_id(&mut conn, aid, ids).await
+        profiles_by_id(&mut conn, self.dialect, aid, ids).await
     }
 
     async fn commit_pipeline(&self, aid: AccountId, c: &PipelineCommit) -> Result<bool> {
@@ -193,11 +192,11 @@ impl ProfileStore for SqlStore {
             let sql = format!(
                 "INSERT INTO identity_blocklist (account_id, value) VALUES {}
                  ON CONFLICT DO NOTHING",
-                rows_sharing_first(chunk.len(), 1)
+                self.dialect.params().rows(chunk.len(), 2)
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
             for v in chunk {
-                q = q.bind(v.as_str());
+                q = q.bind(aid).bind(v.as_str());
             }
             q.execute(&mut *tx).await?;
         }
@@ -249,9 +248,9 @@ impl ProfileStore for SqlStore {
 
     async fn erased_profiles(&self, aid: AccountId, profile_ids: &[i64]) -> Result<Vec<i64>> {
         let select =
-            "SELECT profile_id FROM erasures WHERE account_id = $1 AND profile_id IN ({ids})";
+            "SELECT profile_id FROM erasures WHERE account_id = {p} AND profile_id IN ({ids})";
         let mut out = Vec::new();
-        for q in per_id_chunk(select, aid, profile_ids) {
+        for q in per_id_chunk(self.dialect, select, aid, profile_ids) {
             for r in q.fetch_all(&self.state.read).await? {
                 out.push(r.try_get(0)?);
             }
@@ -263,13 +262,15 @@ impl ProfileStore for SqlStore {
 /// Profiles by id, read on `conn` (the writer for the pipeline, a reader for others).
 async fn profiles_by_id(
     conn: &mut AnyConnection,
+    dialect: Dialect,
     aid: AccountId,
     ids: &[i64],
 ) -> Result<Vec<StoredProfile>> {
-    let select =
-        format!("SELECT {PROFILE_COLUMNS} FROM profiles WHERE account_id = $1 AND id IN ({{ids}})");
+    let select = format!(
+        "SELECT {PROFILE_COLUMNS} FROM profiles WHERE account_id = {{p}} AND id IN ({{ids}})"
+    );
     let mut out = Vec::new();
-    for q in per_id_chunk(&select, aid, ids) {
+    for q in per_id_chunk(dialect, &select, aid, ids) {
         for r in q.fetch_all(&mut *conn).await? {
             out.push(profile_from_row(&r)?);
         }
@@ -299,7 +300,7 @@ async fn commit_pipeline_on(
     if moved.rows_affected() == 0 {
         return Ok(false);
     }
-    apply_merged(&mut tx, aid, &c.merged).await?;
+    apply_merged(&mut tx, dialect, aid, &c.merged).await?;
     upsert_profiles(&mut tx, dialect, aid, &c.profiles).await?;
     if !c.next_checks.is_empty() {
         let rows = json(serde_json::to_string(&c.next_checks))?;
@@ -336,7 +337,7 @@ async fn commit_pipeline_on(
     for chunk in c.merges.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO merges (account_id, winner, loser, event_id, field, value, at) VALUES {}",
-            value_rows(1, chunk.len(), 7)
+            dialect.params().rows(chunk.len(), 7)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for m in chunk {
@@ -359,38 +360,38 @@ async fn commit_pipeline_on(
 /// Points the merges won by each loser at its winner, and deletes the losers.
 async fn apply_merged(
     conn: &mut AnyConnection,
+    dialect: Dialect,
     aid: AccountId,
     merged: &[(i64, i64)],
 ) -> Result<()> {
     for chunk in merged.chunks(ROWS_PER_STATEMENT) {
-        // `CASE` maps each loser (`$2`, `$4`, ..) to its winner; `IN` lets the index find
-        // the rows.
-        let cases: Vec<String> = (0..chunk.len())
-            .map(|i| format!("WHEN ${} THEN ${}", 2 + 2 * i, 3 + 2 * i))
+        // `CASE` maps each loser to its winner; `IN` lets the index find the rows.
+        let mut params = dialect.params();
+        let cases: Vec<String> = chunk
+            .iter()
+            .map(|_| format!("WHEN {} THEN {}", params.one(), params.one()))
             .collect();
-        let losers: Vec<String> = (0..chunk.len())
-            .map(|i| format!("${}", 2 + 2 * i))
-            .collect();
-        let losers = losers.join(", ");
         let sql = format!(
             "UPDATE merges SET winner = CASE winner {} END
-             WHERE account_id = $1 AND winner IN ({losers})",
-            cases.join(" ")
+             WHERE account_id = {} AND winner IN ({})",
+            cases.join(" "),
+            params.one(),
+            params.list(chunk.len())
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (loser, winner) in chunk {
             q = q.bind(*loser).bind(*winner);
         }
-        q.execute(&mut *conn).await?;
-        let sql = format!(
-            "DELETE FROM profiles WHERE account_id = $1 AND id IN ({})",
-            list(2, chunk.len())
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
+        q = q.bind(aid);
         for (loser, _) in chunk {
             q = q.bind(*loser);
         }
         q.execute(&mut *conn).await?;
+        let losers: Vec<i64> = chunk.iter().map(|(loser, _)| *loser).collect();
+        let delete = "DELETE FROM profiles WHERE account_id = {p} AND id IN ({ids})";
+        for q in per_id_chunk(dialect, delete, aid, &losers) {
+            q.execute(&mut *conn).await?;
+        }
     }
     Ok(())
 }
@@ -406,7 +407,7 @@ async fn upsert_profiles(
             "INSERT INTO profiles (account_id, id, state, created_at, modified_at, next_check)
              VALUES {} ON CONFLICT ({}) DO UPDATE SET state = excluded.state,
                modified_at = excluded.modified_at, next_check = excluded.next_check",
-            value_rows(1, chunk.len(), 6),
+            dialect.params().rows(chunk.len(), 6),
             dialect.profile_key()
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
