@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use tributary_core::{
     Definition, DefinitionKind, IdentityKey, PipelineCommit, StoredProfile, to_micros,
 };
-use tributary_engine::{Engine, EngineConfig, FieldState, ProfileState, builtin};
+use tributary_engine::{Engine, EngineConfig, builtin};
+use tributary_profile::{FieldState, ProfileState};
 use tributary_query::Value;
 use tributary_store::{SqlStore, Store};
 

@@ -14,8 +14,8 @@ use tributary_core::crypto::MasterKey;
 use tributary_core::{
     AuthKind, Authorization, MembershipChange, NewJob, PipelineCommit, StoredProfile, to_micros,
 };
-use tributary_engine::{FieldState, ProfileState};
 use tributary_jobs::{Registry, Runner, RunnerConfig, authorization};
+use tributary_profile::{FieldState, ProfileState};
 use tributary_query::Value as QValue;
 use tributary_sinks::braze::BrazeExport;
 use tributary_sinks::braze::config::ExportConfig;

@@ -391,10 +391,12 @@ pub(crate) async fn start_tributary() -> anyhow::Result<Tributary> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/c/1/braze_users", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(tributary_server::serve(
+    let task = tokio::spawn(tributary_cli::compose::run(
         listener,
         store.clone(),
         tributary_server::ServerConfig::default(),
+        tributary_engine::EngineConfig::default(),
+        tributary_jobs::RunnerConfig::default(),
         std::sync::Arc::new(tributary_core::crypto::MasterKey::generate()),
         async move {
             let _ = stopped.await;

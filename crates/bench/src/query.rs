@@ -14,7 +14,8 @@ use std::time::Instant;
 use serde_json::json;
 use time::macros::datetime;
 use tributary_core::{Definition, DefinitionKind, StoredEvent};
-use tributary_engine::{Plans, builtin};
+use tributary_engine::builtin;
+use tributary_profile::Plans;
 use tributary_query::eval::Profile;
 use tributary_query::{EvalContext, Value, matches, parse_filter};
 

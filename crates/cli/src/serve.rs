@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use tributary_core::{NewToken, Role, TokenSecret, to_micros};
@@ -89,7 +90,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     bootstrap(store.as_ref()).await?;
-    let master_key = std::sync::Arc::new(crate::master_key::load(&args.data_dir)?);
+    let master_key = Arc::new(crate::master_key::load(&args.data_dir)?);
     let resealed = tributary_jobs::authorization::reseal_legacy(store.as_ref(), &master_key)
         .await
         .context("re-sealing authorization secrets for their rows")?;
@@ -117,19 +118,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_connections: args.max_connections.max(1),
             header_timeout: std::time::Duration::from_secs(args.header_timeout_secs.max(1)),
         },
-        engine: tributary_engine::EngineConfig {
-            lease_ttl: std::time::Duration::from_secs(args.pipeline_lease_secs.max(1)),
-            ..tributary_engine::EngineConfig::default()
-        },
-        jobs: tributary_jobs::RunnerConfig {
-            lease_ttl: std::time::Duration::from_secs(args.job_lease_secs.max(1)),
-            allowed_urls,
-            ..tributary_jobs::RunnerConfig::default()
-        },
         managed_sftp: args.managed_sftp,
         ..ServerConfig::default()
     };
-    tributary_server::serve(listener, store, config, master_key, shutdown).await?;
+    let engine = tributary_engine::EngineConfig {
+        lease_ttl: std::time::Duration::from_secs(args.pipeline_lease_secs.max(1)),
+        ..tributary_engine::EngineConfig::default()
+    };
+    let jobs = tributary_jobs::RunnerConfig {
+        lease_ttl: std::time::Duration::from_secs(args.job_lease_secs.max(1)),
+        allowed_urls,
+        ..tributary_jobs::RunnerConfig::default()
+    };
+    tributary_cli::compose::run(listener, store, config, engine, jobs, master_key, shutdown)
+        .await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -7,34 +7,21 @@
 //! change an answer ([`tributary_query::next_change`]), so they are re-evaluated then rather
 //! than on a timer.
 
-use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 use rustc_hash::FxHashSet;
 use time::OffsetDateTime;
-use tributary_core::{Definition, MembershipChange, Micros, from_micros, to_micros};
-use tributary_query::eval::{EvalContext, Fields, matches};
-use tributary_query::{FilterStatement, Value, parse_filter};
+use tributary_core::{Definition, MembershipChange, Micros, to_micros};
+use tributary_query::FilterStatement;
+use tributary_query::eval::{EvalContext, matches};
 
-use crate::resolve::Plans;
-use crate::state::{FieldState, ProfileState};
-
-/// Fields every profile has, derived from its events rather than from a mapping. An event
-/// touches `_last_seen`, `_event_count` (and possibly `_first_seen`) on every profile.
-pub const META_FIELDS: &[&str] = &[
-    "_id",
-    "_created",
-    "_first_seen",
-    "_last_seen",
-    "_event_count",
-];
-pub const EVENT_META_FIELDS: &[&str] = &["_first_seen", "_last_seen", "_event_count"];
+use tributary_profile::{IncludeGraph, ProfileState, ProfileView};
 
 /// The account's audiences, parsed, with what each one reads.
 #[derive(Default)]
 pub struct Audiences {
     /// By slug, for INCLUDE.
-    statements: HashMap<String, FilterStatement>,
+    graph: IncludeGraph,
     list: Vec<Audience>,
 }
 
@@ -66,44 +53,22 @@ pub enum Scope<'a> {
 
 impl Audiences {
     pub fn compile(defs: &[Definition]) -> Audiences {
-        let mut statements = HashMap::with_capacity(defs.len());
+        let graph = IncludeGraph::parse(defs);
+        let mut list = Vec::with_capacity(defs.len());
         for d in defs {
-            match parse_filter(&d.text) {
-                Ok(st) => {
-                    statements.insert(d.name.clone(), st);
-                }
-                Err(e) => {
-                    tracing::error!(slug = %d.name, error = %e, "stored audience does not parse; skipped")
-                }
-            }
-        }
-        let mut list = Vec::with_capacity(statements.len());
-        for d in defs {
-            if !statements.contains_key(&d.name) {
+            let Some(statement) = graph.get(&d.name).cloned() else {
                 continue;
-            }
+            };
             let mut reads = Some(BTreeSet::new());
             let mut time_relative = false;
-            let mut seen = HashSet::new();
-            let mut stack = vec![d.name.clone()];
-            while let Some(slug) = stack.pop() {
-                let Some(st) = statements.get(&slug) else {
-                    continue;
-                };
-                if !seen.insert(slug) {
-                    continue;
-                }
+            for st in graph.reachable(&d.name) {
                 match (st.filter.fields(), reads.as_mut()) {
                     (Some(fields), Some(all)) => all.extend(fields),
                     (None, _) => reads = None,
                     (Some(_), None) => {}
                 }
                 time_relative |= st.filter.is_time_relative();
-                stack.extend(st.filter.includes());
             }
-            let Some(statement) = statements.get(&d.name).cloned() else {
-                continue;
-            };
             list.push(Audience {
                 slug: d.name.clone(),
                 version: d.updated_at,
@@ -113,7 +78,7 @@ impl Audiences {
                 statement,
             });
         }
-        Audiences { statements, list }
+        Audiences { graph, list }
     }
 
     /// Records which audiences' stored membership matches their definition.
@@ -176,18 +141,7 @@ impl Audiences {
     /// The slugs of `changed` and of every audience that INCLUDEs one of them, directly or not.
     /// Sorted (a recompute merges its audiences' members in this order).
     pub fn with_dependents(&self, changed: &HashSet<String>) -> Vec<String> {
-        let mut out: BTreeSet<String> = changed.iter().cloned().collect();
-        loop {
-            let before = out.len();
-            for (slug, st) in &self.statements {
-                if !out.contains(slug) && st.filter.includes().iter().any(|i| out.contains(i)) {
-                    out.insert(slug.clone());
-                }
-            }
-            if out.len() == before {
-                return out.into_iter().collect();
-            }
-        }
+        self.graph.with_dependents(changed)
     }
 
     fn in_scope(&self, a: &Audience, scope: &Scope<'_>) -> bool {
@@ -214,7 +168,7 @@ impl Audiences {
         scope: &Scope<'_>,
         now: OffsetDateTime,
     ) -> (BTreeSet<String>, Option<Micros>) {
-        let ctx = EvalContext::with_includes(now, &self.statements);
+        let ctx = EvalContext::with_includes(now, self.graph.statements());
         let mut next: Option<OffsetDateTime> = None;
         let mut out = BTreeSet::new();
         for a in &self.list {
@@ -237,72 +191,5 @@ impl Audiences {
             }
         }
         (out, next.map(to_micros))
-    }
-}
-
-/// A profile as FilterQL sees it: its fields' values plus the meta fields.
-pub struct ProfileView<'a> {
-    pub id: i64,
-    pub created_at: Micros,
-    pub state: &'a ProfileState,
-    pub plans: &'a Plans,
-}
-
-fn descend<'v>(value: Cow<'v, Value>, rest: &[String]) -> Option<Cow<'v, Value>> {
-    let Some((first, more)) = rest.split_first() else {
-        return Some(value);
-    };
-    match value {
-        Cow::Borrowed(Value::Map(m)) => descend(Cow::Borrowed(m.get(first)?), more),
-        Cow::Owned(Value::Map(mut m)) => descend(Cow::Owned(m.remove(first)?), more),
-        _ => None,
-    }
-}
-
-impl ProfileView<'_> {
-    fn meta(&self, name: &str) -> Option<Value> {
-        Some(match name {
-            "_id" => Value::Int(self.id),
-            "_created" => Value::Time(from_micros(self.created_at)),
-            "_first_seen" => Value::Time(from_micros(self.state.first_seen)),
-            "_last_seen" => Value::Time(from_micros(self.state.last_seen)),
-            "_event_count" => Value::Int(self.state.events),
-            _ => return None,
-        })
-    }
-
-    fn field(&self, name: &str) -> Option<Cow<'_, Value>> {
-        match self.state.fields.get(name)? {
-            FieldState::Scalar { value, .. } => Some(Cow::Borrowed(value)),
-            keyed => Some(Cow::Owned(keyed.value(Some(self.plans.spec(name))))),
-        }
-    }
-}
-
-impl Fields for ProfileView<'_> {
-    fn get(&self, path: &[String]) -> Option<Cow<'_, Value>> {
-        let (first, rest) = path.split_first()?;
-        if let Some(v) = self.meta(first) {
-            return descend(Cow::Owned(v), rest);
-        }
-        match self.field(first) {
-            Some(v) => descend(v, rest).filter(|v| !v.is_null()),
-            // A flat field whose name has dots: `user.city` stored as one key.
-            None if !rest.is_empty() => self.field(&path.join(".")),
-            None => None,
-        }
-    }
-
-    fn for_each(&self, f: &mut dyn FnMut(&str, &Value)) {
-        for name in self.state.fields.keys() {
-            if let Some(v) = self.field(name) {
-                f(name, &v);
-            }
-        }
-        for name in META_FIELDS {
-            if let Some(v) = self.meta(name) {
-                f(name, &v);
-            }
-        }
     }
 }

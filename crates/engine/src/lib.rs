@@ -17,7 +17,6 @@ pub mod audiences;
 pub mod builtin;
 pub mod membership;
 pub mod resolve;
-pub mod state;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -25,11 +24,11 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex, Notify};
 use tributary_core::{AccountId, DefinitionKind, IdentityKey, Micros, StoredProfile, to_micros};
+use tributary_profile::{Plans, ProfileState};
 use tributary_store::{Store, StoreError};
 
-pub use audiences::{Audiences, ProfileView, Scope};
-pub use resolve::{Plans, Stats};
-pub use state::{FieldSpec, FieldState, ProfileState};
+pub use audiences::{Audiences, Scope};
+pub use resolve::Stats;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -95,7 +94,7 @@ const SETUP_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(1);
 struct Fetched {
     after: i64,
     events: Vec<tributary_core::StoredEvent>,
-    mapped: Vec<resolve::Mapped>,
+    mapped: Vec<tributary_profile::Mapped>,
 }
 
 fn now_micros() -> Micros {
@@ -405,7 +404,8 @@ impl Engine {
     pub async fn erase(&self, aid: AccountId, profile: &StoredProfile) -> Result<u64, EngineError> {
         let _guard = self.pipeline.lock().await;
         self.take_lease(aid).await?;
-        let state = ProfileState::from_json(&profile.state).map_err(EngineError::Corrupt)?;
+        let state = ProfileState::from_json(&profile.state)
+            .map_err(|e| EngineError::Corrupt(format!("profile {}: {e}", profile.id)))?;
         let mut person: HashSet<IdentityKey> = self
             .store
             .profile_identities(aid, profile.id)

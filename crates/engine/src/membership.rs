@@ -14,8 +14,10 @@ use tributary_core::{
     StoredProfile, from_micros,
 };
 
-use crate::audiences::{Audiences, ProfileView, Scope};
-use crate::resolve::{Entry, Plans};
+use tributary_profile::{Plans, ProfileView};
+
+use crate::audiences::{Audiences, Scope};
+use crate::resolve::Entry;
 use crate::{Engine, EngineError, in_parallel, now_micros};
 
 /// Profiles per recompute page: one store round trip and one commit each.

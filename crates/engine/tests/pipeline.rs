@@ -9,7 +9,8 @@ use serde_json::{Value as Json, json};
 use tributary_core::{
     Definition, DefinitionKind, IdentityKey, NewEvent, NewToken, Role, TokenSecret,
 };
-use tributary_engine::{Engine, EngineConfig, ProfileState, builtin};
+use tributary_engine::{Engine, EngineConfig, builtin};
+use tributary_profile::ProfileState;
 use tributary_query::Value;
 use tributary_store::Store;
 
@@ -125,7 +126,7 @@ async fn identities_link_and_merge(store: Arc<dyn Store>) {
         field(&ann, "tags"),
         Value::Array(vec![Value::String("a".into()), Value::String("b".into())])
     );
-    let pages = ann.fields["pages"].value(Some(tributary_engine::FieldSpec {
+    let pages = ann.fields["pages"].value(Some(tributary_profile::FieldSpec {
         kind: tributary_query::ast::Kind::MapInt,
         op: tributary_query::ast::MergeOp::Sum,
     }));

@@ -138,6 +138,20 @@ pub fn split(
     config: &Value,
     previous: Option<Previous<'_>>,
     allowed: &UrlAllowList,
+) -> Result<Split, InvalidConfig> {
+    check_and_split(kind, config, previous, allowed).map_err(InvalidConfig)
+}
+
+/// A configuration refused by [`split`]; the message names the field. A 400.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidConfig(pub String);
+
+fn check_and_split(
+    kind: AuthKind,
+    config: &Value,
+    previous: Option<Previous<'_>>,
+    allowed: &UrlAllowList,
 ) -> Result<Split, String> {
     let Some(given) = config.as_object() else {
         return Err("config must be a JSON object".into());
@@ -443,7 +457,7 @@ mod tests {
     }
 
     fn braze(config: Value, previous: Option<Previous<'_>>) -> Result<Split, String> {
-        split(AuthKind::Braze, &config, previous, &UrlAllowList::default())
+        split(AuthKind::Braze, &config, previous, &UrlAllowList::default()).map_err(|e| e.0)
     }
 
     #[test]
@@ -510,6 +524,7 @@ mod tests {
             &UrlAllowList::default(),
         )
         .err()
+        .map(|e| e.0)
         .unwrap_or_default();
         assert!(
             refused.starts_with("config.port changes where"),
@@ -545,6 +560,7 @@ mod tests {
         let err = |kind, config| {
             split(kind, &config, None, &UrlAllowList::default())
                 .err()
+                .map(|e| e.0)
                 .unwrap_or_default()
         };
         assert_eq!(

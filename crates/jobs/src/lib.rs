@@ -19,7 +19,8 @@ mod workflow;
 
 pub use runner::{Runner, RunnerConfig};
 pub use workflow::{
-    Credentials, JobContext, LOG_LINES_KEPT, Outcome, Registry, Stop, Workflow, job_log,
+    Credentials, JobContext, LOG_LINES_KEPT, Outcome, Registry, Stop, Workflow, WorkflowError,
+    job_log,
 };
 
 /// Now, as stored.

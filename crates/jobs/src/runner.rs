@@ -98,6 +98,11 @@ impl Runner {
         &self.key
     }
 
+    /// The URLs beyond Braze's named instances that Braze authorizations may point at.
+    pub fn allowed_urls(&self) -> &tributary_core::braze::UrlAllowList {
+        &self.config.allowed_urls
+    }
+
     /// Look for work now (a job was created or resumed).
     pub fn wake(&self) {
         self.wake.notify_one();

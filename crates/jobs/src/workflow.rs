@@ -35,6 +35,18 @@ pub struct Credentials {
     pub secrets: Secrets,
 }
 
+/// Why a workflow refused or could not check a job.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    /// The request is wrong (its config, or what the config names): the message says what
+    /// and where, starting with the field (`config.segment_ids: ...`). A 400.
+    #[error("{0}")]
+    Invalid(String),
+    /// Reading the store failed while checking or estimating: the request may be fine.
+    #[error(transparent)]
+    Store(#[from] tributary_store::StoreError),
+}
+
 #[async_trait]
 pub trait Workflow: Send + Sync + 'static {
     /// The name in `POST /v2/job/{workflow}`.
@@ -48,14 +60,14 @@ pub trait Workflow: Send + Sync + 'static {
         store: &Arc<dyn Store>,
         aid: AccountId,
         config: &Value,
-    ) -> Result<(), String>;
+    ) -> Result<(), WorkflowError>;
     /// What a run would do, without doing it (`dryrun` on creation).
     async fn dryrun(
         &self,
         store: &Arc<dyn Store>,
         aid: AccountId,
         config: &Value,
-    ) -> Result<Value, String>;
+    ) -> Result<Value, WorkflowError>;
     async fn run(&self, ctx: JobContext) -> Outcome;
 }
 

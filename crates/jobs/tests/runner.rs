@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tributary_core::crypto::MasterKey;
 use tributary_core::{AuthKind, Authorization, JobState, NewJob};
 use tributary_jobs::{
-    JobContext, Outcome, Registry, Runner, RunnerConfig, Workflow, authorization,
+    JobContext, Outcome, Registry, Runner, RunnerConfig, Workflow, WorkflowError, authorization,
 };
 use tributary_store::Store;
 
@@ -30,10 +30,10 @@ impl Workflow for Ticker {
     fn auth_kind(&self) -> AuthKind {
         AuthKind::Braze
     }
-    async fn validate(&self, _: &Arc<dyn Store>, _: i64, _: &Value) -> Result<(), String> {
+    async fn validate(&self, _: &Arc<dyn Store>, _: i64, _: &Value) -> Result<(), WorkflowError> {
         Ok(())
     }
-    async fn dryrun(&self, _: &Arc<dyn Store>, _: i64, _: &Value) -> Result<Value, String> {
+    async fn dryrun(&self, _: &Arc<dyn Store>, _: i64, _: &Value) -> Result<Value, WorkflowError> {
         Ok(json!({}))
     }
     async fn run(&self, ctx: JobContext) -> Outcome {

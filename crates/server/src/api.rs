@@ -65,6 +65,22 @@ impl ApiError {
     }
 }
 
+/// A workflow's refusal is the request's fault (400); its storage failure is not.
+impl From<tributary_jobs::WorkflowError> for ApiError {
+    fn from(e: tributary_jobs::WorkflowError) -> Self {
+        match e {
+            tributary_jobs::WorkflowError::Invalid(message) => ApiError::bad_request(message),
+            tributary_jobs::WorkflowError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<tributary_jobs::authorization::InvalidConfig> for ApiError {
+    fn from(e: tributary_jobs::authorization::InvalidConfig) -> Self {
+        ApiError::bad_request(e.0)
+    }
+}
+
 impl From<tributary_store::StoreError> for ApiError {
     fn from(e: tributary_store::StoreError) -> Self {
         ApiError::internal("accessing the store", &e)

@@ -33,8 +33,6 @@ pub struct ServerConfig {
     /// Connections open at once, and how long a client may take to send headers or idle.
     pub connections: listener::ConnectionLimits,
     pub writer: WriterConfig,
-    pub engine: tributary_engine::EngineConfig,
-    pub jobs: tributary_jobs::RunnerConfig,
     /// Where the managed SFTP server listens (told to users of `sftp-managed`).
     pub managed_sftp: std::net::SocketAddr,
 }
@@ -47,8 +45,6 @@ impl Default for ServerConfig {
             max_csv_columns: tributary_sources::DEFAULT_MAX_COLUMNS,
             connections: listener::ConnectionLimits::default(),
             writer: WriterConfig::default(),
-            engine: tributary_engine::EngineConfig::default(),
-            jobs: tributary_jobs::RunnerConfig::default(),
             managed_sftp: std::net::SocketAddr::from(([127, 0, 0, 1], 2222)),
         }
     }
@@ -147,40 +143,32 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish,
-/// flushes the event writer and stops the pipeline worker before returning.
+/// What the server drives besides HTTP, built and run by the caller (the `cli` crate is the
+/// composition root: it picks the workflows and runs the pipeline worker and the job runner).
+pub struct Services {
+    /// The pipeline: the API asks it for rebuilds and audience recomputes.
+    pub engine: Arc<tributary_engine::Engine>,
+    /// The job runner: the job API validates, wakes, pauses and kills through it.
+    pub jobs: Arc<tributary_jobs::Runner>,
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish and
+/// flushes the event writer before returning.
 pub async fn serve(
     listener: TcpListener,
     store: Arc<dyn Store>,
     config: ServerConfig,
-    master_key: Arc<tributary_core::crypto::MasterKey>,
+    services: Services,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (writer, writer_task) = EventWriter::spawn(store.clone(), config.writer);
-    let engine = tributary_engine::Engine::new(store.clone(), config.engine.clone());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let worker = tokio::spawn(engine.clone().run(stopped(stop_rx.clone())));
-    let jobs = tributary_jobs::Runner::new(
-        store.clone(),
-        master_key,
-        tributary_sinks::braze::workflows(),
-        config.jobs.clone(),
-    );
-    let runner = tokio::spawn(jobs.clone().run(stopped(stop_rx.clone())));
     let state = Arc::new(AppState {
         store,
-        engine,
+        engine: services.engine,
         writer,
         tokens: auth::TokenCache::default(),
         config,
-        jobs,
+        jobs: services.jobs,
     });
     let limits = state.config.connections;
     let app = router(state);
@@ -188,19 +176,13 @@ pub async fn serve(
         listener,
         app,
         limits,
-        stopped(stop_rx),
+        shutdown,
         std::time::Duration::from_secs(30),
     )
     .await;
     // The router (and with it every EventWriter handle) is gone: the writer drains and ends.
     if let Err(e) = writer_task.await {
         tracing::error!(error = %e, "event writer task failed");
-    }
-    if let Err(e) = worker.await {
-        tracing::error!(error = %e, "pipeline worker failed");
-    }
-    if let Err(e) = runner.await {
-        tracing::error!(error = %e, "job runner failed");
     }
     Ok(())
 }

@@ -107,8 +107,7 @@ pub async fn create(
         }));
     }
     let Split { public, secrets } =
-        authorization::split(kind, &config, None, &state.config.jobs.allowed_urls)
-            .map_err(ApiError::bad_request)?;
+        authorization::split(kind, &config, None, state.jobs.allowed_urls())?;
     let now = now();
     let record = authorization::create(
         state.store.as_ref(),
@@ -202,9 +201,8 @@ pub async fn update(
                 config: &record.config,
                 secrets: &previous,
             }),
-            &state.config.jobs.allowed_urls,
-        )
-        .map_err(ApiError::bad_request)?;
+            state.jobs.allowed_urls(),
+        )?;
         record.config = public;
         record.sealed_secret = authorization::seal(
             state.jobs.master_key(),

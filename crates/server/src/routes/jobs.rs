@@ -85,16 +85,10 @@ pub async fn create(
             )));
         }
     }
-    workflow
-        .validate(&state.store, aid, &body.config)
-        .await
-        .map_err(ApiError::bad_request)?;
+    workflow.validate(&state.store, aid, &body.config).await?;
     let query = query_map(&uri)?;
     if body.dryrun || flag(&query, "dryrun")? {
-        let estimate = workflow
-            .dryrun(&state.store, aid, &body.config)
-            .await
-            .map_err(|e| ApiError::internal("estimating a job", &e))?;
+        let estimate = workflow.dryrun(&state.store, aid, &body.config).await?;
         return Ok(ok(
             StatusCode::OK,
             json!({ "dryrun": true, "estimate": estimate }),

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde_json::json;
 use tributary_core::{AccountId, Definition, format_rfc3339, from_micros};
-use tributary_engine::ProfileState;
+use tributary_profile::ProfileState;
 
 use super::profiles::{masks, memberships, render};
 use super::segments::find;

@@ -8,7 +8,8 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use serde_json::{Map, Value as Json, json};
 use tributary_core::{AccountId, IdentityKey, Role, StoredProfile, format_rfc3339, from_micros};
-use tributary_engine::{EngineError, Plans, ProfileState};
+use tributary_engine::EngineError;
+use tributary_profile::{Plans, ProfileState};
 
 use crate::AppState;
 use crate::api::{ApiError, ApiResult, flag, ok, query_map};

@@ -12,6 +12,7 @@ use serde_json::{Value as Json, json};
 use tributary_core::{
     AccountId, Definition, DefinitionKind, format_rfc3339, from_micros, to_micros,
 };
+use tributary_profile::IncludeGraph;
 use tributary_query::eval::{EvalContext, evaluate_bool};
 use tributary_query::{FilterStatement, Value, parse_filter, parse_filterql};
 
@@ -35,79 +36,13 @@ fn segment_json(def: &Definition, st: Option<&FilterStatement>) -> Json {
     })
 }
 
-/// Every audience of the account, parsed, by slug (what INCLUDE resolves against).
-pub async fn audiences(
-    state: &AppState,
-    aid: AccountId,
-) -> Result<HashMap<String, FilterStatement>, ApiError> {
+/// Every audience of the account, parsed, by slug, and the INCLUDE graph between them.
+pub async fn audiences(state: &AppState, aid: AccountId) -> Result<IncludeGraph, ApiError> {
     let defs = state
         .store
         .definitions(aid, DefinitionKind::Segment)
         .await?;
-    let mut out = HashMap::with_capacity(defs.len());
-    for d in defs {
-        match parse_filter(&d.text) {
-            Ok(st) => {
-                out.insert(d.name, st);
-            }
-            // Stored text was validated on the way in; a failure here is a bug, not user error.
-            Err(e) => tracing::error!(slug = %d.name, error = %e, "stored audience does not parse"),
-        }
-    }
-    Ok(out)
-}
-
-/// The first cycle through INCLUDE reachable from `start`, as `a -> b -> a`.
-fn find_cycle(start: &str, all: &HashMap<String, FilterStatement>) -> Option<String> {
-    fn walk(
-        name: &str,
-        all: &HashMap<String, FilterStatement>,
-        path: &mut Vec<String>,
-    ) -> Option<String> {
-        if let Some(pos) = path.iter().position(|p| p == name) {
-            let mut cycle = path[pos..].to_vec();
-            cycle.push(name.to_string());
-            return Some(cycle.join(" -> "));
-        }
-        let st = all.get(name)?;
-        path.push(name.to_string());
-        for inc in st.filter.includes() {
-            if let Some(c) = walk(&inc, all, path) {
-                return Some(c);
-            }
-        }
-        path.pop();
-        None
-    }
-    walk(start, all, &mut Vec::new())
-}
-
-/// The longest chain of INCLUDE hops from each audience (the graph has no cycle).
-fn include_depths(all: &HashMap<String, FilterStatement>) -> HashMap<String, usize> {
-    fn depth(
-        name: &str,
-        all: &HashMap<String, FilterStatement>,
-        memo: &mut HashMap<String, usize>,
-    ) -> usize {
-        if let Some(d) = memo.get(name) {
-            return *d;
-        }
-        let d = all.get(name).map_or(0, |st| {
-            st.filter
-                .includes()
-                .iter()
-                .map(|inc| 1 + depth(inc, all, memo))
-                .max()
-                .unwrap_or(0)
-        });
-        memo.insert(name.to_string(), d);
-        d
-    }
-    let mut memo = HashMap::new();
-    for name in all.keys() {
-        depth(name, all, &mut memo);
-    }
-    memo
+    Ok(IncludeGraph::parse(&defs))
 }
 
 pub async fn upsert(
@@ -131,13 +66,13 @@ pub async fn upsert(
     }
     for (slug, st) in slugs.iter().zip(&statements) {
         for inc in st.filter.includes() {
-            if !all.contains_key(&inc) {
+            if all.get(&inc).is_none() {
                 return Err(ApiError::bad_request(format!(
                     "audience {slug}: INCLUDE {inc}: there is no audience with that slug"
                 )));
             }
         }
-        if let Some(cycle) = find_cycle(slug, &all) {
+        if let Some(cycle) = all.cycle_from(slug) {
             return Err(ApiError::bad_request(format!(
                 "audience {slug}: INCLUDE makes a cycle: {cycle}"
             )));
@@ -145,10 +80,8 @@ pub async fn upsert(
     }
     // A chain deeper than evaluation follows would be saved and then never match.
     let max = tributary_query::eval::MAX_INCLUDE_DEPTH;
-    let mut too_deep: Vec<(String, usize)> = include_depths(&all)
-        .into_iter()
-        .filter(|(_, d)| *d > max)
-        .collect();
+    let mut too_deep: Vec<(String, usize)> =
+        all.depths().into_iter().filter(|(_, d)| *d > max).collect();
     too_deep.sort();
     if let Some((name, d)) = too_deep.first() {
         return Err(ApiError::bad_request(format!(
@@ -230,21 +163,11 @@ pub async fn delete(
 ) -> ApiResult {
     let aid = auth.caller.account_id;
     let slug = slug.to_lowercase();
-    let all = audiences(&state, aid).await?;
-    let mut dependents: Vec<&String> = all
-        .iter()
-        .filter(|(name, st)| **name != slug && st.filter.includes().contains(&slug))
-        .map(|(name, _)| name)
-        .collect();
+    let dependents = audiences(&state, aid).await?.included_by(&slug);
     if !dependents.is_empty() {
-        dependents.sort();
         return Err(ApiError::conflict(format!(
             "audience {slug} is included by {}; change those first",
-            dependents
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            dependents.join(", ")
         )));
     }
     if !state
@@ -315,7 +238,7 @@ pub async fn evaluate(
     // Evaluation is CPU work that the request controls: off the async workers, and answered
     // within a deadline whatever the input.
     let evaluation = tokio::task::spawn_blocking(move || {
-        let ctx = EvalContext::with_includes(now, &includes);
+        let ctx = EvalContext::with_includes(now, includes.statements());
         evaluate_bool(&st.filter, &entity, &ctx)
     });
     let result = tokio::time::timeout(EVALUATE_DEADLINE, evaluation)

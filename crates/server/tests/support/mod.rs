@@ -41,14 +41,13 @@ impl App {
         let config = ServerConfig {
             max_body_bytes: BODY_LIMIT,
             max_bulk_bytes: BODY_LIMIT * 4,
-            jobs: tributary_jobs::RunnerConfig {
-                poll: std::time::Duration::from_millis(50),
-                // The simulators the tests start listen on loopback.
-                allowed_urls: tributary_core::braze::UrlAllowList::parse("http://127.0.0.1")
-                    .unwrap(),
-                ..tributary_jobs::RunnerConfig::default()
-            },
             ..ServerConfig::default()
+        };
+        let jobs_config = tributary_jobs::RunnerConfig {
+            poll: std::time::Duration::from_millis(50),
+            // The simulators the tests start listen on loopback.
+            allowed_urls: tributary_core::braze::UrlAllowList::parse("http://127.0.0.1").unwrap(),
+            ..tributary_jobs::RunnerConfig::default()
         };
         let (writer, _task) = EventWriter::spawn(store.clone(), config.writer);
         let engine =
@@ -57,7 +56,7 @@ impl App {
             store.clone(),
             Arc::new(tributary_core::crypto::MasterKey::generate()),
             tributary_sinks::braze::workflows(),
-            config.jobs.clone(),
+            jobs_config,
         );
         tokio::spawn(jobs.clone().run(std::future::pending()));
         let state = Arc::new(AppState {

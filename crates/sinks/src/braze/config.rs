@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 use tributary_core::braze::UrlAllowList;
-use tributary_jobs::Credentials;
+use tributary_jobs::{Credentials, WorkflowError};
 
 /// Which membership changes are sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -104,42 +104,63 @@ pub struct ExportConfig {
     pub retry_max_seconds: u64,
 }
 
+/// Why an export config was refused; the message names the field (`config.<field> ...`).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Not the config's shape (an unknown field, a wrong type).
+    #[error("config: {0}")]
+    Shape(serde_json::Error),
+    /// A field's value is out of bounds or contradicts another.
+    #[error("{0}")]
+    Field(String),
+}
+
+impl From<ConfigError> for WorkflowError {
+    fn from(e: ConfigError) -> Self {
+        WorkflowError::Invalid(e.to_string())
+    }
+}
+
 impl ExportConfig {
     /// Parses and checks a job's config; errors name the field.
-    pub fn parse(config: &Value) -> Result<ExportConfig, String> {
+    pub fn parse(config: &Value) -> Result<ExportConfig, ConfigError> {
         let mut parsed: ExportConfig =
-            serde_json::from_value(config.clone()).map_err(|e| format!("config: {e}"))?;
+            serde_json::from_value(config.clone()).map_err(ConfigError::Shape)?;
         let field = parsed.identifier_field.trim();
         if field.is_empty() || field.len() > MAX_NAME_LEN {
-            return Err(format!(
+            return Err(ConfigError::Field(format!(
                 "config.identifier_field must be 1-{MAX_NAME_LEN} characters"
-            ));
+            )));
         }
         if parsed.segment_ids.is_empty() {
-            return Err("config.segment_ids must name at least one audience".into());
+            return Err(ConfigError::Field(
+                "config.segment_ids must name at least one audience".into(),
+            ));
         }
         // A slug named twice is one audience (it was counted once per mention before).
         let mut seen = std::collections::HashSet::new();
         parsed.segment_ids.retain(|slug| seen.insert(slug.clone()));
         if parsed.segment_ids.len() > MAX_AUDIENCES {
-            return Err(format!(
+            return Err(ConfigError::Field(format!(
                 "config.segment_ids names {} audiences; at most {MAX_AUDIENCES}",
                 parsed.segment_ids.len()
-            ));
+            )));
         }
         if let Some(slug) = parsed
             .segment_ids
             .iter()
             .find(|s| s.is_empty() || s.len() > MAX_NAME_LEN)
         {
-            return Err(format!(
+            return Err(ConfigError::Field(format!(
                 "config.segment_ids: {:?} is not an audience slug (1-{MAX_NAME_LEN} characters)",
                 slug.chars().take(40).collect::<String>()
-            ));
+            )));
         }
         let name_ok = |s: &str| !s.is_empty() && s.len() <= 255 && !s.starts_with('$');
         if parsed.attribute_mode == AttributeMode::Array && !name_ok(&parsed.attribute) {
-            return Err("config.attribute must be 1-255 characters, not starting with $".into());
+            return Err(ConfigError::Field(
+                "config.attribute must be 1-255 characters, not starting with $".into(),
+            ));
         }
         if parsed.attribute_mode == AttributeMode::Boolean
             && !parsed
@@ -147,31 +168,39 @@ impl ExportConfig {
                 .iter()
                 .all(|s| name_ok(&format!("{}{s}", parsed.attribute_prefix)))
         {
-            return Err("config.attribute_prefix makes an invalid Braze attribute name".into());
+            return Err(ConfigError::Field(
+                "config.attribute_prefix makes an invalid Braze attribute name".into(),
+            ));
         }
         match (parsed.identifier_type, parsed.alias_label.as_deref()) {
             (IdentifierType::UserAlias, None) => {
-                return Err(
+                return Err(ConfigError::Field(
                     "config.alias_label is required with identifier_type \"user_alias\"".into(),
-                );
+                ));
             }
             (IdentifierType::UserAlias, Some(label))
                 if label.trim().is_empty() || label.len() > 255 =>
             {
-                return Err("config.alias_label must be 1-255 characters".into());
+                return Err(ConfigError::Field(
+                    "config.alias_label must be 1-255 characters".into(),
+                ));
             }
             (IdentifierType::UserAlias, Some(_)) | (_, None) => {}
             (_, Some(_)) => {
-                return Err(
+                return Err(ConfigError::Field(
                     "config.alias_label is only used with identifier_type \"user_alias\"".into(),
-                );
+                ));
             }
         }
         if !(1..=512).contains(&parsed.max_in_flight) {
-            return Err("config.max_in_flight must be between 1 and 512".into());
+            return Err(ConfigError::Field(
+                "config.max_in_flight must be between 1 and 512".into(),
+            ));
         }
         if parsed.retry_max_seconds == 0 {
-            return Err("config.retry_max_seconds must be at least 1".into());
+            return Err(ConfigError::Field(
+                "config.retry_max_seconds must be at least 1".into(),
+            ));
         }
         Ok(parsed)
     }
@@ -181,6 +210,16 @@ impl ExportConfig {
 pub const MAX_NAME_LEN: usize = 255;
 /// Most audiences one export sends (Braze's default cap of values in an array attribute).
 pub const MAX_AUDIENCES: usize = 500;
+
+/// Why a Braze authorization cannot be used by a run.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("the Braze authorization has no {0}")]
+    Missing(&'static str),
+    /// The instance is unknown or no longer allowed (`TRIBUTARY_BRAZE_ALLOW_URLS`).
+    #[error("{0}")]
+    Instance(String),
+}
 
 /// The Braze authorization's settings, opened.
 pub struct BrazeAuth {
@@ -197,15 +236,16 @@ impl BrazeAuth {
     pub fn from_credentials(
         credentials: &Credentials,
         allowed: &UrlAllowList,
-    ) -> Result<BrazeAuth, String> {
+    ) -> Result<BrazeAuth, AuthError> {
         let instance = credentials.config["instance"]
             .as_str()
-            .ok_or("the Braze authorization has no instance")?;
-        let endpoint = tributary_core::braze::rest_endpoint(instance, allowed)?;
+            .ok_or(AuthError::Missing("instance"))?;
+        let endpoint =
+            tributary_core::braze::rest_endpoint(instance, allowed).map_err(AuthError::Instance)?;
         let apikey = credentials
             .secrets
             .get("apikey")
-            .ok_or("the Braze authorization has no apikey")?;
+            .ok_or(AuthError::Missing("apikey"))?;
         let limit = &credentials.config["rate_limit"];
         let requests = limit["requests"]
             .as_u64()
@@ -234,7 +274,7 @@ mod tests {
     use serde_json::json;
 
     fn parse(config: Value) -> Result<ExportConfig, String> {
-        ExportConfig::parse(&config)
+        ExportConfig::parse(&config).map_err(|e| e.to_string())
     }
 
     /// Lists are de-duplicated (seen: 10,000 repeats of one slug made the dry run estimate

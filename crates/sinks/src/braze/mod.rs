@@ -17,7 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use tributary_core::{AccountId, AuthKind, DefinitionKind};
-use tributary_jobs::{JobContext, Outcome, Workflow};
+use tributary_jobs::{JobContext, Outcome, Workflow, WorkflowError};
 use tributary_store::Store;
 
 use config::ExportConfig;
@@ -46,17 +46,14 @@ impl Workflow for BrazeExport {
         store: &Arc<dyn Store>,
         aid: AccountId,
         config: &Value,
-    ) -> Result<(), String> {
+    ) -> Result<(), WorkflowError> {
         let config = ExportConfig::parse(config)?;
         for slug in &config.segment_ids {
-            let found = store
-                .definition(aid, DefinitionKind::Segment, slug)
-                .await
-                .map_err(|e| e.to_string())?;
+            let found = store.definition(aid, DefinitionKind::Segment, slug).await?;
             if found.is_none() {
-                return Err(format!(
+                return Err(WorkflowError::Invalid(format!(
                     "config.segment_ids: account {aid} has no audience {slug:?}"
-                ));
+                )));
             }
         }
         Ok(())
@@ -69,12 +66,9 @@ impl Workflow for BrazeExport {
         store: &Arc<dyn Store>,
         aid: AccountId,
         config: &Value,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, WorkflowError> {
         let config = ExportConfig::parse(config)?;
-        let head = store
-            .membership_head(aid)
-            .await
-            .map_err(|e| e.to_string())?;
+        let head = store.membership_head(aid).await?;
         let mut source = Source::new(
             store.clone(),
             aid,
@@ -83,11 +77,10 @@ impl Workflow for BrazeExport {
             head,
             Position::Backfill { after: 0 },
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
         let (mut users, mut points, mut skipped, mut gone) = (0u64, 0u64, 0u64, 0u64);
         while let Position::Backfill { .. } = source.position {
-            let chunk = source.next_chunk().await.map_err(|e| e.to_string())?;
+            let chunk = source.next_chunk().await?;
             let mut ids: Vec<&str> = chunk
                 .changes
                 .iter()

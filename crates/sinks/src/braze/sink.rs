@@ -66,14 +66,14 @@ async fn starting_point(
 pub async fn run(ctx: JobContext) -> Outcome {
     let config = match ExportConfig::parse(&ctx.job.config) {
         Ok(c) => c,
-        Err(e) => return Outcome::Failed(e),
+        Err(e) => return Outcome::Failed(e.to_string()),
     };
     let Some(credentials) = ctx.credentials.first() else {
         return Outcome::Failed("the job has no Braze authorization".into());
     };
     let auth = match BrazeAuth::from_credentials(credentials, &ctx.allowed_urls) {
         Ok(a) => a,
-        Err(e) => return Outcome::Failed(e),
+        Err(e) => return Outcome::Failed(e.to_string()),
     };
     let client = match BrazeClient::new(&auth) {
         Ok(c) => c,

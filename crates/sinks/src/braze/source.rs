@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tributary_core::{AccountId, DefinitionKind, IdentityKey};
-use tributary_engine::{Plans, ProfileState};
+use tributary_profile::{Plans, ProfileState, identifier};
 use tributary_store::{Store, StoreError};
 
 use crate::braze::config::{AudienceEvents, ExportConfig};
@@ -452,25 +452,4 @@ fn dedup_ids(ids: impl Iterator<Item = i64>) -> Vec<i64> {
     ids.sort_unstable();
     ids.dedup();
     ids
-}
-
-/// The text of a profile's identifier field: a string or number as is; of a list (a field
-/// collecting several values), the most recent element.
-pub fn identifier(state: &ProfileState, plans: &Plans, field: &str) -> Option<String> {
-    let value = match state.fields.get(field) {
-        Some(f) => f.value(Some(plans.spec(field))).to_json(),
-        None => {
-            let values = state.identities.get(field)?;
-            return values.iter().next_back().cloned();
-        }
-    };
-    let text = |v: &serde_json::Value| match v {
-        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    };
-    match &value {
-        serde_json::Value::Array(items) => items.iter().rev().find_map(text),
-        other => text(other),
-    }
 }

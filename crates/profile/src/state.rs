@@ -198,6 +198,13 @@ impl FieldState {
     }
 }
 
+/// A stored profile state that cannot be read (damaged, or written by a newer Tributary).
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("profile state is not valid: {0}")]
+    Invalid(#[from] serde_json::Error),
+}
+
 /// A merged profile.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ProfileState {
@@ -302,9 +309,8 @@ impl ProfileState {
 
     /// Parses the stored form in one pass (no intermediate JSON tree: profiles are loaded by
     /// every batch and every audience recompute).
-    pub fn from_json(text: &str) -> Result<ProfileState, String> {
-        let wire: wire::State =
-            serde_json::from_str(text).map_err(|e| format!("profile state is not valid: {e}"))?;
+    pub fn from_json(text: &str) -> Result<ProfileState, StateError> {
+        let wire: wire::State = serde_json::from_str(text)?;
         let fields = wire
             .f
             .into_iter()
