@@ -194,3 +194,24 @@ pub async fn errors_as_envelopes(
     );
     Response::from_parts(parts, envelope.into_body())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job the workflow refuses is the caller's fault; a store that fails while the
+    /// workflow checks it is not (it used to answer 400 for both, and 500 for any dry run).
+    #[test]
+    fn workflow_errors_answer_by_whose_fault_they_are() {
+        let refused = ApiError::from(tributary_jobs::WorkflowError::Invalid(
+            "config.segment_ids: account 1 has no audience \"x\"".into(),
+        ));
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert!(refused.message.contains("config.segment_ids"));
+        let broken = ApiError::from(tributary_jobs::WorkflowError::Store(
+            tributary_store::StoreError::Corrupt("a damaged row".into()),
+        ));
+        assert_eq!(broken.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!broken.message.contains("damaged"), "{}", broken.message);
+    }
+}
