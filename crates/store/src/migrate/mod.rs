@@ -19,7 +19,7 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-/// `SQLITE` and `POSTGRES` have the same versions and names; only the SQL dialect differs.
+/// The scripts of one dialect's folder, `$dialect/$file` for each (version, name, file).
 macro_rules! migrations {
     ($dialect:literal: $($version:literal $name:literal $file:literal),* $(,)?) => {
         &[$(Migration {
@@ -30,19 +30,17 @@ macro_rules! migrations {
     };
 }
 
-pub(crate) const SQLITE: &[Migration] = migrations!("sqlite":
-    1 "foundation" "0001_foundation.sql",
-    2 "definitions" "0002_definitions.sql",
-    3 "profiles" "0003_profiles.sql",
-    4 "compact_profiles" "0004_compact_profiles.sql",
-    5 "audiences" "0005_audiences.sql",
-    6 "jobs" "0006_jobs.sql",
-    7 "membership_chunks" "0007_membership_chunks.sql",
-    8 "export_identifiers" "0008_export_identifiers.sql",
-    9 "event_log" "0009_event_log.sql",
-);
+/// Both databases' lists, from one table: they have the same versions and names, and only the
+/// SQL dialect of the scripts differs.
+macro_rules! both_dialects {
+    ($($version:literal $name:literal $file:literal),* $(,)?) => {
+        pub(crate) const SQLITE: &[Migration] = migrations!("sqlite": $($version $name $file),*);
+        pub(crate) const POSTGRES: &[Migration] =
+            migrations!("postgres": $($version $name $file),*);
+    };
+}
 
-pub(crate) const POSTGRES: &[Migration] = migrations!("postgres":
+both_dialects!(
     1 "foundation" "0001_foundation.sql",
     2 "definitions" "0002_definitions.sql",
     3 "profiles" "0003_profiles.sql",

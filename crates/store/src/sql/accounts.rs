@@ -7,7 +7,7 @@ use tributary_core::{
     Account, AccountId, Definition, DefinitionKind, Micros, NewToken, TokenHash, TokenRecord,
 };
 
-use super::SqlStore;
+use super::{SqlStore, decode_all};
 use crate::dialect::{Dialect, Lock};
 use crate::rows::{
     DEFINITION_COLUMNS, TOKEN_COLUMNS, account_from_row, definition_from_row, token_from_row,
@@ -107,11 +107,8 @@ impl AccountStore for SqlStore {
 
     async fn tokens(&self, aid: AccountId) -> Result<Vec<TokenRecord>> {
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE account_id = $1 ORDER BY id");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(aid)
-            .fetch_all(&self.state.read)
-            .await?;
-        rows.iter().map(token_from_row).collect()
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
+        decode_all(query, &self.state.read, token_from_row).await
     }
 
     async fn delete_token(&self, aid: AccountId, id: i64) -> Result<bool> {
@@ -163,12 +160,10 @@ impl AccountStore for SqlStore {
             "SELECT {DEFINITION_COLUMNS} FROM definitions
              WHERE account_id = $1 AND kind = $2 ORDER BY name"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(aid)
-            .bind(kind.as_str())
-            .fetch_all(&self.state.read)
-            .await?;
-        rows.iter().map(definition_from_row).collect()
+            .bind(kind.as_str());
+        decode_all(query, &self.state.read, definition_from_row).await
     }
 
     async fn definition(

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use tributary_core::{AccountId, Micros, NewEvent, StoredEvent, StreamInfo};
 
-use super::{ROWS_PER_STATEMENT, SqlStore, per_id_chunk};
+use super::{ROWS_PER_STATEMENT, SqlStore, decode_all, per_id_chunk};
 use crate::dialect::Lock;
 use crate::rows::{EVENT_COLUMNS, event_from_row, stream_from_row};
 use crate::{EventLog, Result};
@@ -55,13 +55,11 @@ impl EventLog for SqlStore {
     }
 
     async fn streams(&self, aid: AccountId) -> Result<Vec<StreamInfo>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT name, event_count, last_received FROM streams WHERE account_id = $1 ORDER BY name",
         )
-        .bind(aid)
-        .fetch_all(&self.log.read)
-        .await?;
-        rows.iter().map(stream_from_row).collect()
+        .bind(aid);
+        decode_all(query, &self.log.read, stream_from_row).await
     }
 
     async fn recent_events(
@@ -74,13 +72,11 @@ impl EventLog for SqlStore {
             "SELECT {EVENT_COLUMNS} FROM events WHERE account_id = $1 AND stream = $2
              ORDER BY id DESC LIMIT $3"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(aid)
             .bind(stream)
-            .bind(i64::from(limit))
-            .fetch_all(&self.log.read)
-            .await?;
-        rows.iter().map(event_from_row).collect()
+            .bind(i64::from(limit));
+        decode_all(query, &self.log.read, event_from_row).await
     }
 
     async fn events_after(
@@ -95,13 +91,11 @@ impl EventLog for SqlStore {
         );
         // A reader: the pipeline reads ahead while its previous batch commits, and never
         // holds up an append.
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(aid)
             .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.log.read)
-            .await?;
-        rows.iter().map(event_from_row).collect()
+            .bind(i64::from(limit));
+        decode_all(query, &self.log.read, event_from_row).await
     }
 }
 

@@ -10,7 +10,7 @@ use tributary_core::{
 
 use sqlx::Row;
 
-use super::{ROWS_PER_STATEMENT, SqlStore, per_id_chunk};
+use super::{ROWS_PER_STATEMENT, SqlStore, decode_all, per_id_chunk};
 use crate::rows::{AUTH_COLUMNS, JOB_COLUMNS, auth_from_row, job_from_row, log_line_from_row};
 use crate::{JobStore, Result, StoreError};
 
@@ -65,11 +65,8 @@ impl JobStore for SqlStore {
             "SELECT {} FROM authorizations WHERE account_id = $1 ORDER BY id",
             AUTH_COLUMNS
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(aid)
-            .fetch_all(&self.state.read)
-            .await?;
-        rows.iter().map(auth_from_row).collect()
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
+        decode_all(query, &self.state.read, auth_from_row).await
     }
 
     async fn authorization(&self, aid: AccountId, id: i64) -> Result<Option<Authorization>> {
@@ -170,11 +167,8 @@ impl JobStore for SqlStore {
             "SELECT {} FROM jobs WHERE account_id = $1 ORDER BY id",
             JOB_COLUMNS
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(aid)
-            .fetch_all(&self.state.read)
-            .await?;
-        rows.iter().map(job_from_row).collect()
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
+        decode_all(query, &self.state.read, job_from_row).await
     }
 
     async fn job(&self, aid: AccountId, id: i64) -> Result<Option<Job>> {
@@ -196,10 +190,8 @@ impl JobStore for SqlStore {
             JOB_COLUMNS,
             state_list(&JobState::ACTIVE)
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.state.read)
-            .await?;
-        rows.iter().map(job_from_row).collect()
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        decode_all(query, &self.state.read, job_from_row).await
     }
 
     async fn set_job_state(

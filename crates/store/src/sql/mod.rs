@@ -115,6 +115,15 @@ pub fn event_log_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Runs `query` on `pool` and decodes every row with `decode`.
+async fn decode_all<T>(
+    query: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
+    pool: &sqlx::AnyPool,
+    decode: fn(&sqlx::any::AnyRow) -> Result<T>,
+) -> Result<Vec<T>> {
+    query.fetch_all(pool).await?.iter().map(decode).collect()
+}
+
 /// A query run once per chunk of `ids`: `sql` holds `{p}` where the placeholder of `first`
 /// goes and, after it, `{ids}` where the chunk's list goes.
 fn per_id_chunk<'a>(

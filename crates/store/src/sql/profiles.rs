@@ -7,7 +7,7 @@ use sqlx::{AnyConnection, Connection, Row};
 use tributary_core::{AccountId, IdentityKey, MergeRecord, Micros, PipelineCommit, StoredProfile};
 
 use super::audiences::{apply_changes, erase_memberships};
-use super::{KEYS_PER_QUERY, ROWS_PER_STATEMENT, SqlStore, packed, per_id_chunk};
+use super::{KEYS_PER_QUERY, ROWS_PER_STATEMENT, SqlStore, decode_all, packed, per_id_chunk};
 use crate::dialect::Dialect;
 use crate::rows::{PROFILE_COLUMNS, merge_from_row, profile_from_row};
 use crate::{ProfileStore, Result, StoreError};
@@ -118,15 +118,13 @@ impl ProfileStore for SqlStore {
     }
 
     async fn profile_merges(&self, aid: AccountId, profile_id: i64) -> Result<Vec<MergeRecord>> {
-        let rows = sqlx::query(
+        let query = sqlx::query(
             "SELECT winner, loser, event_id, field, value, at FROM merges
              WHERE account_id = $1 AND winner = $2 ORDER BY id",
         )
         .bind(aid)
-        .bind(profile_id)
-        .fetch_all(&self.state.read)
-        .await?;
-        rows.iter().map(merge_from_row).collect()
+        .bind(profile_id);
+        decode_all(query, &self.state.read, merge_from_row).await
     }
 
     async fn reset_profiles(&self, aid: AccountId) -> Result<()> {
@@ -217,13 +215,11 @@ impl ProfileStore for SqlStore {
             "SELECT {PROFILE_COLUMNS} FROM profiles WHERE account_id = $1 AND id > $2
              ORDER BY id LIMIT $3"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(aid)
             .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.state.read)
-            .await?;
-        rows.iter().map(profile_from_row).collect()
+            .bind(i64::from(limit));
+        decode_all(query, &self.state.read, profile_from_row).await
     }
 
     async fn due_profiles(
@@ -237,13 +233,11 @@ impl ProfileStore for SqlStore {
              WHERE account_id = $1 AND next_check IS NOT NULL AND next_check <= $2
              ORDER BY next_check LIMIT $3"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(aid)
             .bind(now)
-            .bind(i64::from(limit))
-            .fetch_all(&self.state.read)
-            .await?;
-        rows.iter().map(profile_from_row).collect()
+            .bind(i64::from(limit));
+        decode_all(query, &self.state.read, profile_from_row).await
     }
 
     async fn erased_profiles(&self, aid: AccountId, profile_ids: &[i64]) -> Result<Vec<i64>> {
