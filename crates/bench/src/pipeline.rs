@@ -170,7 +170,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let rss = rss.unwrap_or(f64::NAN);
     let pg = if args.pg_events > 0 {
         let m = rt.block_on(async {
-            // PostgreSQL's durable defaults (fsync on), as a production server runs.
+            // PostgreSQL's durable defaults (`fsync` and `synchronous_commit` on), as a production server runs.
             let cluster = tributary_store::testing::pg_durable_cluster()
                 .ok_or_else(|| anyhow::anyhow!("PostgreSQL is not available"))?;
             let store: Arc<dyn Store> = Arc::new(
@@ -191,7 +191,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "## Profiles pipeline (issue 4)
 
 Command: `cargo run --release -p tributary-bench -- pipeline --events {n} --pg-events {pgn} --write BENCHMARKS.md`
-({date}; {machine}; built-in `braze_users` mapping and the 4 built-in audiences; one event in five merges two profiles; batches of {batch}; SQLite: median of {runs} runs on fresh databases ({all_eps} events/s); PostgreSQL: one run, with `fsync=on`).
+({date}; {machine}; built-in `braze_users` mapping and the 4 built-in audiences; one event in five merges two profiles; batches of {batch}; SQLite: median of {runs} runs on fresh databases ({all_eps} events/s); PostgreSQL: one run, on a cluster with `fsync` and `synchronous_commit` on).
 
 | what | result | baseline (same run) | ratio | target |
 |---|---|---|---|---|

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use tributary_core::{AccountId, Micros, NewEvent, StoredEvent, StreamInfo};
 
-use super::{ROWS_PER_STATEMENT, SqlStore, decode_all, per_id_chunk};
+use super::{SqlStore, decode_all, per_id_chunk, statement_chunks};
 use crate::dialect::Lock;
 use crate::rows::{EVENT_COLUMNS, event_from_row, stream_from_row};
 use crate::{EventLog, Result};
@@ -17,7 +17,7 @@ impl EventLog for SqlStore {
         }
         let mut tx = self.log.write.begin().await?;
         self.dialect.lock(&mut tx, Lock::EventAppend).await?;
-        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&events) {
             let sql = format!(
                 "INSERT INTO events (account_id, stream, received_at, event_time, payload) VALUES {}",
                 self.dialect.params().rows(chunk.len(), 5)

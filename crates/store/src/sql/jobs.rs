@@ -10,7 +10,7 @@ use tributary_core::{
 
 use sqlx::Row;
 
-use super::{ROWS_PER_STATEMENT, SqlStore, decode_all, per_id_chunk};
+use super::{SqlStore, decode_all, per_id_chunk, statement_chunks};
 use crate::rows::{AUTH_COLUMNS, JOB_COLUMNS, auth_from_row, job_from_row, log_line_from_row};
 use crate::{JobStore, Result, StoreError};
 
@@ -312,7 +312,7 @@ impl JobStore for SqlStore {
         }
         let sent: Vec<(i64, &str)> = latest.into_iter().collect();
         let mut tx = self.state.write.begin().await?;
-        for part in sent.chunks(ROWS_PER_STATEMENT) {
+        for part in statement_chunks(&sent) {
             let sql = format!(
                 "INSERT INTO export_identifiers (job_id, profile_id, identifier) VALUES {}
                  ON CONFLICT (job_id, profile_id) DO UPDATE SET identifier = excluded.identifier

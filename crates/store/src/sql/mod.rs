@@ -29,10 +29,23 @@ pub struct SqlStore {
     _alive: Arc<()>,
 }
 
-/// Rows per multi-row `VALUES` statement, and keys per `IN (..)` list (well under SQLite's
-/// 32,766 and PostgreSQL's 65,535 bound parameters).
-const ROWS_PER_STATEMENT: usize = 500;
-const KEYS_PER_QUERY: usize = 2_000;
+/// The sizes a multi-row `VALUES` statement or an `IN (..)` list comes in (well under SQLite's
+/// 32,766 and PostgreSQL's 65,535 bound parameters). A few fixed sizes rather than whatever a
+/// batch holds: each size is one statement text, prepared once per connection and then taken
+/// from the statement cache; a text per length would be parsed and planned every time.
+const STATEMENT_ROWS: [usize; 5] = [500, 100, 20, 5, 1];
+
+/// `items` cut into pieces of the sizes of [`STATEMENT_ROWS`], largest first.
+fn statement_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let size = STATEMENT_ROWS
+            .into_iter()
+            .find(|size| *size <= items.len())?;
+        let (piece, rest) = items.split_at(size);
+        items = rest;
+        Some(piece)
+    })
+}
 
 impl SqlStore {
     /// Opens (creating if missing) the SQLite database at `path` and its event log beside it
@@ -132,7 +145,7 @@ fn per_id_chunk<'a>(
     first: i64,
     ids: &'a [i64],
 ) -> impl Iterator<Item = sqlx::query::Query<'a, sqlx::Any, sqlx::any::AnyArguments>> + 'a {
-    ids.chunks(KEYS_PER_QUERY).map(move |chunk| {
+    statement_chunks(ids).map(move |chunk| {
         let mut params = dialect.params();
         let text = sql
             .replace("{p}", &params.one())
@@ -147,6 +160,15 @@ fn per_id_chunk<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statements_come_in_a_few_sizes() {
+        let items: Vec<usize> = (0..1_234).collect();
+        let sizes: Vec<usize> = statement_chunks(&items).map(<[usize]>::len).collect();
+        assert_eq!(sizes, vec![500, 500, 100, 100, 20, 5, 5, 1, 1, 1, 1]);
+        assert_eq!(statement_chunks(&items).flatten().count(), items.len());
+        assert_eq!(statement_chunks::<u8>(&[]).count(), 0);
+    }
 
     #[test]
     fn the_event_log_sits_beside_its_database() {

@@ -7,7 +7,7 @@ use sqlx::{AnyConnection, Connection, Row};
 use tributary_core::{AccountId, IdentityKey, MergeRecord, Micros, PipelineCommit, StoredProfile};
 
 use super::audiences::{apply_changes, erase_memberships};
-use super::{KEYS_PER_QUERY, ROWS_PER_STATEMENT, SqlStore, decode_all, packed, per_id_chunk};
+use super::{SqlStore, decode_all, packed, per_id_chunk, statement_chunks};
 use crate::dialect::Dialect;
 use crate::rows::{PROFILE_COLUMNS, merge_from_row, profile_from_row};
 use crate::{ProfileStore, Result, StoreError};
@@ -38,7 +38,7 @@ impl ProfileStore for SqlStore {
         keys: &[IdentityKey],
     ) -> Result<Vec<(IdentityKey, i64)>> {
         let mut out = Vec::new();
-        for chunk in keys.chunks(KEYS_PER_QUERY) {
+        for chunk in statement_chunks(&keys) {
             let mut params = self.dialect.params();
             let sql = format!(
                 "SELECT field, value, profile_id FROM identities
@@ -186,7 +186,7 @@ impl ProfileStore for SqlStore {
             .bind(aid)
             .execute(&mut *tx)
             .await?;
-        for chunk in values.chunks(ROWS_PER_STATEMENT) {
+        for chunk in statement_chunks(&values) {
             let sql = format!(
                 "INSERT INTO identity_blocklist (account_id, value) VALUES {}
                  ON CONFLICT DO NOTHING",
@@ -328,7 +328,7 @@ async fn commit_pipeline_on(
             .execute(&mut *tx)
             .await?;
     }
-    for chunk in c.merges.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(&c.merges) {
         let sql = format!(
             "INSERT INTO merges (account_id, winner, loser, event_id, field, value, at) VALUES {}",
             dialect.params().rows(chunk.len(), 7)
@@ -358,7 +358,7 @@ async fn apply_merged(
     aid: AccountId,
     merged: &[(i64, i64)],
 ) -> Result<()> {
-    for chunk in merged.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(&merged) {
         // `CASE` maps each loser to its winner; `IN` lets the index find the rows.
         let mut params = dialect.params();
         let cases: Vec<String> = chunk
@@ -396,7 +396,7 @@ async fn upsert_profiles(
     aid: AccountId,
     profiles: &[StoredProfile],
 ) -> Result<()> {
-    for chunk in profiles.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(&profiles) {
         let sql = format!(
             "INSERT INTO profiles (account_id, id, state, created_at, modified_at, next_check)
              VALUES {} ON CONFLICT ({}) DO UPDATE SET state = excluded.state,
