@@ -17,7 +17,7 @@ impl EventLog for SqlStore {
         }
         let mut tx = self.log.write.begin().await?;
         self.dialect.lock(&mut tx, Lock::EventAppend).await?;
-        for chunk in statement_chunks(&events) {
+        for chunk in statement_chunks(events) {
             let sql = format!(
                 "INSERT INTO events (account_id, stream, received_at, event_time, payload) VALUES {}",
                 self.dialect.params().rows(chunk.len(), 5)

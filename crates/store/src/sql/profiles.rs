@@ -38,7 +38,7 @@ impl ProfileStore for SqlStore {
         keys: &[IdentityKey],
     ) -> Result<Vec<(IdentityKey, i64)>> {
         let mut out = Vec::new();
-        for chunk in statement_chunks(&keys) {
+        for chunk in statement_chunks(keys) {
             let mut params = self.dialect.params();
             let sql = format!(
                 "SELECT field, value, profile_id FROM identities
@@ -186,7 +186,7 @@ impl ProfileStore for SqlStore {
             .bind(aid)
             .execute(&mut *tx)
             .await?;
-        for chunk in statement_chunks(&values) {
+        for chunk in statement_chunks(values) {
             let sql = format!(
                 "INSERT INTO identity_blocklist (account_id, value) VALUES {}
                  ON CONFLICT DO NOTHING",
@@ -358,7 +358,7 @@ async fn apply_merged(
     aid: AccountId,
     merged: &[(i64, i64)],
 ) -> Result<()> {
-    for chunk in statement_chunks(&merged) {
+    for chunk in statement_chunks(merged) {
         // `CASE` maps each loser to its winner; `IN` lets the index find the rows.
         let mut params = dialect.params();
         let cases: Vec<String> = chunk
@@ -396,7 +396,7 @@ async fn upsert_profiles(
     aid: AccountId,
     profiles: &[StoredProfile],
 ) -> Result<()> {
-    for chunk in statement_chunks(&profiles) {
+    for chunk in statement_chunks(profiles) {
         let sql = format!(
             "INSERT INTO profiles (account_id, id, state, created_at, modified_at, next_check)
              VALUES {} ON CONFLICT ({}) DO UPDATE SET state = excluded.state,
