@@ -184,13 +184,20 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 const SQLITE_SETTINGS: &str = "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;
     PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 268435456;";
 
+/// The page caches of a SQLite file's connections (per connection, in MiB).
+pub(crate) struct CacheSizes {
+    /// The pipeline's commits revisit the same B-tree pages batch after batch; appends do not.
+    pub writer_mib: u32,
+    /// Readers read mostly through the memory map; the event log's read each event once.
+    pub reader_mib: u32,
+}
+
 /// Opens a SQLite file (created if missing) with one writer connection and `readers` reader
 /// connections, and starts its checkpointer, which stops once `alive` can no longer be
-/// upgraded. `writer_cache_mib` is the writer's page cache: the pipeline's commits revisit the
-/// same B-tree pages batch after batch, appends do not.
+/// upgraded.
 pub(crate) async fn sqlite_pools(
     path: &Path,
-    writer_cache_mib: u32,
+    cache: CacheSizes,
     readers: u32,
     alive: Weak<()>,
 ) -> Result<Pools> {
@@ -213,12 +220,17 @@ pub(crate) async fn sqlite_pools(
         format!(
             "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
              PRAGMA wal_autocheckpoint = 8192; PRAGMA cache_size = -{};",
-            writer_cache_mib * 1024
+            cache.writer_mib * 1024
         ),
     )
     .await?;
     let checkpointer = sqlite_pool(url(false)?, 1, "PRAGMA cache_size = -2048;".into()).await?;
-    let read = sqlite_pool(url(true)?, readers, "PRAGMA cache_size = -32768;".into()).await?;
+    let read = sqlite_pool(
+        url(true)?,
+        readers,
+        format!("PRAGMA cache_size = -{};", cache.reader_mib * 1024),
+    )
+    .await?;
     spawn_checkpointer(checkpointer, alive);
     Ok(Pools { write, read })
 }

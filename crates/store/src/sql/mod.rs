@@ -17,7 +17,7 @@ mod profiles;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::dialect::{self, Dialect, Lock, Pools};
+use crate::dialect::{self, CacheSizes, Dialect, Lock, Pools};
 use crate::{Result, migrate};
 
 pub struct SqlStore {
@@ -53,8 +53,12 @@ impl SqlStore {
     /// event log had its own file.
     pub async fn sqlite(path: &Path) -> Result<Self> {
         let alive = Arc::new(());
-        // At most 256 + 64 + 2 × 4 × 32 MiB of page cache in all.
-        let state = dialect::sqlite_pools(path, 256, 4, Arc::downgrade(&alive)).await?;
+        // At most 256 + 4 × 32 + 16 + 4 × 8 MiB of page cache in all.
+        let cache = CacheSizes {
+            writer_mib: 256,
+            reader_mib: 32,
+        };
+        let state = dialect::sqlite_pools(path, cache, 4, Arc::downgrade(&alive)).await?;
         {
             let mut conn = state.write.acquire().await?;
             migrate::run::<sqlx::Any>(&mut conn, migrate::SQLITE, &path.display().to_string())
@@ -62,7 +66,11 @@ impl SqlStore {
             migrate::memberships::convert(&mut conn, Dialect::Sqlite).await?;
         }
         let log_path = event_log_path(path);
-        let log = dialect::sqlite_pools(&log_path, 64, 4, Arc::downgrade(&alive)).await?;
+        let cache = CacheSizes {
+            writer_mib: 16,
+            reader_mib: 8,
+        };
+        let log = dialect::sqlite_pools(&log_path, cache, 4, Arc::downgrade(&alive)).await?;
         {
             let mut conn = log.write.acquire().await?;
             migrate::run::<sqlx::Any>(
