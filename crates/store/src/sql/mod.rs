@@ -33,7 +33,7 @@ pub struct SqlStore {
 /// 32,766 and PostgreSQL's 65,535 bound parameters). A few fixed sizes rather than whatever a
 /// batch holds: each size is one statement text, prepared once per connection and then taken
 /// from the statement cache; a text per length would be parsed and planned every time.
-const STATEMENT_ROWS: [usize; 5] = [500, 100, 20, 5, 1];
+const STATEMENT_ROWS: [usize; 6] = [2_000, 500, 100, 20, 5, 1];
 
 /// `items` cut into pieces of the sizes of [`STATEMENT_ROWS`], largest first.
 fn statement_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
@@ -174,6 +174,9 @@ mod tests {
         let items: Vec<usize> = (0..1_234).collect();
         let sizes: Vec<usize> = statement_chunks(&items).map(<[usize]>::len).collect();
         assert_eq!(sizes, vec![500, 500, 100, 100, 20, 5, 5, 1, 1, 1, 1]);
+        let many: Vec<usize> = (0..2_600).collect();
+        let sizes: Vec<usize> = statement_chunks(&many).map(<[usize]>::len).collect();
+        assert_eq!(sizes, vec![2_000, 500, 100]);
         assert_eq!(statement_chunks(&items).flatten().count(), items.len());
         assert_eq!(statement_chunks::<u8>(&[]).count(), 0);
     }
