@@ -175,14 +175,15 @@ pub(crate) struct Pools {
 /// How often the background checkpointer copies a SQLite WAL back into its database file.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Settings of every connection to a SQLite file. `synchronous = FULL`: a committed
-/// transaction survives a crash of the process or the machine. `mmap_size`: random reads
-/// (identity lookups, profile loads) through the mapping instead of a syscall per page.
-/// `page_size` applies to new files only (it must come before WAL is switched on): the
-/// pipeline's writes are mostly appends to B-trees, and 16 KiB pages measured +10-15% on the
-/// pipeline and the audience recompute against 4 KiB (64 KiB was no better).
+/// Settings of every connection to a SQLite file; the writer's and the readers' own follow in
+/// [`sqlite_pools`]. There, `synchronous = FULL`: a committed transaction survives a crash of
+/// the process or the machine. `mmap_size` ([`CacheSizes::mmap_mib`]): random reads through the
+/// mapping instead of a syscall per page. `page_size` applies to new files only (it must come
+/// before WAL is switched on): the pipeline's writes are mostly appends to B-trees, and 16 KiB
+/// pages measured +10-15% on the pipeline and the audience recompute against 4 KiB (64 KiB was
+/// no better).
 const SQLITE_SETTINGS: &str = "PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;
-    PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 268435456;";
+    PRAGMA temp_store = MEMORY;";
 
 /// The page caches of a SQLite file's connections (per connection, in MiB).
 pub(crate) struct CacheSizes {
@@ -190,6 +191,9 @@ pub(crate) struct CacheSizes {
     pub writer_mib: u32,
     /// Readers read mostly through the memory map; the event log's read each event once.
     pub reader_mib: u32,
+    /// The memory map, for random reads (identity lookups, profile loads); the event log is
+    /// read in order and needs none (its mapped pages would only swell the process's RSS).
+    pub mmap_mib: u32,
 }
 
 /// Opens a SQLite file (created if missing) with one writer connection and `readers` reader
@@ -211,6 +215,7 @@ pub(crate) async fn sqlite_pools(
             options.to_url_lossy().as_str(),
         )?)
     };
+    let mmap = format!("PRAGMA mmap_size = {};", u64::from(cache.mmap_mib) << 20);
     // Checkpoints run on a connection of their own, not inside a commit; the writer
     // checkpoints only if the WAL grows past 128 MiB anyway (when readers kept the
     // background checkpoints from completing).
@@ -219,7 +224,7 @@ pub(crate) async fn sqlite_pools(
         1,
         format!(
             "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
-             PRAGMA wal_autocheckpoint = 8192; PRAGMA cache_size = -{};",
+             PRAGMA wal_autocheckpoint = 8192; PRAGMA cache_size = -{}; {mmap}",
             cache.writer_mib * 1024
         ),
     )
@@ -228,7 +233,7 @@ pub(crate) async fn sqlite_pools(
     let read = sqlite_pool(
         url(true)?,
         readers,
-        format!("PRAGMA cache_size = -{};", cache.reader_mib * 1024),
+        format!("PRAGMA cache_size = -{}; {mmap}", cache.reader_mib * 1024),
     )
     .await?;
     spawn_checkpointer(checkpointer, alive);

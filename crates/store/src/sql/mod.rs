@@ -57,6 +57,7 @@ impl SqlStore {
         let cache = CacheSizes {
             writer_mib: 256,
             reader_mib: 32,
+            mmap_mib: 256,
         };
         let state = dialect::sqlite_pools(path, cache, 4, Arc::downgrade(&alive)).await?;
         {
@@ -69,6 +70,7 @@ impl SqlStore {
         let cache = CacheSizes {
             writer_mib: 16,
             reader_mib: 8,
+            mmap_mib: 0,
         };
         let log = dialect::sqlite_pools(&log_path, cache, 4, Arc::downgrade(&alive)).await?;
         {
