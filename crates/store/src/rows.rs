@@ -112,7 +112,7 @@ pub(crate) fn event_from_row(row: &AnyRow) -> Result<StoredEvent> {
     })
 }
 
-pub(crate) fn json_column(text: &str, what: &str, id: i64) -> Result<serde_json::Value> {
+fn json_column(text: &str, what: &str, id: i64) -> Result<serde_json::Value> {
     serde_json::from_str(text)
         .map_err(|e| StoreError::Corrupt(format!("{what} of row {id} is not JSON: {e}")))
 }

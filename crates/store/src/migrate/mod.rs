@@ -63,17 +63,11 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
 
 /// Applies pending migrations on one connection. The caller holds whatever lock keeps other
 /// processes out (SQLite: the single writer; PostgreSQL: an advisory lock).
-pub(crate) async fn run<DB>(
-    conn: &mut DB::Connection,
+pub(crate) async fn run(
+    conn: &mut sqlx::AnyConnection,
     migrations: &[Migration],
     where_: &str,
-) -> Result<()>
-where
-    DB: sqlx::Database,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    i64: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
-    usize: sqlx::ColumnIndex<DB::Row>,
-{
+) -> Result<()> {
     conn.execute(sqlx::raw_sql(CREATE_TABLE)).await?;
     let row = conn
         .fetch_one(sqlx::raw_sql(

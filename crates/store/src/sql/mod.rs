@@ -62,8 +62,7 @@ impl SqlStore {
         let state = dialect::sqlite_pools(path, cache, 4, Arc::downgrade(&alive)).await?;
         {
             let mut conn = state.write.acquire().await?;
-            migrate::run::<sqlx::Any>(&mut conn, migrate::SQLITE, &path.display().to_string())
-                .await?;
+            migrate::run(&mut conn, migrate::SQLITE, &path.display().to_string()).await?;
             migrate::memberships::convert(&mut conn, Dialect::Sqlite).await?;
         }
         let log_path = event_log_path(path);
@@ -75,7 +74,7 @@ impl SqlStore {
         let log = dialect::sqlite_pools(&log_path, cache, 4, Arc::downgrade(&alive)).await?;
         {
             let mut conn = log.write.acquire().await?;
-            migrate::run::<sqlx::Any>(
+            migrate::run(
                 &mut conn,
                 migrate::SQLITE_EVENT_LOG,
                 &log_path.display().to_string(),
@@ -103,8 +102,7 @@ impl SqlStore {
                 .execute(&mut *conn)
                 .await?;
             let migrated = async {
-                migrate::run::<sqlx::Any>(&mut conn, migrate::POSTGRES, &crate::redact_url(url))
-                    .await?;
+                migrate::run(&mut conn, migrate::POSTGRES, &crate::redact_url(url)).await?;
                 migrate::memberships::convert(&mut conn, Dialect::Postgres).await
             }
             .await;

@@ -15,21 +15,13 @@ use crate::{ProfileStore, Result, StoreError};
 #[async_trait]
 impl ProfileStore for SqlStore {
     async fn pipeline_cursor(&self, aid: AccountId) -> Result<i64> {
-        let position: Option<i64> =
-            sqlx::query_scalar("SELECT position FROM pipeline_cursors WHERE account_id = $1")
-                .bind(aid)
-                .fetch_optional(&self.state.write)
-                .await?;
-        Ok(position.unwrap_or(0))
+        cursor_on(&self.state.write, aid).await
     }
 
     async fn pipeline_lag(&self, aid: AccountId) -> Result<Vec<(String, i64)>> {
-        let cursor: Option<i64> =
-            sqlx::query_scalar("SELECT position FROM pipeline_cursors WHERE account_id = $1")
-                .bind(aid)
-                .fetch_optional(&self.state.read)
-                .await?;
-        self.events_since(aid, cursor.unwrap_or(0)).await
+        // A reader: scrapes of `/metrics` must not queue behind the pipeline's commits.
+        let cursor = cursor_on(&self.state.read, aid).await?;
+        self.events_since(aid, cursor).await
     }
 
     async fn lookup_identities(
@@ -251,6 +243,16 @@ impl ProfileStore for SqlStore {
         }
         Ok(out)
     }
+}
+
+/// The pipeline's cursor for the account, read on `pool` (0 before its first commit).
+async fn cursor_on(pool: &sqlx::AnyPool, aid: AccountId) -> Result<i64> {
+    let position: Option<i64> =
+        sqlx::query_scalar("SELECT position FROM pipeline_cursors WHERE account_id = $1")
+            .bind(aid)
+            .fetch_optional(pool)
+            .await?;
+    Ok(position.unwrap_or(0))
 }
 
 /// Profiles by id, read on `conn` (the writer for the pipeline, a reader for others).
