@@ -24,8 +24,8 @@ pub struct SqlStore {
     dialect: Dialect,
     state: Pools,
     log: Pools,
-    /// Alive while the store is: the SQLite checkpointers stop when they can no longer
-    /// upgrade it.
+    /// Alive while the store is: the background tasks (SQLite checkpointers, the PostgreSQL
+    /// statistics keeper) stop when they can no longer upgrade it.
     _alive: Arc<()>,
 }
 
@@ -93,7 +93,8 @@ impl SqlStore {
 
     /// Connects to PostgreSQL at `url` and migrates it (one node at a time).
     pub async fn postgres(url: &str) -> Result<Self> {
-        let pools = dialect::postgres_pool(url).await?;
+        let alive = Arc::new(());
+        let pools = dialect::postgres_pool(url, Arc::downgrade(&alive)).await?;
         {
             let mut conn = pools.write.acquire().await?;
             // Session-scoped: held across the migrations' own transactions.
@@ -116,7 +117,7 @@ impl SqlStore {
             dialect: Dialect::Postgres,
             state: pools.clone(),
             log: pools,
-            _alive: Arc::new(()),
+            _alive: alive,
         })
     }
 }

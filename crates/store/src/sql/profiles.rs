@@ -29,27 +29,34 @@ impl ProfileStore for SqlStore {
         aid: AccountId,
         keys: &[IdentityKey],
     ) -> Result<Vec<(IdentityKey, i64)>> {
-        let mut out = Vec::new();
-        for chunk in statement_chunks(keys) {
-            let mut params = self.dialect.params();
-            let sql = format!(
-                "SELECT field, value, profile_id FROM identities
-                 WHERE account_id = {} AND (field, value) IN (VALUES {})",
-                params.one(),
-                params.rows(chunk.len(), 2)
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
-            for k in chunk {
-                q = q.bind(k.field.as_str()).bind(k.value.as_str());
-            }
-            for r in q.fetch_all(&self.state.write).await? {
-                out.push((
+        // The keys as one JSON parameter, joined to the table: PostgreSQL plans the join as
+        // an index probe per key, where an `IN (VALUES ...)` list of 2,000 keys was planned
+        // as a hash join over a scan of the whole table (35 ms a batch at 200,000 identities).
+        let rows: Vec<(&str, &str)> = keys
+            .iter()
+            .map(|k| (k.field.as_str(), k.value.as_str()))
+            .collect();
+        // (`CROSS JOIN`: SQLite then keeps the keys as the outer loop, as written, instead of
+        // scanning the table and parsing the keys again for each of its rows.)
+        let sql = format!(
+            "SELECT i.field, i.value, i.profile_id FROM {} CROSS JOIN identities i
+             WHERE i.account_id = $2 AND i.field = j.value->>0 AND i.value = j.value->>1",
+            self.dialect.json_rows(1)
+        );
+        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(json(serde_json::to_string(&rows))?)
+            .bind(aid)
+            .fetch_all(&self.state.write)
+            .await?;
+        found
+            .iter()
+            .map(|r| {
+                Ok((
                     IdentityKey::new(r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?),
                     r.try_get(2)?,
-                ));
-            }
-        }
-        Ok(out)
+                ))
+            })
+            .collect()
     }
 
     async fn load_profiles(&self, aid: AccountId, ids: &[i64]) -> Result<Vec<StoredProfile>> {
