@@ -263,19 +263,34 @@ async fn sqlite_pool(options: AnyConnectOptions, size: u32, settings: String) ->
 /// for a checkpoint's writes and fsync (with automatic checkpoints, the commit that crosses the
 /// threshold runs it). A PASSIVE checkpoint never blocks readers or the writer.
 fn spawn_checkpointer(pool: AnyPool, alive: Weak<()>) {
+    spawn_periodic(CHECKPOINT_INTERVAL, alive, "WAL checkpoint", move || {
+        let pool = pool.clone();
+        async move {
+            pool.execute("PRAGMA wal_checkpoint(PASSIVE)").await?;
+            Ok(())
+        }
+    });
+}
+
+/// Runs `task` every `every` (a run that fails is logged and tried again at the next tick)
+/// until `alive` can no longer be upgraded: the store's background maintenance.
+fn spawn_periodic<F, Fut>(every: Duration, alive: Weak<()>, what: &'static str, task: F)
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<()>> + Send,
+{
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(CHECKPOINT_INTERVAL);
+        let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             if alive.upgrade().is_none() {
                 break;
             }
-            if let Err(e) = pool.execute("PRAGMA wal_checkpoint(PASSIVE)").await {
-                tracing::warn!(error = %e, "WAL checkpoint failed; retrying");
+            if let Err(e) = task().await {
+                tracing::warn!(error = %e, "{what} failed; retrying");
             }
         }
-        pool.close().await;
     });
 }
 
@@ -325,19 +340,15 @@ const OUTGROWN_STATISTICS: &str = "SELECT quote_ident(s.relname)::text
 /// whenever it doubled costs a logarithmic number of `ANALYZE`s (each samples 3,000
 /// rows, see below). Several nodes may each run one; an extra `ANALYZE` is harmless.
 fn spawn_statistics_keeper(pool: AnyPool, alive: Weak<()>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(STATISTICS_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if alive.upgrade().is_none() {
-                break;
-            }
-            if let Err(e) = analyze_outgrown_tables(&pool).await {
-                tracing::warn!(error = %e, "refreshing planner statistics failed; retrying");
-            }
-        }
-    });
+    spawn_periodic(
+        STATISTICS_INTERVAL,
+        alive,
+        "refreshing planner statistics",
+        move || {
+            let pool = pool.clone();
+            async move { analyze_outgrown_tables(&pool).await }
+        },
+    );
 }
 
 async fn analyze_outgrown_tables(pool: &AnyPool) -> Result<()> {

@@ -11,6 +11,17 @@ use tributary_core::{
 
 use crate::{Result, StoreError};
 
+/// `record!(row => Type [a, b] { c: expr })`: a `Type` whose fields `a` and `b` are read from
+/// the row's columns of the same names, and whose other fields are given.
+macro_rules! record {
+    ($row:ident => $ty:ident [$($column:ident),* $(,)?] $({ $($field:ident $(: $value:expr)?),* $(,)? })?) => {
+        $ty {
+            $($column: $row.try_get(stringify!($column))?,)*
+            $($($field $(: $value)?,)*)?
+        }
+    };
+}
+
 /// The columns `token_from_row` reads.
 pub(crate) const TOKEN_COLUMNS: &str =
     "id, account_id, name, description, roles, hash, created_at, expires_at";
@@ -30,17 +41,12 @@ pub(crate) fn token_from_row(row: &AnyRow) -> Result<TokenRecord> {
     let id: i64 = row.try_get("id")?;
     let roles: String = row.try_get("roles")?;
     let hash: String = row.try_get("hash")?;
-    Ok(TokenRecord {
-        id,
-        account_id: row.try_get("account_id")?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        roles: tributary_core::token::roles_from_text(&roles).map_err(StoreError::Corrupt)?,
-        hash: TokenHash::from_hex(&hash)
-            .ok_or_else(|| StoreError::Corrupt(format!("token {id} has a malformed hash")))?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-    })
+    let roles = tributary_core::token::roles_from_text(&roles).map_err(StoreError::Corrupt)?;
+    let hash = TokenHash::from_hex(&hash)
+        .ok_or_else(|| StoreError::Corrupt(format!("token {id} has a malformed hash")))?;
+    Ok(
+        record!(row => TokenRecord [account_id, name, description, created_at, expires_at] { id, roles, hash }),
+    )
 }
 
 pub(crate) fn account_from_row(row: &AnyRow) -> Result<Account> {
@@ -52,64 +58,38 @@ pub(crate) fn account_from_row(row: &AnyRow) -> Result<Account> {
 }
 
 pub(crate) fn stream_from_row(row: &AnyRow) -> Result<StreamInfo> {
-    Ok(StreamInfo {
-        name: row.try_get("name")?,
-        count: row.try_get("event_count")?,
-        last_received_micros: row.try_get("last_received")?,
-    })
+    let count = row.try_get("event_count")?;
+    let last_received_micros = row.try_get("last_received")?;
+    Ok(record!(row => StreamInfo [name] { count, last_received_micros }))
 }
 
 pub(crate) fn definition_from_row(row: &AnyRow) -> Result<Definition> {
     let kind: String = row.try_get("kind")?;
-    Ok(Definition {
-        account_id: row.try_get("account_id")?,
-        kind: match kind.as_str() {
-            "segment" => DefinitionKind::Segment,
-            "query" => DefinitionKind::Query,
-            other => {
-                return Err(StoreError::Corrupt(format!(
-                    "unknown definition kind {other:?}"
-                )));
-            }
-        },
-        name: row.try_get("name")?,
-        text: row.try_get("text")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+    let kind = match kind.as_str() {
+        "segment" => DefinitionKind::Segment,
+        "query" => DefinitionKind::Query,
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "unknown definition kind {other:?}"
+            )));
+        }
+    };
+    Ok(record!(row => Definition [account_id, name, text, created_at, updated_at] { kind }))
 }
 
 pub(crate) fn profile_from_row(row: &AnyRow) -> Result<StoredProfile> {
-    Ok(StoredProfile {
-        account_id: row.try_get("account_id")?,
-        id: row.try_get("id")?,
-        state: row.try_get("state")?,
-        created_at: row.try_get("created_at")?,
-        modified_at: row.try_get("modified_at")?,
-        next_check: row.try_get("next_check")?,
-    })
+    Ok(record!(row => StoredProfile [account_id, id, state, created_at, modified_at, next_check]))
 }
 pub(crate) fn merge_from_row(row: &AnyRow) -> Result<MergeRecord> {
-    Ok(MergeRecord {
-        winner: row.try_get("winner")?,
-        loser: row.try_get("loser")?,
-        event_id: row.try_get("event_id")?,
-        key: IdentityKey::new(
-            row.try_get::<String, _>("field")?,
-            row.try_get::<String, _>("value")?,
-        ),
-        at: row.try_get("at")?,
-    })
+    let key = IdentityKey::new(
+        row.try_get::<String, _>("field")?,
+        row.try_get::<String, _>("value")?,
+    );
+    Ok(record!(row => MergeRecord [winner, loser, event_id, at] { key }))
 }
 
 pub(crate) fn event_from_row(row: &AnyRow) -> Result<StoredEvent> {
-    Ok(StoredEvent {
-        id: row.try_get("id")?,
-        stream: row.try_get("stream")?,
-        received_at: row.try_get("received_at")?,
-        event_time: row.try_get("event_time")?,
-        payload: row.try_get("payload")?,
-    })
+    Ok(record!(row => StoredEvent [id, stream, received_at, event_time, payload]))
 }
 
 fn json_column(text: &str, what: &str, id: i64) -> Result<serde_json::Value> {
@@ -121,18 +101,12 @@ pub(crate) fn auth_from_row(row: &AnyRow) -> Result<Authorization> {
     let id: i64 = row.try_get("id")?;
     let kind: String = row.try_get("kind")?;
     let config: String = row.try_get("config")?;
-    Ok(Authorization {
-        id,
-        account_id: row.try_get("account_id")?,
-        kind: AuthKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("authorization {id} has kind {kind:?}")))?,
-        label: row.try_get("label")?,
-        description: row.try_get("description")?,
-        config: json_column(&config, "config", id)?,
-        sealed_secret: row.try_get("sealed_secret")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+    let kind = AuthKind::parse(&kind)
+        .ok_or_else(|| StoreError::Corrupt(format!("authorization {id} has kind {kind:?}")))?;
+    let config = json_column(&config, "config", id)?;
+    Ok(record!(row => Authorization
+        [account_id, label, description, sealed_secret, created_at, updated_at]
+        { id, kind, config }))
 }
 
 pub(crate) fn job_from_row(row: &AnyRow) -> Result<Job> {
@@ -143,31 +117,17 @@ pub(crate) fn job_from_row(row: &AnyRow) -> Result<Job> {
         let value: String = row.try_get(column)?;
         json_column(&value, column, id)
     };
-    Ok(Job {
-        id,
-        account_id: row.try_get("account_id")?,
-        workflow: row.try_get("workflow")?,
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        auth_ids: serde_json::from_str(&auth_ids)
-            .map_err(|e| StoreError::Corrupt(format!("auth_ids of job {id}: {e}")))?,
-        config: text("config")?,
-        state: JobState::parse(&state)
-            .ok_or_else(|| StoreError::Corrupt(format!("job {id} has state {state:?}")))?,
-        progress: text("progress")?,
-        metrics: text("metrics")?,
-        last_error: row.try_get("last_error")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
+    let auth_ids = serde_json::from_str(&auth_ids)
+        .map_err(|e| StoreError::Corrupt(format!("auth_ids of job {id}: {e}")))?;
+    let state = JobState::parse(&state)
+        .ok_or_else(|| StoreError::Corrupt(format!("job {id} has state {state:?}")))?;
+    Ok(record!(row => Job
+        [account_id, workflow, name, description, last_error, created_at, updated_at]
+        { id, auth_ids, state, config: text("config")?, progress: text("progress")?,
+          metrics: text("metrics")? }))
 }
 
 pub(crate) fn log_line_from_row(row: &AnyRow) -> Result<JobLogLine> {
     let level: String = row.try_get("level")?;
-    Ok(JobLogLine {
-        seq: row.try_get("seq")?,
-        at: row.try_get("at")?,
-        level: LogLevel::parse(&level),
-        message: row.try_get("message")?,
-    })
+    Ok(record!(row => JobLogLine [seq, at, message] { level: LogLevel::parse(&level) }))
 }

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use tributary_core::{AccountId, Micros, NewEvent, StoredEvent, StreamInfo};
 
-use super::{SqlStore, decode_all, per_id_chunk, statement_chunks};
+use super::{SqlStore, decode_all, page_query, per_id_chunk, statement_chunks};
 use crate::dialect::Lock;
 use crate::rows::{EVENT_COLUMNS, event_from_row, stream_from_row};
 use crate::{EventLog, Result};
@@ -72,10 +72,7 @@ impl EventLog for SqlStore {
             "SELECT {EVENT_COLUMNS} FROM events WHERE account_id = $1 AND stream = $2
              ORDER BY id DESC LIMIT $3"
         );
-        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(aid)
-            .bind(stream)
-            .bind(i64::from(limit));
+        let query = page_query(sql, aid, stream, limit);
         decode_all(query, &self.log.read, event_from_row).await
     }
 
@@ -91,10 +88,7 @@ impl EventLog for SqlStore {
         );
         // A reader: the pipeline reads ahead while its previous batch commits, and never
         // holds up an append.
-        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(aid)
-            .bind(after)
-            .bind(i64::from(limit));
+        let query = page_query(sql, aid, after, limit);
         decode_all(query, &self.log.read, event_from_row).await
     }
 }

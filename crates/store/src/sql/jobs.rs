@@ -10,7 +10,9 @@ use tributary_core::{
 
 use sqlx::Row;
 
-use super::{SqlStore, decode_all, per_id_chunk, statement_chunks};
+use super::{
+    SqlStore, account_record, account_records, decode_all, per_id_chunk, statement_chunks,
+};
 use crate::rows::{AUTH_COLUMNS, JOB_COLUMNS, auth_from_row, job_from_row, log_line_from_row};
 use crate::{JobStore, Result, StoreError};
 
@@ -61,25 +63,20 @@ impl JobStore for SqlStore {
     }
 
     async fn authorizations(&self, aid: AccountId) -> Result<Vec<Authorization>> {
-        let sql = format!(
-            "SELECT {} FROM authorizations WHERE account_id = $1 ORDER BY id",
-            AUTH_COLUMNS
-        );
-        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
-        decode_all(query, &self.state.read, auth_from_row).await
+        let pool = &self.state.read;
+        account_records(pool, "authorizations", AUTH_COLUMNS, aid, auth_from_row).await
     }
 
     async fn authorization(&self, aid: AccountId, id: i64) -> Result<Option<Authorization>> {
-        let sql = format!(
-            "SELECT {} FROM authorizations WHERE account_id = $1 AND id = $2",
-            AUTH_COLUMNS
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(aid)
-            .bind(id)
-            .fetch_optional(&self.state.read)
-            .await?;
-        row.as_ref().map(auth_from_row).transpose()
+        let pool = &self.state.read;
+        account_record(
+            pool,
+            "authorizations",
+            AUTH_COLUMNS,
+            (aid, id),
+            auth_from_row,
+        )
+        .await
     }
 
     async fn update_authorization(&self, auth: &Authorization) -> Result<bool> {
@@ -163,25 +160,18 @@ impl JobStore for SqlStore {
     }
 
     async fn jobs(&self, aid: AccountId) -> Result<Vec<Job>> {
-        let sql = format!(
-            "SELECT {} FROM jobs WHERE account_id = $1 ORDER BY id",
-            JOB_COLUMNS
-        );
-        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid);
-        decode_all(query, &self.state.read, job_from_row).await
+        account_records(&self.state.read, "jobs", JOB_COLUMNS, aid, job_from_row).await
     }
 
     async fn job(&self, aid: AccountId, id: i64) -> Result<Option<Job>> {
-        let sql = format!(
-            "SELECT {} FROM jobs WHERE account_id = $1 AND id = $2",
-            JOB_COLUMNS
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(aid)
-            .bind(id)
-            .fetch_optional(&self.state.read)
-            .await?;
-        row.as_ref().map(job_from_row).transpose()
+        account_record(
+            &self.state.read,
+            "jobs",
+            JOB_COLUMNS,
+            (aid, id),
+            job_from_row,
+        )
+        .await
     }
 
     async fn active_jobs(&self) -> Result<Vec<Job>> {

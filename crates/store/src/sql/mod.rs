@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use crate::dialect::{self, CacheSizes, Dialect, Lock, Pools};
 use crate::{Result, migrate};
+use tributary_core::AccountId;
 
 pub struct SqlStore {
     dialect: Dialect,
@@ -137,9 +138,57 @@ pub fn event_log_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// A page of an account's records: `sql` binds the account at `$1`, where the page starts (a
+/// position, a time, a stream) at `$2` and the page's size at `$3`.
+fn page_query<'q, S>(sql: String, aid: AccountId, start: S, limit: u32) -> AnyQuery<'q>
+where
+    S: 'q + sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(aid)
+        .bind(start)
+        .bind(i64::from(limit))
+}
+
+/// Every record of an account in `table` (`columns` decoded by `decode`), by id.
+async fn account_records<T>(
+    pool: &sqlx::AnyPool,
+    table: &str,
+    columns: &str,
+    aid: AccountId,
+    decode: fn(&sqlx::any::AnyRow) -> Result<T>,
+) -> Result<Vec<T>> {
+    let sql = format!("SELECT {columns} FROM {table} WHERE account_id = $1 ORDER BY id");
+    decode_all(
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(aid),
+        pool,
+        decode,
+    )
+    .await
+}
+
+/// One record of an account in `table`, by id.
+async fn account_record<T>(
+    pool: &sqlx::AnyPool,
+    table: &str,
+    columns: &str,
+    (aid, id): (AccountId, i64),
+    decode: fn(&sqlx::any::AnyRow) -> Result<T>,
+) -> Result<Option<T>> {
+    let sql = format!("SELECT {columns} FROM {table} WHERE account_id = $1 AND id = $2");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(aid)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(decode).transpose()
+}
+
 /// Runs `query` on `pool` and decodes every row with `decode`.
 async fn decode_all<T>(
-    query: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
+    query: AnyQuery<'_>,
     pool: &sqlx::AnyPool,
     decode: fn(&sqlx::any::AnyRow) -> Result<T>,
 ) -> Result<Vec<T>> {

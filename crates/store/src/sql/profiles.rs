@@ -7,7 +7,7 @@ use sqlx::{AnyConnection, Connection, Row};
 use tributary_core::{AccountId, IdentityKey, MergeRecord, Micros, PipelineCommit, StoredProfile};
 
 use super::audiences::{apply_changes, erase_memberships};
-use super::{SqlStore, decode_all, packed, per_id_chunk, statement_chunks};
+use super::{SqlStore, decode_all, packed, page_query, per_id_chunk, statement_chunks};
 use crate::dialect::Dialect;
 use crate::rows::{PROFILE_COLUMNS, merge_from_row, profile_from_row};
 use crate::{ProfileStore, Result, StoreError};
@@ -214,10 +214,7 @@ impl ProfileStore for SqlStore {
             "SELECT {PROFILE_COLUMNS} FROM profiles WHERE account_id = $1 AND id > $2
              ORDER BY id LIMIT $3"
         );
-        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(aid)
-            .bind(after)
-            .bind(i64::from(limit));
+        let query = page_query(sql, aid, after, limit);
         decode_all(query, &self.state.read, profile_from_row).await
     }
 
@@ -232,10 +229,7 @@ impl ProfileStore for SqlStore {
              WHERE account_id = $1 AND next_check IS NOT NULL AND next_check <= $2
              ORDER BY next_check LIMIT $3"
         );
-        let query = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(aid)
-            .bind(now)
-            .bind(i64::from(limit));
+        let query = page_query(sql, aid, now, limit);
         decode_all(query, &self.state.read, profile_from_row).await
     }
 
