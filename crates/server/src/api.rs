@@ -106,12 +106,30 @@ impl IntoResponse for ApiError {
 
 /// A successful envelope.
 pub fn ok<T: Serialize>(status: StatusCode, data: T) -> Response {
-    let body = json!({
-        "status": status.as_u16(),
-        "message": "success",
-        "data": data,
-    });
-    (status, axum::Json(body)).into_response()
+    ok_beside(status, data, serde_json::Map::new())
+}
+
+/// A successful envelope with more keys beside `data`, where Lytics puts them: a page's
+/// `_next` and `total`, an entity's `meta`.
+pub fn ok_beside<T: Serialize>(
+    status: StatusCode,
+    data: T,
+    beside: serde_json::Map<String, serde_json::Value>,
+) -> Response {
+    let mut body = beside;
+    body.insert("status".into(), json!(status.as_u16()));
+    body.insert("message".into(), json!("success"));
+    body.insert("data".into(), json!(data));
+    (status, axum::Json(serde_json::Value::Object(body))).into_response()
+}
+
+/// A page in Lytics' shape: the items in `data`, and beside it `_next` (the cursor of the
+/// next page, `""` after the last) and `total`.
+pub fn ok_page<T: Serialize>(items: T, next: Option<String>, total: u64) -> Response {
+    let mut beside = serde_json::Map::new();
+    beside.insert("_next".into(), json!(next.unwrap_or_default()));
+    beside.insert("total".into(), json!(total));
+    ok_beside(StatusCode::OK, items, beside)
 }
 
 pub type ApiResult = Result<Response, ApiError>;

@@ -85,20 +85,20 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(routes::admin::create_token).get(routes::admin::list_tokens),
         )
         .route("/v2/token/{id}", delete(routes::admin::delete_token))
-        .route("/v2/auth", get(routes::authorizations::list))
+        .route("/v2/auth", get(routes::authorizations::list::<false>))
         // `{key}` is a type for POST and an id for the others.
         .route(
             "/v2/auth/{key}",
             post(routes::authorizations::create)
-                .get(routes::authorizations::get)
+                .get(routes::authorizations::get::<false>)
                 .put(routes::authorizations::update)
                 .delete(routes::authorizations::delete),
         )
-        .route("/v2/job", get(routes::jobs::list))
+        .route("/v2/job", get(routes::jobs::list::<false>))
         // `{key}` is a workflow for POST and an id for GET.
         .route(
             "/v2/job/{key}",
-            post(routes::jobs::create).get(routes::jobs::get),
+            post(routes::jobs::create).get(routes::jobs::get::<false>),
         )
         .route("/v2/job/{id}/logs", get(routes::jobs::logs))
         .route("/v2/job/{id}/{action}", post(routes::jobs::control))
@@ -112,7 +112,13 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/segment/{slug}",
             get(routes::segments::get).delete(routes::segments::delete),
         )
+        .route("/api/segment/sizes", get(routes::membership::sizes))
+        .route(
+            "/api/segment/scan",
+            get(routes::membership::scan_ad_hoc).post(routes::membership::scan_ad_hoc),
+        )
         .route("/api/segment/{slug}/size", get(routes::membership::size))
+        .route("/api/segment/{slug}/sizes", get(routes::membership::size))
         .route("/api/segment/{slug}/scan", get(routes::membership::scan))
         .route(
             "/api/segment/{slug}/changes",
@@ -122,7 +128,19 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/entity/user/{field}/{value}",
             get(routes::profiles::get).delete(routes::profiles::erase),
         )
-        .route("/api/schema/user", get(routes::profiles::schema))
+        .route("/api/schema", get(routes::profiles::schema))
+        .route("/api/schema/_streams", get(routes::streams::list))
+        .route("/api/schema/{table}", get(routes::profiles::schema))
+        // Lytics' names for authorizations, jobs (work) and accounts.
+        .route("/api/auth", get(routes::authorizations::list::<true>))
+        .route("/api/auth/{id}", get(routes::authorizations::get::<true>))
+        .route(
+            "/api/work",
+            get(routes::jobs::list::<true>).post(routes::lytics::create_work),
+        )
+        .route("/api/work/{id}", get(routes::jobs::get::<true>))
+        .route("/api/account", get(routes::lytics::list_accounts))
+        .route("/api/account/{id}", get(routes::lytics::get_account))
         .route("/api/rebuild", post(routes::profiles::rebuild))
         .route(
             "/v2/identity/blocklist",

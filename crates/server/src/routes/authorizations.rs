@@ -38,7 +38,23 @@ struct UpdateAuthBody {
     config: Option<Value>,
 }
 
-pub(crate) fn auth_json(a: &Authorization) -> Value {
+/// An authorization as the API shows it; with `lytics`, in Lytics' shape too (a string `id`,
+/// `aid`, `name` = the label, `provider_name` = the type). Secrets are never in it.
+pub(crate) fn auth_json(a: &Authorization, lytics: bool) -> Value {
+    let mut out = auth_fields(a);
+    if lytics {
+        out["id"] = json!(a.id.to_string());
+        out["aid"] = json!(a.account_id);
+        out["account_id"] = json!(a.account_id.to_string());
+        out["name"] = json!(a.label);
+        out["provider_name"] = json!(a.kind.as_str());
+        out["provider_id"] = json!(a.kind.as_str());
+        out["user_id"] = json!("");
+    }
+    out
+}
+
+fn auth_fields(a: &Authorization) -> Value {
     json!({
         "id": a.id,
         "account_id": a.account_id,
@@ -132,21 +148,22 @@ pub async fn create(
         kind = kind.as_str(),
         "authorization created"
     );
-    let mut data = auth_json(&record);
+    let mut data = auth_json(&record, false);
     if let (Some(Value::Object(extra)), Some(out)) = (shown_once, data.as_object_mut()) {
         out.extend(extra);
     }
     Ok(ok(StatusCode::CREATED, data))
 }
 
-pub async fn list(
+/// `GET /v2/auth`, and with `LYTICS` Lytics' `GET /api/auth`.
+pub async fn list<const LYTICS: bool>(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadAuthorizations>,
 ) -> ApiResult {
     let all = state.store.authorizations(auth.caller.account_id).await?;
     Ok(ok(
         StatusCode::OK,
-        all.iter().map(auth_json).collect::<Vec<_>>(),
+        all.iter().map(|a| auth_json(a, LYTICS)).collect::<Vec<_>>(),
     ))
 }
 
@@ -159,13 +176,14 @@ async fn find(state: &AppState, aid: i64, id: &str) -> Result<Authorization, Api
         .ok_or_else(|| ApiError::not_found(format!("account {aid} has no authorization {id}")))
 }
 
-pub async fn get(
+/// `GET /v2/auth/{id}`, and with `LYTICS` Lytics' `GET /api/auth/{id}`.
+pub async fn get<const LYTICS: bool>(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadAuthorizations>,
     Path(id): Path<String>,
 ) -> ApiResult {
     let found = find(&state, auth.caller.account_id, &id).await?;
-    Ok(ok(StatusCode::OK, auth_json(&found)))
+    Ok(ok(StatusCode::OK, auth_json(&found, LYTICS)))
 }
 
 /// `PUT /v2/auth/{id}`: label, description and config; secrets left out (or sent as
@@ -224,7 +242,7 @@ pub async fn update(
         auth_id = record.id,
         "authorization updated"
     );
-    Ok(ok(StatusCode::OK, auth_json(&record)))
+    Ok(ok(StatusCode::OK, auth_json(&record, false)))
 }
 
 /// `DELETE /v2/auth/{id}`: jobs that use it stop with that reason.

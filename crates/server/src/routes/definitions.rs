@@ -23,9 +23,9 @@ pub fn statement_text(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("json"));
-    if is_json {
-        let v: serde_json::Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    // A JSON object carries the statement in `json_field`. Lytics' clients also send the bare
+    // statement labelled as JSON: anything that is not a JSON object is the statement.
+    if is_json && let Ok(serde_json::Value::Object(v)) = serde_json::from_slice(body) {
         return v
             .get(json_field)
             .and_then(|t| t.as_str())

@@ -29,7 +29,28 @@ struct NewJobBody {
     dryrun: bool,
 }
 
-pub(crate) fn job_json(j: &Job) -> Value {
+/// A job as the API shows it; with `lytics`, in the shape of Lytics' work too (a string `id`,
+/// `aid`, string `auth_ids`, `statuscode` from the state).
+pub(crate) fn job_json(j: &Job, lytics: bool) -> Value {
+    let mut out = job_fields(j);
+    if lytics {
+        out["id"] = json!(j.id.to_string());
+        out["aid"] = json!(j.account_id);
+        out["account_id"] = json!(j.account_id.to_string());
+        out["auth_ids"] = json!(j.auth_ids.iter().map(i64::to_string).collect::<Vec<_>>());
+        out["statuscode"] = json!(j.state);
+        out["workflow_id"] = json!(j.workflow);
+        out["tag"] = json!("");
+        out["user_id"] = json!("");
+        out["hidden"] = json!(false);
+        out["verbose_logging"] = json!(false);
+        out["work_state_version"] = json!(0);
+        out["runtime"] = json!("");
+    }
+    out
+}
+
+fn job_fields(j: &Job) -> Value {
     json!({
         "id": j.id,
         "account_id": j.account_id,
@@ -55,6 +76,19 @@ pub async fn create(
     OriginalUri(uri): OriginalUri,
     body: bytes::Bytes,
 ) -> ApiResult {
+    create_job(&state, &auth, workflow_name, &uri, &body, false).await
+}
+
+/// Validates and creates a job of `workflow_name` from a JSON body; answers in Lytics' work
+/// shape with `lytics`.
+pub(crate) async fn create_job(
+    state: &AppState,
+    auth: &Authorized<ManageJobs>,
+    workflow_name: String,
+    uri: &axum::http::Uri,
+    body: &[u8],
+    lytics: bool,
+) -> ApiResult {
     let registry = state.jobs.registry();
     let workflow = registry.get(&workflow_name).ok_or_else(|| {
         ApiError::not_found(format!(
@@ -62,7 +96,7 @@ pub async fn create(
             registry.names().join(", ")
         ))
     })?;
-    let body: NewJobBody = json_body(&body)?;
+    let body: NewJobBody = json_body(body)?;
     check_name(&body.name)?;
     check_description(&body.description)?;
     let aid = auth.caller.account_id;
@@ -86,7 +120,7 @@ pub async fn create(
         }
     }
     workflow.validate(&state.store, aid, &body.config).await?;
-    let query = query_map(&uri)?;
+    let query = query_map(uri)?;
     if body.dryrun || flag(&query, "dryrun")? {
         let estimate = workflow.dryrun(&state.store, aid, &body.config).await?;
         return Ok(ok(
@@ -109,14 +143,18 @@ pub async fn create(
     tracing::info!(aid, workflow = %job.workflow, "job created");
     job_log(state.store.as_ref(), job.id, LogLevel::Info, "job created").await;
     state.jobs.wake();
-    Ok(ok(StatusCode::CREATED, job_json(&job)))
+    Ok(ok(StatusCode::CREATED, job_json(&job, lytics)))
 }
 
-pub async fn list(State(state): State<Arc<AppState>>, auth: Authorized<ReadJobs>) -> ApiResult {
+/// `GET /v2/job`, and with `LYTICS` Lytics' `GET /api/work`.
+pub async fn list<const LYTICS: bool>(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ReadJobs>,
+) -> ApiResult {
     let jobs = state.store.jobs(auth.caller.account_id).await?;
     Ok(ok(
         StatusCode::OK,
-        jobs.iter().map(job_json).collect::<Vec<_>>(),
+        jobs.iter().map(|j| job_json(j, LYTICS)).collect::<Vec<_>>(),
     ))
 }
 
@@ -131,13 +169,14 @@ async fn find(state: &AppState, aid: i64, id: &str) -> Result<Job, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("account {aid} has no job {id}")))
 }
 
-pub async fn get(
+/// `GET /v2/job/{id}`, and with `LYTICS` Lytics' `GET /api/work/{id}`.
+pub async fn get<const LYTICS: bool>(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadJobs>,
     Path(id): Path<String>,
 ) -> ApiResult {
     let job = find(&state, auth.caller.account_id, &id).await?;
-    Ok(ok(StatusCode::OK, job_json(&job)))
+    Ok(ok(StatusCode::OK, job_json(&job, LYTICS)))
 }
 
 /// `POST /v2/job/{id}/{pause|resume|kill}`.
@@ -180,7 +219,7 @@ pub async fn control(
     .await;
     state.jobs.wake();
     let job = find(&state, aid, &id).await?;
-    Ok(ok(StatusCode::OK, job_json(&job)))
+    Ok(ok(StatusCode::OK, job_json(&job, false)))
 }
 
 /// `GET /v2/job/{id}/logs?limit=`: the newest lines, oldest first.

@@ -1,21 +1,25 @@
-//! Audience membership: `GET /api/segment/{slug}/size`, `/scan` (members, paginated) and
-//! `/changes` (the membership log).
+//! Audience membership: `GET /api/segment/{slug}/size` (and Lytics' `/sizes`, and
+//! `/api/segment/sizes?ids=`), `/scan` (members, paginated in Lytics' shape), the ad-hoc
+//! `/api/segment/scan` (a FilterQL body), and `/changes` (the membership log).
 
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde_json::json;
 use tributary_core::{AccountId, Definition, format_rfc3339, from_micros};
-use tributary_profile::ProfileState;
+use tributary_profile::{ProfileState, ProfileView};
+use tributary_query::eval::{EvalContext, evaluate_bool};
+use tributary_query::parse_filter;
 
+use super::definitions::{statement_text, syntax_error};
 use super::profiles::{masks, memberships, render};
 use super::segments::find;
 use crate::AppState;
-use crate::api::{ApiError, ApiResult, ok};
+use crate::api::{ApiError, ApiResult, ok, ok_page};
 use crate::auth::{Authorized, ReadDefinitions, ReadProfiles};
 
 const MAX_PAGE: u32 = 1_000;
@@ -34,6 +38,21 @@ async fn status(
     Ok(if ready { "ready" } else { "computing" })
 }
 
+/// `{id, name, slug_name, size, status}`: Lytics' size record (an audience's id is its slug).
+async fn size_record(
+    state: &AppState,
+    aid: AccountId,
+    def: &Definition,
+) -> Result<serde_json::Value, ApiError> {
+    let size = state.store.audience_size(aid, &def.name).await?;
+    let status = status(state, aid, def).await?;
+    Ok(json!({
+        "id": def.name, "name": def.name, "slug_name": def.name, "segment": def.name,
+        "size": size, "status": status,
+    }))
+}
+
+/// `GET /api/segment/{slug}/size` and Lytics' `/sizes`.
 pub async fn size(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadDefinitions>,
@@ -41,12 +60,41 @@ pub async fn size(
 ) -> ApiResult {
     let aid = auth.caller.account_id;
     let def = find(&state, aid, &slug).await?;
-    let size = state.store.audience_size(aid, &def.name).await?;
-    let status = status(&state, aid, &def).await?;
-    Ok(ok(
-        StatusCode::OK,
-        json!({ "segment": def.name, "size": size, "status": status }),
-    ))
+    Ok(ok(StatusCode::OK, size_record(&state, aid, &def).await?))
+}
+
+#[derive(Deserialize)]
+pub struct SizesParams {
+    ids: Option<String>,
+}
+
+/// `GET /api/segment/sizes?ids=a,b`: the sizes of the audiences named (all without `ids`).
+pub async fn sizes(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ReadDefinitions>,
+    Query(params): Query<SizesParams>,
+) -> ApiResult {
+    let aid = auth.caller.account_id;
+    let defs = match params.ids.as_deref().map(str::trim) {
+        Some(ids) if !ids.is_empty() => {
+            let mut defs = Vec::new();
+            for slug in ids.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                defs.push(find(&state, aid, slug).await?);
+            }
+            defs
+        }
+        _ => {
+            state
+                .store
+                .definitions(aid, tributary_core::DefinitionKind::Segment)
+                .await?
+        }
+    };
+    let mut out = Vec::with_capacity(defs.len());
+    for def in &defs {
+        out.push(size_record(&state, aid, def).await?);
+    }
+    Ok(ok(StatusCode::OK, out))
 }
 
 #[derive(Deserialize)]
@@ -102,10 +150,78 @@ pub async fn scan(
     let next = (ids.len() == limit as usize)
         .then(|| ids.last().map(|id| encode_cursor(*id)))
         .flatten();
-    Ok(ok(
-        StatusCode::OK,
-        json!({ "segment": def.name, "profiles": rendered, "_next": next }),
-    ))
+    let total = state.store.audience_size(aid, &def.name).await?;
+    Ok(ok_page(rendered, next, total))
+}
+
+/// How many profiles an ad-hoc scan reads per request at most: a filter that few profiles
+/// match answers a short (even empty) page with a `_next`, instead of reading every profile
+/// in one request.
+const AD_HOC_READ: usize = 50_000;
+
+/// `GET|POST /api/segment/scan?limit=&start=` with a FilterQL statement as the body (text, or
+/// JSON `{"segment_ql": ...}`): the profiles it matches now, without saving an audience.
+/// `total` is the number of matches in this page (an unsaved audience has no stored size).
+pub async fn scan_ad_hoc(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ReadProfiles>,
+    Query(params): Query<ScanParams>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> ApiResult {
+    let aid = auth.caller.account_id;
+    let text = statement_text(&headers, &body, "segment_ql")?;
+    let st = parse_filter(&text).map_err(|e| syntax_error(&e))?;
+    let limit = params.limit.unwrap_or(100).clamp(1, MAX_PAGE) as usize;
+    let mut after = match params.start.as_deref() {
+        Some(s) if !s.is_empty() => decode_cursor(s)?,
+        _ => 0,
+    };
+    let includes = super::segments::audiences(&state, aid).await?;
+    let plans = state.engine.account_plans(aid).await?;
+    let now = time::OffsetDateTime::now_utc();
+    let mut matched = Vec::new();
+    let mut read = 0;
+    let mut exhausted = false;
+    while matched.len() < limit && read < AD_HOC_READ {
+        let page = state.store.scan_profiles(aid, after, 1_000).await?;
+        exhausted = page.len() < 1_000;
+        let ctx = EvalContext::with_includes(now, includes.statements());
+        for p in page {
+            after = p.id;
+            read += 1;
+            let parsed = ProfileState::from_json(&p.state)
+                .map_err(|e| ApiError::internal("reading a profile", &e))?;
+            let view = ProfileView {
+                id: p.id,
+                created_at: p.created_at,
+                state: &parsed,
+                plans: &plans,
+            };
+            if evaluate_bool(&st.filter, &view, &ctx) == Ok(true) {
+                matched.push((p, parsed));
+                if matched.len() == limit {
+                    exhausted = false;
+                    break;
+                }
+            }
+        }
+        if exhausted {
+            break;
+        }
+    }
+    let ids: Vec<i64> = matched.iter().map(|(p, _)| p.id).collect();
+    let segments = memberships(&state, aid, &ids).await?;
+    let masked = masks(&auth.caller);
+    let rendered: Vec<_> = matched
+        .iter()
+        .map(|(p, parsed)| {
+            let theirs = segments.get(&p.id).map_or(&[][..], Vec::as_slice);
+            render(p, parsed, &plans, masked, &[], theirs)
+        })
+        .collect();
+    let next = (!exhausted).then(|| encode_cursor(after));
+    Ok(ok_page(rendered, next, ids.len() as u64))
 }
 
 #[derive(Deserialize)]

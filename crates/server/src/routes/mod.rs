@@ -3,6 +3,7 @@ pub mod authorizations;
 pub mod collect;
 mod definitions;
 pub mod jobs;
+pub mod lytics;
 pub mod membership;
 pub mod ops;
 pub mod profiles;

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
 use serde_json::{Map, Value as Json, json};
 use tributary_core::{AccountId, IdentityKey, Role, StoredProfile, format_rfc3339, from_micros};
@@ -12,7 +12,7 @@ use tributary_engine::EngineError;
 use tributary_profile::{Plans, ProfileState};
 
 use crate::AppState;
-use crate::api::{ApiError, ApiResult, flag, ok, query_map};
+use crate::api::{ApiError, ApiResult, flag, ok, ok_beside, query_map};
 use crate::auth::{Authorized, Caller, ManageProfiles, ReadDefinitions, ReadProfiles};
 
 /// What an observer sees of a profile: values of the fields below, numbers and booleans (counts,
@@ -148,6 +148,8 @@ pub(crate) fn render(
         json!(format_rfc3339(from_micros(state.last_seen))),
     );
     out.insert("_event_count".into(), json!(state.events));
+    // `segments` as Lytics names it; `_segments` as earlier releases did.
+    out.insert("segments".into(), json!(segments));
     out.insert("_segments".into(), json!(segments));
     out.insert("_identities".into(), json!(identities));
     out.insert(
@@ -170,10 +172,19 @@ pub(crate) fn render(
     Json::Object(out)
 }
 
+#[derive(serde::Deserialize)]
+pub struct EntityParams {
+    /// Comma-separated field names: only these are answered.
+    fields: Option<String>,
+}
+
+/// `GET /api/entity/user/{field}/{value}[?fields=a,b]`: the profile, and beside it Lytics'
+/// `meta` (`name`: the table, `by_fields`: the identity fields).
 pub async fn get(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadProfiles>,
     Path((field, value)): Path<(String, String)>,
+    Query(params): Query<EntityParams>,
 ) -> ApiResult {
     let aid = auth.caller.account_id;
     let profile = find(&state, aid, &field, &value).await?;
@@ -182,17 +193,35 @@ pub async fn get(
     let plans = state.engine.account_plans(aid).await?;
     let merges = state.store.profile_merges(aid, profile.id).await?;
     let mut segments = memberships(&state, aid, &[profile.id]).await?;
-    Ok(ok(
-        StatusCode::OK,
-        render(
-            &profile,
-            &parsed,
-            &plans,
-            masks(&auth.caller),
-            &merges,
-            &segments.remove(&profile.id).unwrap_or_default(),
-        ),
-    ))
+    let mut entity = render(
+        &profile,
+        &parsed,
+        &plans,
+        masks(&auth.caller),
+        &merges,
+        &segments.remove(&profile.id).unwrap_or_default(),
+    );
+    if let (Some(wanted), Json::Object(all)) = (params.fields.as_deref(), &mut entity) {
+        let wanted: Vec<&str> = wanted.split(',').map(str::trim).collect();
+        all.retain(|name, _| wanted.contains(&name.as_str()));
+    }
+    let mut meta = serde_json::Map::new();
+    meta.insert(
+        "meta".into(),
+        json!({ "format": "json", "name": "user", "by_fields": identity_fields(&plans) }),
+    );
+    Ok(ok_beside(StatusCode::OK, entity, meta))
+}
+
+/// The fields profiles are identified by, over every query of the account, sorted.
+pub(crate) fn identity_fields(plans: &Plans) -> Vec<String> {
+    let mut fields: Vec<String> = plans
+        .all()
+        .flat_map(|p| p.identity_fields.iter().cloned())
+        .collect();
+    fields.sort();
+    fields.dedup();
+    fields
 }
 
 /// The audiences of each profile of `ids`, as the membership table has them. The table is
@@ -248,10 +277,20 @@ pub async fn erase(
     ))
 }
 
+/// `GET /api/schema/user` (and `/api/schema`, the default table): the profile fields that the
+/// account's queries write, as `fields` and in Lytics' shape (`name`, `by_fields`, `columns`).
 pub async fn schema(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadDefinitions>,
+    table: Option<Path<String>>,
 ) -> ApiResult {
+    if let Some(Path(table)) = table
+        && table != "user"
+    {
+        return Err(ApiError::not_found(format!(
+            "no table {table:?}: profiles are the one table, \"user\""
+        )));
+    }
     let plans = state.engine.account_plans(auth.caller.account_id).await?;
     let mut fields: BTreeMap<String, Json> = BTreeMap::new();
     for plan in plans.all() {
@@ -273,9 +312,25 @@ pub async fn schema(
             }
         }
     }
+    let columns: Vec<Json> = fields
+        .values()
+        .map(|f| {
+            json!({
+                "as": f["name"], "is_by": f["is_identity"],
+                "type": f["kind"].as_str().unwrap_or("string"),
+                "shortdesc": f["shortdesc"].as_str().unwrap_or_default(),
+                "longdesc": f["longdesc"].as_str().unwrap_or_default(),
+                "froms": f["streams"],
+                "identities": if f["is_identity"] == json!(true) { json!([f["name"]]) } else { json!([]) },
+            })
+        })
+        .collect();
     Ok(ok(
         StatusCode::OK,
-        json!({ "table": "user", "fields": fields.into_values().collect::<Vec<_>>() }),
+        json!({
+            "table": "user", "fields": fields.into_values().collect::<Vec<_>>(),
+            "name": "user", "by_fields": identity_fields(&plans), "columns": columns,
+        }),
     ))
 }
 

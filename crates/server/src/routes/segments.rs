@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
@@ -21,19 +21,58 @@ use crate::AppState;
 use crate::api::{ApiError, ApiResult, ok};
 use crate::auth::{Authorized, ManageAudiences, ReadDefinitions};
 
+/// An audience in Lytics' segment shape (its id is its slug; what Tributary has no notion of,
+/// such as public names or tags, has its empty value).
 fn segment_json(def: &Definition, st: Option<&FilterStatement>) -> Json {
     json!({
         "id": def.name,
+        "aid": def.account_id,
+        "account_id": def.account_id.to_string(),
         "slug_name": def.name,
         "name": def.name,
         "kind": "segment",
         "table": "user",
         "segment_ql": def.text,
-        "description": st.and_then(|s| s.description.clone()),
+        "description": st.and_then(|s| s.description.clone()).unwrap_or_default(),
         "includes": st.map(|s| s.filter.includes()).unwrap_or_default(),
+        "author_id": "",
+        "is_public": false,
+        "op": "",
+        "negate": false,
+        "tags": [],
+        "invalid": st.is_none(),
+        "invalid_reason": if st.is_none() { "the stored statement no longer parses" } else { "" },
+        "deleted": false,
+        "save_hist": false,
         "created": format_rfc3339(from_micros(def.created_at)),
         "updated": format_rfc3339(from_micros(def.updated_at)),
     })
+}
+
+/// Lytics' JSON form of a new segment: the statement, and its slug and description beside it.
+#[derive(Deserialize)]
+struct SegmentBody {
+    slug_name: Option<String>,
+    description: Option<String>,
+}
+
+/// The statements of a `POST /api/segment`: FilterQL text (each with its ALIAS), or Lytics'
+/// JSON `{name, slug_name, segment_ql, description}`, where `slug_name` stands in for a
+/// missing ALIAS.
+fn posted_statements(headers: &HeaderMap, body: &[u8]) -> Result<Vec<FilterStatement>, ApiError> {
+    let text = statement_text(headers, body, "segment_ql")?;
+    let mut statements = parse_filterql(&text).map_err(|e| syntax_error(&e))?;
+    if let Ok(extra) = serde_json::from_slice::<SegmentBody>(body)
+        && let [st] = statements.as_mut_slice()
+    {
+        if st.alias.is_none() {
+            st.alias = extra.slug_name.map(|s| s.to_lowercase());
+        }
+        if st.description.is_none() {
+            st.description = extra.description.filter(|d| !d.is_empty());
+        }
+    }
+    Ok(statements)
 }
 
 /// Every audience of the account, parsed, by slug, and the INCLUDE graph between them.
@@ -52,13 +91,15 @@ pub async fn upsert(
     body: bytes::Bytes,
 ) -> ApiResult {
     let aid = auth.caller.account_id;
-    let text = statement_text(&headers, &body, "segment_ql")?;
-    let statements = parse_filterql(&text).map_err(|e| syntax_error(&e))?;
+    let statements = posted_statements(&headers, &body)?;
     let mut all = audiences(&state, aid).await?;
     let mut slugs = Vec::new();
     for st in &statements {
         let slug = st.alias.clone().ok_or_else(|| {
-            ApiError::bad_request("an audience needs a slug: end the statement with ALIAS <slug>")
+            ApiError::bad_request(
+                "an audience needs a slug: end the statement with ALIAS <slug>, or send it as \
+                 slug_name",
+            )
         })?;
         check_name("audience slug", &slug)?;
         all.insert(slug.clone(), st.clone());
@@ -119,10 +160,25 @@ pub fn one_or_many(mut items: Vec<Json>) -> Json {
     }
 }
 
+#[derive(Deserialize)]
+pub struct ListParams {
+    table: Option<String>,
+}
+
+/// `GET /api/segment[?table=user]`: every audience. Audiences select profiles (Lytics' `user`
+/// table); any other table has none.
 pub async fn list(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadDefinitions>,
+    Query(params): Query<ListParams>,
 ) -> ApiResult {
+    if params
+        .table
+        .as_deref()
+        .is_some_and(|t| !t.is_empty() && t != "user")
+    {
+        return Ok(ok(StatusCode::OK, Vec::<Json>::new()));
+    }
     let defs = state
         .store
         .definitions(auth.caller.account_id, DefinitionKind::Segment)

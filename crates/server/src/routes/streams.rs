@@ -15,6 +15,7 @@ use crate::auth::{Authorized, ReadRawEvents, ReadStreams};
 const DEFAULT_EVENTS: u32 = 10;
 const MAX_EVENTS: u32 = 10_000;
 
+/// `GET /v2/stream`, and Lytics' `GET /api/schema/_streams`.
 pub async fn list(State(state): State<Arc<AppState>>, auth: Authorized<ReadStreams>) -> ApiResult {
     let aid = auth.caller.account_id;
     let streams = state.store.streams(aid).await?;
@@ -30,6 +31,11 @@ pub async fn list(State(state): State<Arc<AppState>>, auth: Authorized<ReadStrea
                 "name": s.name,
                 "count": s.count,
                 "last_received": format_rfc3339(from_micros(s.last_received_micros)),
+                // Lytics' names (`/api/schema/_streams`): the time in epoch milliseconds, as
+                // a string.
+                "stream": s.name,
+                "ct": s.count,
+                "last_msg_ts": (s.last_received_micros / 1_000).to_string(),
                 // Received but not yet applied to profiles: it falls to 0 once the pipeline
                 // has caught up.
                 "pipeline_lag_events": behind,
