@@ -263,8 +263,12 @@ async fn lql_queries(app: App) {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(q["data"]["from"], "braze_users");
     assert_eq!(q["data"]["by"], json!(["braze_id", "email"]));
-    let fields = q["data"]["fields"].as_array().unwrap();
-    let ct = fields.iter().find(|f| f["name"] == "webhook_ct").unwrap();
+    // Lytics' shape: a map by name.
+    let ct = &q["data"]["fields"]["webhook_ct"];
+    assert_eq!(
+        (&ct["as"], &ct["type"], &ct["is_by"]),
+        (&json!("webhook_ct"), &json!("int"), &json!(false))
+    );
     assert_eq!(
         (
             ct["kind"].clone(),
@@ -297,9 +301,10 @@ async fn lql_queries(app: App) {
             "SELECT a FROM s INTO user BY a ALIAS ok",
         )
         .await;
+    // A list, one record per statement, as Lytics answers.
     assert_eq!(
-        (s, b["data"]["valid"].clone()),
-        (StatusCode::OK, json!(true))
+        (s, b["data"][0]["alias"].clone()),
+        (StatusCode::OK, json!("ok"))
     );
     for (bad, message) in [
         ("SELECT a FROM s INTO user BY b ALIAS x", "BY b"),

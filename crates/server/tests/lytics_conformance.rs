@@ -124,6 +124,14 @@ const COLUMN: &[(&str, Kind)] = &[
     ("froms", List),
     ("identities", List),
 ];
+/// A query (an LQL statement); its `fields` are a map by name of [`COLUMN`]s.
+const QUERY: &[(&str, Kind)] = &[
+    ("alias", Str),
+    ("table", Str),
+    ("from", Str),
+    ("fields", Map),
+];
+
 /// The fields a record has, with their types.
 type Fields = &'static [(&'static str, Kind)];
 
@@ -143,6 +151,8 @@ enum At {
     EachOfData,
     /// The first element of `data.columns`.
     FirstColumn,
+    /// Every value of `data.fields`, a map by name (a query's fields).
+    EachField,
 }
 
 fn check(what: &str, body: &Value, at: At, table: &[(&str, Kind)]) {
@@ -157,6 +167,13 @@ fn check(what: &str, body: &Value, at: At, table: &[(&str, Kind)]) {
             list.iter().collect()
         }
         At::FirstColumn => vec![&body["data"]["columns"][0]],
+        At::EachField => {
+            let map = body["data"]["fields"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{what}: data.fields is not a map: {body}"));
+            assert!(!map.is_empty(), "{what}: no fields: {body}");
+            map.values().collect()
+        }
     };
     for target in targets {
         for (field, kind) in table {
@@ -255,6 +272,9 @@ async fn lytics_answers_in_lytics_shapes(app: App) {
         ("/api/schema/user".into(), At::FirstColumn, COLUMN),
         ("/api/schema".into(), At::Data, SCHEMA),
         ("/api/schema/_streams".into(), At::EachOfData, STREAM),
+        ("/api/query/braze_users".into(), At::Data, QUERY),
+        ("/api/query/braze_users".into(), At::EachField, COLUMN),
+        ("/api/query".into(), At::EachOfData, QUERY),
         ("/api/work".into(), At::EachOfData, WORK),
         (format!("/api/work/{work_id}"), At::Data, WORK),
         ("/api/auth".into(), At::EachOfData, AUTH),
@@ -335,6 +355,17 @@ async fn lytics_answers_in_lytics_shapes(app: App) {
         (StatusCode::OK, &json!("success")),
         "{b}"
     );
+
+    // A query's validation answers a list, one record per statement.
+    let (s, b) = app
+        .post_text(
+            "/api/query/_validate",
+            ADMIN,
+            "SELECT a FROM s INTO user BY a ALIAS ok",
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    check("POST /api/query/_validate", &b, At::EachOfData, QUERY);
 
     // Errors and a 405 answer in the envelope too.
     let (s, b) = app.get("/api/segment/nope/sizes", ADMIN).await;

@@ -18,6 +18,27 @@ use crate::AppState;
 use crate::api::{ApiError, ApiResult, ok};
 use crate::auth::{Authorized, ManageQueries, ReadDefinitions};
 
+/// A query's fields as Lytics answers them: a map by name of `{as, is_by, type, shortdesc,
+/// longdesc, identities, froms}`, each with Tributary's own details (`expr`, `merge_op`, ...).
+fn fields_json(plan: &MappingPlan) -> Json {
+    let fields = plan.fields.iter().map(|f| {
+        let mut out = serde_json::to_value(f).unwrap_or_else(|_| json!({}));
+        out["as"] = json!(f.name);
+        out["is_by"] = json!(f.is_identity);
+        out["type"] = json!(f.kind);
+        out["shortdesc"] = json!(f.short_desc.clone().unwrap_or_default());
+        out["longdesc"] = json!(f.long_desc.clone().unwrap_or_default());
+        out["identities"] = if f.is_identity {
+            json!([f.name])
+        } else {
+            json!([])
+        };
+        out["froms"] = json!([plan.stream]);
+        (f.name.clone(), out)
+    });
+    Json::Object(fields.collect())
+}
+
 fn query_json(def: &Definition, plan: Option<&MappingPlan>) -> Json {
     json!({
         "id": def.name,
@@ -25,7 +46,7 @@ fn query_json(def: &Definition, plan: Option<&MappingPlan>) -> Json {
         "table": "user",
         "from": plan.map(|p| p.stream.clone()),
         "by": plan.map(|p| p.identity_fields.clone()).unwrap_or_default(),
-        "fields": plan.map(|p| serde_json::to_value(&p.fields).unwrap_or(Json::Null)),
+        "fields": plan.map(fields_json),
         "text": def.text,
         "created": format_rfc3339(from_micros(def.created_at)),
         "updated": format_rfc3339(from_micros(def.updated_at)),
@@ -147,12 +168,15 @@ pub async fn validate(
 ) -> ApiResult {
     let text = statement_text(&headers, &body, "text")?;
     let statements = checked(&text)?;
+    // As Lytics answers: a list, one record per statement.
     let items: Vec<Json> = statements
         .iter()
-        .map(|(st, plan)| json!({ "alias": st.alias, "from": plan.stream, "by": plan.identity_fields, "text": st.to_string() }))
+        .map(|(st, plan)| {
+            json!({
+                "alias": st.alias, "table": "user", "from": plan.stream,
+                "by": plan.identity_fields, "fields": fields_json(plan), "text": st.to_string(),
+            })
+        })
         .collect();
-    Ok(ok(
-        StatusCode::OK,
-        json!({ "valid": true, "queries": items }),
-    ))
+    Ok(ok(StatusCode::OK, items))
 }
