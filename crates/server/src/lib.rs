@@ -131,6 +131,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/schema", get(routes::profiles::schema))
         .route("/api/schema/_streams", get(routes::streams::list))
         .route("/api/schema/{table}", get(routes::profiles::schema))
+        .route(
+            "/api/schema/{table}/fieldinfo",
+            get(routes::fieldinfo::field_info),
+        )
         // Lytics' names for authorizations, jobs (work) and accounts.
         .route("/api/auth", get(routes::authorizations::list::<true>))
         .route("/api/auth/{id}", get(routes::authorizations::get::<true>))
@@ -151,6 +155,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(routes::queries::upsert).get(routes::queries::list),
         )
         .route("/api/query/_validate", post(routes::queries::validate))
+        .route("/api/query/_test", post(routes::queries::test))
         .route(
             "/api/query/{alias}",
             get(routes::queries::get).delete(routes::queries::delete),

@@ -124,6 +124,16 @@ const COLUMN: &[(&str, Kind)] = &[
     ("froms", List),
     ("identities", List),
 ];
+/// Field info of a table and of one field (catalog.go's `fieldinfo` example).
+const FIELD_INFO: &[(&str, Kind)] = &[("table", Str), ("fields", List)];
+const ONE_FIELD_INFO: &[(&str, Kind)] = &[
+    ("field", Str),
+    ("terms_counts", Map),
+    ("more_terms", Bool),
+    ("ents_present", Num),
+    ("ents_absent", Num),
+    ("approx_cardinality", Num),
+];
 /// A query (an LQL statement); its `fields` are a map by name of [`COLUMN`]s.
 const QUERY: &[(&str, Kind)] = &[
     ("alias", Str),
@@ -153,6 +163,8 @@ enum At {
     FirstColumn,
     /// Every value of `data.fields`, a map by name (a query's fields).
     EachField,
+    /// Every element of `data.fields`, a list (field info).
+    EachFieldInfo,
 }
 
 fn check(what: &str, body: &Value, at: At, table: &[(&str, Kind)]) {
@@ -173,6 +185,13 @@ fn check(what: &str, body: &Value, at: At, table: &[(&str, Kind)]) {
                 .unwrap_or_else(|| panic!("{what}: data.fields is not a map: {body}"));
             assert!(!map.is_empty(), "{what}: no fields: {body}");
             map.values().collect()
+        }
+        At::EachFieldInfo => {
+            let list = body["data"]["fields"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{what}: data.fields is not a list: {body}"));
+            assert!(!list.is_empty(), "{what}: no fields: {body}");
+            list.iter().collect()
         }
     };
     for target in targets {
@@ -210,16 +229,20 @@ async fn lytics_answers_in_lytics_shapes(app: App) {
             .await;
         assert_eq!(s, StatusCode::OK, "{b}");
     }
-    // A segment created as Lytics' clients create it: JSON, the slug beside the statement.
-    let (s, b) = app
-        .post(
-            "/api/segment",
-            Some(ADMIN),
-            json!({"name": "French", "slug_name": "french", "segment_ql": "FILTER country == \"FR\"",
-                   "description": "people in France"})
-            .to_string(),
-        )
-        .await;
+    // A segment created as Lytics' Go client creates it: its whole Segment record as JSON (the
+    // unset fields at their zero values), the slug beside the statement, no content type.
+    let go_client_body = json!({
+        "id": "", "aid": 0, "account_id": "", "name": "French", "is_public": false,
+        "slug_name": "french", "description": "people in France", "author_id": "",
+        "updated": "0001-01-01T00:00:00Z", "created": "0001-01-01T00:00:00Z", "op": "",
+        "negate": false, "tags": null, "invalid": false, "invalid_reason": "", "deleted": false,
+        "save_hist": false, "segment_ql": "FILTER country == \"FR\"",
+    });
+    let r = Request::post("/api/segment")
+        .header("authorization", ADMIN)
+        .body(Body::from(go_client_body.to_string()))
+        .unwrap();
+    let (s, b) = app.send(r).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     check("POST /api/segment", &b, At::Data, SEGMENT);
     assert_eq!(b["data"]["description"], "people in France");
@@ -275,6 +298,16 @@ async fn lytics_answers_in_lytics_shapes(app: App) {
         ("/api/query/braze_users".into(), At::Data, QUERY),
         ("/api/query/braze_users".into(), At::EachField, COLUMN),
         ("/api/query".into(), At::EachOfData, QUERY),
+        (
+            "/api/schema/user/fieldinfo?fields=country,email".into(),
+            At::Data,
+            FIELD_INFO,
+        ),
+        (
+            "/api/schema/user/fieldinfo?fields=country,email".into(),
+            At::EachFieldInfo,
+            ONE_FIELD_INFO,
+        ),
         ("/api/work".into(), At::EachOfData, WORK),
         (format!("/api/work/{work_id}"), At::Data, WORK),
         ("/api/auth".into(), At::EachOfData, AUTH),
@@ -366,6 +399,42 @@ async fn lytics_answers_in_lytics_shapes(app: App) {
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     check("POST /api/query/_validate", &b, At::EachOfData, QUERY);
+
+    // Field info counts what profiles hold.
+    let (_, b) = app
+        .get(
+            "/api/schema/user/fieldinfo?fields=country,nothing&limit=5",
+            ADMIN,
+        )
+        .await;
+    let country = &b["data"]["fields"][0];
+    assert_eq!(
+        (&country["terms_counts"]["FR"], &country["ents_present"]),
+        (&json!(3), &json!(3)),
+        "{b}"
+    );
+    assert_eq!(b["data"]["fields"][1]["ents_absent"], json!(3), "{b}");
+    let (s, _) = app
+        .get("/api/schema/user/fieldinfo?fields=country&limit=0", ADMIN)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
+    // The query test: the entity one event (the query parameters) makes; nothing stored.
+    let (s, b) = app
+        .post_text(
+            "/api/query/_test?email=Ann@Example.com&country=NO",
+            ADMIN,
+            "SELECT email(email) AS email, country FROM sample INTO user BY email ALIAS sample_test",
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        (&b["data"]["email"], &b["data"]["country"]),
+        (&json!("ann@example.com"), &json!("NO")),
+        "{b}"
+    );
+    let (s, _) = app.get("/api/query/sample_test", ADMIN).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "a test stores nothing");
 
     // Errors and a 405 answer in the envelope too.
     let (s, b) = app.get("/api/segment/nope/sizes", ADMIN).await;

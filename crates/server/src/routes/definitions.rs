@@ -19,10 +19,13 @@ pub fn statement_text(
     if body.len() > MAX_STATEMENT_BYTES {
         return Err(ApiError::too_large(MAX_STATEMENT_BYTES));
     }
+    // Lytics' Go client sends its JSON without a content type: a body that opens with `{` is
+    // JSON too (no statement starts with one).
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("json"));
+        .is_some_and(|v| v.contains("json"))
+        || body.trim_ascii_start().starts_with(b"{");
     // A JSON object carries the statement in `json_field`. Lytics' clients also send the bare
     // statement labelled as JSON: anything that is not a JSON object is the statement.
     if is_json && let Ok(serde_json::Value::Object(v)) = serde_json::from_slice(body) {

@@ -2,6 +2,7 @@ pub mod admin;
 pub mod authorizations;
 pub mod collect;
 mod definitions;
+pub mod fieldinfo;
 pub mod jobs;
 pub mod lytics;
 pub mod membership;

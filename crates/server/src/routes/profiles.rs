@@ -277,6 +277,16 @@ pub async fn erase(
     ))
 }
 
+/// Lytics' tables in a path: profiles are the one table Tributary has, `user`.
+pub(crate) fn only_user_table(table: &str) -> Result<(), ApiError> {
+    if table == "user" {
+        return Ok(());
+    }
+    Err(ApiError::not_found(format!(
+        "no table {table:?}: profiles are the one table, \"user\""
+    )))
+}
+
 /// `GET /api/schema/user` (and `/api/schema`, the default table): the profile fields that the
 /// account's queries write, as `fields` and in Lytics' shape (`name`, `by_fields`, `columns`).
 pub async fn schema(
@@ -284,12 +294,8 @@ pub async fn schema(
     auth: Authorized<ReadDefinitions>,
     table: Option<Path<String>>,
 ) -> ApiResult {
-    if let Some(Path(table)) = table
-        && table != "user"
-    {
-        return Err(ApiError::not_found(format!(
-            "no table {table:?}: profiles are the one table, \"user\""
-        )));
+    if let Some(Path(table)) = table {
+        only_user_table(&table)?;
     }
     let plans = state.engine.account_plans(auth.caller.account_id).await?;
     let mut fields: BTreeMap<String, Json> = BTreeMap::new();

@@ -1,21 +1,23 @@
 //! LQL queries: `POST /api/query` (upsert by ALIAS, one or more statements), `GET /api/query`,
-//! `GET|DELETE /api/query/{alias}`, `POST /api/query/_validate`.
+//! `GET|DELETE /api/query/{alias}`, `POST /api/query/_validate`, and Lytics' query test
+//! `POST /api/query/_test?field=value...`.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use serde_json::{Value as Json, json};
 use tributary_core::{
     Definition, DefinitionKind, format_rfc3339, from_micros, to_micros, validate_stream_name,
 };
+use tributary_profile::{FieldSpec, FieldState};
 use tributary_query::lql::{MappingPlan, compile};
 use tributary_query::{LqlStatement, parse_lql};
 
 use super::definitions::{check_name, statement_text, syntax_error};
 use super::segments::one_or_many;
 use crate::AppState;
-use crate::api::{ApiError, ApiResult, ok};
+use crate::api::{ApiError, ApiResult, ok, query_map};
 use crate::auth::{Authorized, ManageQueries, ReadDefinitions};
 
 /// A query's fields as Lytics answers them: a map by name of `{as, is_by, type, shortdesc,
@@ -179,4 +181,44 @@ pub async fn validate(
         })
         .collect();
     Ok(ok(StatusCode::OK, items))
+}
+
+/// Query parameters that are the request's, not the sample event's.
+const NOT_EVENT_FIELDS: &[&str] = &["key", "access_token", "account_id"];
+
+/// `POST /api/query/_test?field=value&...`: the entity the posted queries make of one event
+/// whose fields are the query parameters (values as text, as Lytics takes them), as a profile
+/// would show it after that one event. Nothing is stored.
+pub async fn test(
+    _auth: Authorized<ReadDefinitions>,
+    headers: HeaderMap,
+    uri: Uri,
+    body: bytes::Bytes,
+) -> ApiResult {
+    let text = statement_text(&headers, &body, "text")?;
+    let statements = checked(&text)?;
+    let event: tributary_query::eval::Profile = query_map(&uri)?
+        .into_iter()
+        .filter(|(name, _)| !NOT_EVENT_FIELDS.contains(&name.as_str()))
+        .map(|(name, value)| (name, tributary_query::Value::String(value)))
+        .collect();
+    if event.is_empty() {
+        return Err(ApiError::bad_request(
+            "no event to test: pass its fields as query parameters (?email=a@b.example&...)",
+        ));
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let mut entity = serde_json::Map::new();
+    for (_, plan) in &statements {
+        let Some(mapped) = plan.apply(&event, now) else {
+            continue;
+        };
+        for (index, value) in mapped.updates {
+            let field = &plan.fields[index];
+            let spec = FieldSpec::from(field);
+            let state = FieldState::from_event(spec, value, to_micros(now));
+            entity.insert(field.name.clone(), state.value(Some(spec)).to_json());
+        }
+    }
+    Ok(ok(StatusCode::OK, Json::Object(entity)))
 }
