@@ -7,7 +7,7 @@ use tributary_server::ServerConfig;
 use tributary_store::Store;
 
 /// The composition root: the pipeline worker, the job runner with the workflows this build
-/// has (the Braze export), and the HTTP server, all stopped by `shutdown`; returns once the
+/// has (the Braze export, the SFTP import), and the HTTP server, all stopped by `shutdown`; returns once the
 /// server has drained and both have stopped.
 pub async fn run(
     listener: tokio::net::TcpListener,
@@ -22,7 +22,7 @@ pub async fn run(
     let jobs = tributary_jobs::Runner::new(
         store.clone(),
         master_key,
-        tributary_sinks::braze::workflows(),
+        tributary_sinks::braze::workflows().with(Arc::new(tributary_imports::SftpImport)),
         jobs,
     );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -7,20 +7,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{ADMIN, BrazeSim, Serve, assert_no_secrets, client};
+use support::{ADMIN, BrazeSim, Serve, api, assert_no_secrets, client};
 
 const SIM_KEY: &str = "sim-rest-key-7d3a9f";
-
-async fn api(serve: &Serve, method: &str, path: &str, body: Value) -> (u16, Value) {
-    let http = client();
-    let request = match method {
-        "GET" => http.get(serve.url(path)),
-        _ => http.post(serve.url(path)).json(&body),
-    };
-    let r = request.bearer_auth(ADMIN).send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
 
 async fn post_text(serve: &Serve, path: &str, text: &str) {
     let r = client()

@@ -179,3 +179,20 @@ pub struct JobLogLine {
     pub level: LogLevel,
     pub message: String,
 }
+
+/// How far an import job has got into one of its files. A file is known by its name, size and
+/// modification time together, so a file replaced under the same name is a new file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportFile {
+    pub job_id: i64,
+    pub name: String,
+    pub size: i64,
+    /// Modification time, seconds since the epoch, as the file server reports it.
+    pub modified: i64,
+    /// Data rows read and settled (stored, or rejected and skipped); a retry resumes after them.
+    pub rows_done: i64,
+    pub rejected: i64,
+    /// Every row of the file is settled.
+    pub done: bool,
+    pub updated_at: Micros,
+}

@@ -15,7 +15,9 @@ pub mod token;
 pub use account::{Account, AccountId};
 pub use definition::{Definition, DefinitionKind};
 pub use event::{NewEvent, StoredEvent, StreamInfo, validate_stream_name};
-pub use job::{AuthKind, Authorization, Job, JobLogLine, JobReport, JobState, LogLevel, NewJob};
+pub use job::{
+    AuthKind, Authorization, ImportFile, Job, JobLogLine, JobReport, JobState, LogLevel, NewJob,
+};
 pub use membership::{AudienceVersion, LogEntry, MembershipChange};
 pub use profile::{IdentityKey, MergeRecord, PipelineCommit, StoredProfile};
 pub use token::{Expiry, NewToken, Role, TokenHash, TokenRecord, TokenSecret};

@@ -13,6 +13,12 @@ pub struct CsvOptions {
     pub headers: Option<Vec<String>>,
     /// Most columns a file may have (a Braze export has a few dozen).
     pub max_columns: usize,
+    /// Only these columns become fields (empty: every column).
+    pub keep_columns: Vec<String>,
+    /// Columns that may hold the event time, in order of preference: a row's event time comes
+    /// from the first of them that has a value (used when no `timestamp_field` is given).
+    /// Candidates the file does not have are skipped.
+    pub timestamp_candidates: Vec<String>,
 }
 
 /// The default of [`CsvOptions::max_columns`].
@@ -24,6 +30,8 @@ impl Default for CsvOptions {
             delimiter: b',',
             headers: None,
             max_columns: DEFAULT_MAX_COLUMNS,
+            keep_columns: Vec::new(),
+            timestamp_candidates: Vec::new(),
         }
     }
 }
@@ -276,26 +284,36 @@ fn decode_rows(
         .iter()
         .map(|h| serde_json::to_string(h).unwrap_or_default())
         .collect();
-    let ts_column = opts
-        .timestamp_field
-        .as_ref()
-        .map(|f| {
-            headers.iter().position(|h| h == f).ok_or_else(|| {
-                DecodeError::at(
-                    1,
-                    None,
-                    format!("timestamp field {f:?} is not a column of this file"),
-                )
-            })
-        })
-        .transpose()?;
+    let ts_columns: Vec<usize> = match &opts.timestamp_field {
+        Some(f) => vec![headers.iter().position(|h| h == f).ok_or_else(|| {
+            DecodeError::at(
+                1,
+                None,
+                format!("timestamp field {f:?} is not a column of this file"),
+            )
+        })?],
+        None => csv
+            .timestamp_candidates
+            .iter()
+            .filter_map(|c| headers.iter().position(|h| h == c))
+            .collect(),
+    };
+    let columns = Columns {
+        headers: &headers,
+        keys: &keys,
+        keep: headers
+            .iter()
+            .map(|h| csv.keep_columns.is_empty() || csv.keep_columns.contains(h))
+            .collect(),
+        timestamps: &ts_columns,
+    };
 
     let mut out = StreamSummary::default();
     let mut pending = Vec::new();
     for row in records {
         let row = row.map_err(csv_error)?;
         let line = row.position().map_or(0, |p| p.line());
-        match row_to_record(&row, &headers, &keys, ts_column) {
+        match row_to_record(&row, &columns) {
             Ok(record) => {
                 out.accepted += 1;
                 if batch == 0 {
@@ -354,12 +372,19 @@ fn check_headers(headers: &[String], max_columns: usize) -> Result<(), DecodeErr
     Ok(())
 }
 
-fn row_to_record(
-    row: &csv::ByteRecord,
-    headers: &[String],
-    keys: &[String],
-    ts_column: Option<usize>,
-) -> Result<Record, String> {
+/// How a file's columns become a record's fields.
+struct Columns<'a> {
+    headers: &'a [String],
+    /// Each header as a JSON string.
+    keys: &'a [String],
+    /// Whether each column becomes a field.
+    keep: Vec<bool>,
+    /// The columns that may hold the event time, in order of preference.
+    timestamps: &'a [usize],
+}
+
+fn row_to_record(row: &csv::ByteRecord, columns: &Columns<'_>) -> Result<Record, String> {
+    let (headers, keys) = (columns.headers, columns.keys);
     if row.len() != headers.len() {
         return Err(format!(
             "expected {} fields (one per column), found {}",
@@ -372,7 +397,7 @@ fn row_to_record(
     );
     payload.push('{');
     for (i, cell) in row.iter().enumerate() {
-        if cell.is_empty() {
+        if cell.is_empty() || !columns.keep[i] {
             continue;
         }
         let value = std::str::from_utf8(cell)
@@ -385,21 +410,20 @@ fn row_to_record(
         payload.push_str(&serde_json::to_string(value).map_err(|e| e.to_string())?);
     }
     payload.push('}');
-    let event_time = match ts_column {
-        Some(c) => match row
-            .get(c)
+    let first_time = columns.timestamps.iter().find_map(|&c| {
+        row.get(c)
             .and_then(|v| std::str::from_utf8(v).ok())
             .filter(|v| !v.is_empty())
-        {
-            None => None,
-            Some(v) => Some(tributary_core::timestamp::parse_date(v).ok_or_else(|| {
-                format!(
-                    "timestamp column {:?} has a value that is not a date or time: {v:?}",
-                    headers[c]
-                )
-            })?),
-        },
+            .map(|v| (c, v))
+    });
+    let event_time = match first_time {
         None => None,
+        Some((c, v)) => Some(tributary_core::timestamp::parse_date(v).ok_or_else(|| {
+            format!(
+                "timestamp column {:?} has a value that is not a date or time: {v:?}",
+                headers[c]
+            )
+        })?),
     };
     Ok(Record {
         payload,
@@ -555,6 +579,22 @@ mod tests {
                 message: "expected 2 fields (one per column), found 1".into()
             }]
         );
+    }
+
+    #[test]
+    fn kept_columns_and_timestamp_candidates_in_order() {
+        let csv = CsvOptions {
+            keep_columns: vec!["id".into(), "seen".into()],
+            timestamp_candidates: vec!["missing".into(), "updated".into(), "seen".into()],
+            ..CsvOptions::default()
+        };
+        let body = "id,name,updated,seen\n1,Ann,,2024-05-01\n2,Bo,2024-06-01,2024-05-02\n";
+        let d = decode_csv(body.as_bytes(), &DecodeOptions::default(), &csv).unwrap();
+        assert_eq!(d.records[0].payload, r#"{"id":"1","seen":"2024-05-01"}"#);
+        let day = |r: &Record| r.event_time.map(|t| t.date().to_string());
+        // The first candidate with a value wins; a candidate the file lacks is skipped.
+        assert_eq!(day(&d.records[0]).as_deref(), Some("2024-05-01"));
+        assert_eq!(day(&d.records[1]).as_deref(), Some("2024-06-01"));
     }
 
     #[test]

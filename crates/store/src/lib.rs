@@ -35,8 +35,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tributary_core::{
     Account, AccountId, AudienceVersion, Authorization, Definition, DefinitionKind, IdentityKey,
-    Job, JobLogLine, JobReport, JobState, LogEntry, LogLevel, MergeRecord, Micros, NewEvent,
-    NewJob, NewToken, PipelineCommit, StoredEvent, StoredProfile, StreamInfo, TokenHash,
+    ImportFile, Job, JobLogLine, JobReport, JobState, LogEntry, LogLevel, MergeRecord, Micros,
+    NewEvent, NewJob, NewToken, PipelineCommit, StoredEvent, StoredProfile, StreamInfo, TokenHash,
     TokenRecord,
 };
 
@@ -196,6 +196,13 @@ pub trait EventLog: Send + Sync + 'static {
         after: i64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>>;
+
+    /// Appends a batch an import read from a file and records how far into the file the
+    /// import is, in one transaction: a retry resumes after `file.rows_done`, so no row is
+    /// stored twice and none is lost.
+    async fn append_import_batch(&self, events: &[NewEvent], file: &ImportFile) -> Result<()>;
+    /// Every file an import job has started or finished.
+    async fn import_files(&self, job_id: i64) -> Result<Vec<ImportFile>>;
 }
 
 /// The profile pipeline's state: profiles, identities, merges, and its cursor.

@@ -4,8 +4,8 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use tributary_core::{
-    Account, AuthKind, Authorization, Definition, DefinitionKind, IdentityKey, Job, JobLogLine,
-    JobState, LogLevel, MergeRecord, StoredEvent, StoredProfile, StreamInfo, TokenHash,
+    Account, AuthKind, Authorization, Definition, DefinitionKind, IdentityKey, ImportFile, Job,
+    JobLogLine, JobState, LogLevel, MergeRecord, StoredEvent, StoredProfile, StreamInfo, TokenHash,
     TokenRecord,
 };
 
@@ -125,6 +125,12 @@ pub(crate) fn job_from_row(row: &AnyRow) -> Result<Job> {
         [account_id, workflow, name, description, last_error, created_at, updated_at]
         { id, auth_ids, state, config: text("config")?, progress: text("progress")?,
           metrics: text("metrics")? }))
+}
+
+pub(crate) fn import_file_from_row(row: &AnyRow) -> Result<ImportFile> {
+    let done: i64 = row.try_get("done")?;
+    Ok(record!(row => ImportFile
+        [job_id, name, size, modified, rows_done, rejected, updated_at] { done: done != 0 }))
 }
 
 pub(crate) fn log_line_from_row(row: &AnyRow) -> Result<JobLogLine> {

@@ -1016,7 +1016,43 @@ async fn pipeline_lag_counts_what_is_not_applied(store: Arc<dyn Store>) {
     assert_eq!(store.pipeline_lag(2).await.unwrap(), lag(1), "per account");
 }
 
+async fn import_batches_commit_with_their_file_record(store: Arc<dyn Store>) {
+    let file = |rows_done, done| tributary_core::ImportFile {
+        job_id: 7,
+        name: "users.csv".into(),
+        size: 1_234,
+        modified: 1_700_000_000,
+        rows_done,
+        rejected: 1,
+        done,
+        updated_at: 5_000 + rows_done,
+    };
+    let batch: Vec<NewEvent> = (0..3).map(|n| event(1, "braze_users", n)).collect();
+    store
+        .append_import_batch(&batch, &file(3, false))
+        .await
+        .unwrap();
+    assert_eq!(store.import_files(7).await.unwrap(), vec![file(3, false)]);
+    // The last batch marks the file done; its record is updated, not repeated.
+    store
+        .append_import_batch(&batch[..1], &file(4, true))
+        .await
+        .unwrap();
+    assert_eq!(store.import_files(7).await.unwrap(), vec![file(4, true)]);
+    let streams = store.streams(1).await.unwrap();
+    assert_eq!(streams[0].count, 4, "the events are stored and counted");
+    // The same name with another size is another file; other jobs have their own records.
+    let replaced = tributary_core::ImportFile {
+        size: 99,
+        ..file(0, false)
+    };
+    store.append_import_batch(&[], &replaced).await.unwrap();
+    assert_eq!(store.import_files(7).await.unwrap().len(), 2);
+    assert!(store.import_files(8).await.unwrap().is_empty());
+}
+
 tributary_store::backend_tests!(
+    import_batches_commit_with_their_file_record,
     pipeline_lag_counts_what_is_not_applied,
     unsafe_durability_is_reported,
     an_export_remembers_what_it_sent_each_profile_as,

@@ -15,6 +15,7 @@ fn schema_6(boolean: &str) -> String {
          DROP TABLE membership_log;
          DROP TABLE export_identifiers;
          DROP TABLE erasures;
+         DROP TABLE IF EXISTS import_files;
          DELETE FROM schema_migrations WHERE version >= 7;
          CREATE TABLE memberships (account_id BIGINT NOT NULL, segment TEXT NOT NULL,
              profile_id BIGINT NOT NULL, since BIGINT NOT NULL,

@@ -244,3 +244,20 @@ pub async fn wait_for_ok(url: &str, token: &str, within: Duration) -> serde_json
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A JSON API call as the install admin: `GET`, or any other method with `body` posted.
+pub async fn api(
+    serve: &Serve,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let http = client();
+    let request = match method {
+        "GET" => http.get(serve.url(path)),
+        _ => http.post(serve.url(path)).json(&body),
+    };
+    let r = request.bearer_auth(ADMIN).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}

@@ -364,6 +364,7 @@ fn csv_options(
         delimiter,
         headers,
         max_columns,
+        ..CsvOptions::default()
     })
 }
 

@@ -50,12 +50,14 @@ both_dialects!(
     7 "membership_chunks" "0007_membership_chunks.sql",
     8 "export_identifiers" "0008_export_identifiers.sql",
     9 "event_log" "0009_event_log.sql",
+    10 "import_files" "0010_import_files.sql",
 );
 
 /// The event log's own file on SQLite (`events.db`); on PostgreSQL the log's tables are in
 /// the one database, made by the list above.
 pub(crate) const SQLITE_EVENT_LOG: &[Migration] = migrations!("sqlite-events":
     1 "event_log" "0001_event_log.sql",
+    2 "import_files" "0002_import_files.sql",
 );
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

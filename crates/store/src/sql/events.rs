@@ -2,11 +2,11 @@
 //! writer on SQLite).
 
 use async_trait::async_trait;
-use tributary_core::{AccountId, Micros, NewEvent, StoredEvent, StreamInfo};
+use tributary_core::{AccountId, ImportFile, Micros, NewEvent, StoredEvent, StreamInfo};
 
 use super::{SqlStore, decode_all, page_query, per_id_chunk, statement_chunks};
 use crate::dialect::Lock;
-use crate::rows::{EVENT_COLUMNS, event_from_row, stream_from_row};
+use crate::rows::{EVENT_COLUMNS, event_from_row, import_file_from_row, stream_from_row};
 use crate::{EventLog, Result};
 
 #[async_trait]
@@ -16,42 +16,43 @@ impl EventLog for SqlStore {
             return Ok(());
         }
         let mut tx = self.log.write.begin().await?;
-        self.dialect.lock(&mut tx, Lock::EventAppend).await?;
-        for chunk in statement_chunks(events) {
-            let sql = format!(
-                "INSERT INTO events (account_id, stream, received_at, event_time, payload) VALUES {}",
-                self.dialect.params().rows(chunk.len(), 5)
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for e in chunk {
-                query = query
-                    .bind(e.account_id)
-                    .bind(e.stream.as_str())
-                    .bind(e.received_at)
-                    .bind(e.event_time)
-                    .bind(e.payload.as_str());
-            }
-            query.execute(&mut *tx).await?;
-        }
-        let sql = format!(
-            "INSERT INTO streams (account_id, name, event_count, last_received)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (account_id, name) DO UPDATE SET
-               event_count = streams.event_count + excluded.event_count,
-               last_received = {}(streams.last_received, excluded.last_received)",
-            self.dialect.greatest()
-        );
-        for (aid, stream, count, last) in stream_deltas(events) {
-            sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                .bind(aid)
-                .bind(stream)
-                .bind(count)
-                .bind(last)
-                .execute(&mut *tx)
-                .await?;
-        }
+        self.append_in(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn append_import_batch(&self, events: &[NewEvent], file: &ImportFile) -> Result<()> {
+        let mut tx = self.log.write.begin().await?;
+        self.append_in(&mut tx, events).await?;
+        sqlx::query(
+            "INSERT INTO import_files
+               (job_id, name, size, modified, rows_done, rejected, done, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (job_id, name, size, modified) DO UPDATE SET
+               rows_done = excluded.rows_done, rejected = excluded.rejected,
+               done = excluded.done, updated_at = excluded.updated_at",
+        )
+        .bind(file.job_id)
+        .bind(file.name.as_str())
+        .bind(file.size)
+        .bind(file.modified)
+        .bind(file.rows_done)
+        .bind(file.rejected)
+        .bind(i64::from(file.done))
+        .bind(file.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn import_files(&self, job_id: i64) -> Result<Vec<ImportFile>> {
+        let query = sqlx::query(
+            "SELECT job_id, name, size, modified, rows_done, rejected, done, updated_at
+             FROM import_files WHERE job_id = $1 ORDER BY updated_at, name",
+        )
+        .bind(job_id);
+        decode_all(query, &self.log.read, import_file_from_row).await
     }
 
     async fn streams(&self, aid: AccountId) -> Result<Vec<StreamInfo>> {
@@ -94,6 +95,53 @@ impl EventLog for SqlStore {
 }
 
 impl SqlStore {
+    /// Inserts events and counts them in their streams, inside the caller's transaction of
+    /// the log (holding the append lock, so ids become visible in order on every node).
+    async fn append_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        events: &[NewEvent],
+    ) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.dialect.lock(tx, Lock::EventAppend).await?;
+        for chunk in statement_chunks(events) {
+            let sql = format!(
+                "INSERT INTO events (account_id, stream, received_at, event_time, payload) VALUES {}",
+                self.dialect.params().rows(chunk.len(), 5)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for e in chunk {
+                query = query
+                    .bind(e.account_id)
+                    .bind(e.stream.as_str())
+                    .bind(e.received_at)
+                    .bind(e.event_time)
+                    .bind(e.payload.as_str());
+            }
+            query.execute(&mut **tx).await?;
+        }
+        let sql = format!(
+            "INSERT INTO streams (account_id, name, event_count, last_received)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (account_id, name) DO UPDATE SET
+               event_count = streams.event_count + excluded.event_count,
+               last_received = {}(streams.last_received, excluded.last_received)",
+            self.dialect.greatest()
+        );
+        for (aid, stream, count, last) in stream_deltas(events) {
+            sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(aid)
+                .bind(stream)
+                .bind(count)
+                .bind(last)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// How many of the account's events have ids after `after`, per stream.
     pub(super) async fn events_since(
         &self,

@@ -1,0 +1,337 @@
+//! The `sftp-import` workflow end to end: `tributary serve` reading files from a real OpenSSH
+//! `sshd` on a loopback port (key authentication): a plain and a gzipped CSV, a file seen
+//! again, a new file while the job keeps watching, a replaced file, a file with a bad row
+//! with and without `droperrors`, and a server whose host key is not the pinned one.
+//! Without sshd the test skips, unless TRIBUTARY_TEST_REQUIRE_SSHD=1 (CI) makes it fail.
+
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Serve, api, assert_no_secrets};
+
+/// A throwaway OpenSSH server on a free loopback port, serving `root` by key only.
+struct Sshd {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sshd_binary() -> Option<PathBuf> {
+    ["/usr/sbin/sshd", "/usr/bin/sshd"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+fn keygen(path: &Path) {
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen")
+        .success();
+    assert!(ok, "ssh-keygen failed");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Sshd {
+    fn start(dir: &Path) -> Option<Sshd> {
+        let Some(binary) = sshd_binary() else {
+            assert!(
+                std::env::var("TRIBUTARY_TEST_REQUIRE_SSHD").as_deref() != Ok("1"),
+                "sshd is not installed and TRIBUTARY_TEST_REQUIRE_SSHD=1"
+            );
+            eprintln!("skipping: OpenSSH sshd is not installed");
+            return None;
+        };
+        std::fs::create_dir_all("/run/sshd").ok();
+        keygen(&dir.join("host_key"));
+        keygen(&dir.join("client_key"));
+        std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
+        let port = free_port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+             AuthorizedKeysFile {d}/authorized_keys\nPubkeyAuthentication yes\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
+             StrictModes no\nPermitRootLogin prohibit-password\n\
+             Subsystem sftp internal-sftp\nLogLevel VERBOSE\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("sshd_config"), config).unwrap();
+        let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
+        let child = Command::new(binary)
+            .args(["-D", "-e", "-f"])
+            .arg(dir.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting sshd");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Sshd {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn client_key(&self) -> String {
+        std::fs::read_to_string(self.dir.join("client_key")).unwrap()
+    }
+}
+
+async fn stream_count(serve: &Serve, stream: &str) -> i64 {
+    let (_, b) = api(serve, "GET", "/v2/stream", Value::Null).await;
+    b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == stream)
+        .map_or(0, |s| s["count"].as_i64().unwrap())
+}
+
+async fn job(serve: &Serve, id: i64) -> Value {
+    api(serve, "GET", &format!("/v2/job/{id}"), Value::Null)
+        .await
+        .1["data"]
+        .clone()
+}
+
+async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn create_job(serve: &Serve, auth: i64, config: Value) -> i64 {
+    let (s, b) = api(
+        serve,
+        "POST",
+        "/v2/job/sftp-import",
+        json!({"name": "import", "auth_ids": [auth], "config": config}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    b["data"]["id"].as_i64().unwrap()
+}
+
+fn gzip(text: &str) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(text.as_bytes()).unwrap();
+    e.finish().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sftp_import_reads_each_file_once_from_a_real_sshd() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(sshd) = Sshd::start(&dir.path().join("sshd").tap_mkdir()) else {
+        return;
+    };
+    let folder = dir.path().join("drop").tap_mkdir();
+    let header = "external_id,email,country,updated_at\n";
+    std::fs::write(
+        folder.join("users_1.csv"),
+        format!(
+            "{header}u1,u1@example.com,FR,2024-05-01T10:00:00Z\nu2,u2@example.com,DE,\nu3,,FR,\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        folder.join("users_2.csv.gz"),
+        gzip(&format!(
+            "{header}u4,u4@example.com,NO,\nu5,u5@example.com,NO,\n"
+        )),
+    )
+    .unwrap();
+    std::fs::write(folder.join("other.txt"), "not for this job").unwrap();
+    std::fs::write(folder.join("bad.csv"), "a,b\n1,2\n3\n4,5\n").unwrap();
+
+    let data = dir.path().join("data").tap_mkdir();
+    let serve = Serve::start(&data, None, "serve");
+    let key = sshd.client_key();
+    let (s, b) = api(
+        &serve,
+        "POST",
+        "/v2/auth/sftp",
+        json!({"label": "drop box", "config": {"host": "127.0.0.1", "port": sshd.port,
+               "username": "root", "private_key": key}}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let auth = b["data"]["id"].as_i64().unwrap();
+
+    // A watching job: both matching files, once each; the event time from `updated_at`.
+    let watcher = create_job(
+        &serve,
+        auth,
+        json!({"stream": "braze_users", "folder": folder.to_str().unwrap(), "prefix": "^users_",
+               "timestamps": ["updated_at"], "continuous_update": true, "file_frequency": "1s"}),
+    )
+    .await;
+    wait_for("the first two files", async || {
+        stream_count(&serve, "braze_users").await == 5
+    })
+    .await;
+    let j = job(&serve, watcher).await;
+    assert!(
+        j["progress"]["host_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("ssh-ed25519 "),
+        "{j}"
+    );
+    // Looked at again and again: nothing more is stored.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(stream_count(&serve, "braze_users").await, 5);
+    // A new file, and a replaced one (another size): both read.
+    std::fs::write(
+        folder.join("users_3.csv"),
+        format!("{header}u6,u6@example.com,SE,\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        folder.join("users_1.csv"),
+        format!("{header}u1,u1@example.com,FR,\nu7,u7@example.com,FR,\n"),
+    )
+    .unwrap();
+    wait_for("the new and the replaced file", async || {
+        stream_count(&serve, "braze_users").await == 8
+    })
+    .await;
+    let j = job(&serve, watcher).await;
+    assert_eq!(j["metrics"]["files_imported"], 4, "{j}");
+    let (s, _) = api(
+        &serve,
+        "POST",
+        &format!("/v2/job/{watcher}/pause"),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(s, 200);
+
+    // The event time came from the file.
+    let (_, events) = api(
+        &serve,
+        "GET",
+        "/v2/stream/braze_users/events?limit=100",
+        Value::Null,
+    )
+    .await;
+    let u1 = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"]["updated_at"] == "2024-05-01T10:00:00Z")
+        .expect("u1's first row");
+    assert!(
+        u1["event_time"]
+            .as_str()
+            .unwrap()
+            .starts_with("2024-05-01T10:00:00"),
+        "{u1}"
+    );
+
+    // A bad row without droperrors: the job fails naming the line, and nothing is stored.
+    let strict = create_job(
+        &serve,
+        auth,
+        json!({"stream": "strict", "folder": folder.to_str().unwrap(), "filename": "bad.csv"}),
+    )
+    .await;
+    wait_for("the strict job to fail", async || {
+        job(&serve, strict).await["state"] == "failed"
+    })
+    .await;
+    let j = job(&serve, strict).await;
+    assert!(j["last_error"].as_str().unwrap().contains("line 3"), "{j}");
+    assert_eq!(stream_count(&serve, "strict").await, 0);
+    // With droperrors: the good rows, and the bad one in the log with its line.
+    let lenient = create_job(
+        &serve,
+        auth,
+        json!({"stream": "lenient", "folder": folder.to_str().unwrap(), "filename": "bad.csv",
+               "droperrors": true}),
+    )
+    .await;
+    wait_for("the lenient job", async || {
+        job(&serve, lenient).await["state"] == "completed"
+    })
+    .await;
+    assert_eq!(stream_count(&serve, "lenient").await, 2);
+    let (_, logs) = api(
+        &serve,
+        "GET",
+        &format!("/v2/job/{lenient}/logs"),
+        Value::Null,
+    )
+    .await;
+    assert!(logs.to_string().contains("1 rejected; line 3"), "{logs}");
+
+    // A pinned host key that is not the server's: refused before logging in.
+    let other = dir.path().join("other_host_key");
+    keygen(&other);
+    let wrong = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let (s, b) = api(
+        &serve,
+        "POST",
+        "/v2/auth/sftp",
+        json!({"label": "pinned", "config": {"host": "127.0.0.1", "port": sshd.port,
+               "username": "root", "private_key": key, "host_key": wrong}}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let pinned = create_job(
+        &serve,
+        b["data"]["id"].as_i64().unwrap(),
+        json!({"stream": "pinned", "folder": folder.to_str().unwrap()}),
+    )
+    .await;
+    wait_for("the pinned job to fail", async || {
+        job(&serve, pinned).await["state"] == "failed"
+    })
+    .await;
+    let j = job(&serve, pinned).await;
+    assert!(
+        j["last_error"].as_str().unwrap().contains("host key"),
+        "{j}"
+    );
+    assert_eq!(stream_count(&serve, "pinned").await, 0);
+
+    let secret_line = key.lines().nth(1).unwrap().to_string();
+    assert_no_secrets(&serve.log_text(), &[&secret_line]);
+}
+
+trait TapMkdir {
+    fn tap_mkdir(self) -> Self;
+}
+
+impl TapMkdir for PathBuf {
+    fn tap_mkdir(self) -> PathBuf {
+        std::fs::create_dir_all(&self).unwrap();
+        self
+    }
+}

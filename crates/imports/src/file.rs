@@ -1,0 +1,191 @@
+//! Importing one file: two passes of the CSV decoder over the file as the server sends it
+//! (through gzip when compressed), the second appending batches with the file's record.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use russh_sftp::client::SftpSession;
+use tokio::runtime::Handle;
+use tokio_util::io::SyncIoBridge;
+use tributary_core::{ImportFile, NewEvent, to_micros};
+use tributary_sources::{DecodeOptions, decode_csv_stream};
+use tributary_store::Store;
+
+use crate::config::ImportConfig;
+
+/// Events per batch: one transaction each, and what the import holds in memory.
+pub const BATCH: usize = 5_000;
+
+/// A file of the folder, as listed.
+#[derive(Debug, Clone)]
+pub struct RemoteFile {
+    pub name: String,
+    pub path: String,
+    pub size: u64,
+    pub modified: i64,
+}
+
+/// What a run of one file did.
+#[derive(Debug, Default)]
+pub struct FileOutcome {
+    pub stored: u64,
+    pub rejected: u64,
+    /// The first rejections, with their lines, for the job's log.
+    pub rejections: Vec<String>,
+    pub finished: bool,
+}
+
+/// What the import reports while it reads (shared with the progress reporter).
+#[derive(Default)]
+pub struct Counters {
+    pub bytes_read: AtomicU64,
+    pub rows: AtomicU64,
+}
+
+/// Counts the bytes a reader passes.
+struct Counted<R> {
+    inner: R,
+    counters: Arc<Counters>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counters
+            .bytes_read
+            .fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Everything the blocking decode needs.
+pub struct FileImport {
+    pub sftp: Arc<SftpSession>,
+    pub store: Arc<dyn Store>,
+    pub config: ImportConfig,
+    pub account_id: i64,
+    pub job_id: i64,
+    pub file: RemoteFile,
+    /// Events of this file already stored by an earlier run: skipped.
+    pub already: i64,
+    pub counters: Arc<Counters>,
+    /// False once the job must stop: no batch is written after that.
+    pub keep_going: Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl FileImport {
+    /// Runs on a blocking thread (the CSV decoder reads synchronously); SFTP and the store
+    /// are driven through `runtime`.
+    pub fn run(self, runtime: Handle) -> Result<FileOutcome, String> {
+        let gzip = self.file.name.ends_with(".gz");
+        let open = || -> Box<dyn Read> {
+            self.counters.bytes_read.store(0, Ordering::Relaxed);
+            let opened = runtime.block_on(self.sftp.open(self.file.path.as_str()));
+            let reader: Box<dyn Read> = match opened {
+                Ok(f) => Box::new(SyncIoBridge::new_with_handle(f, runtime.clone())),
+                Err(e) => Box::new(Failing(format!("opening the file failed: {e}"))),
+            };
+            let counted = Counted {
+                inner: reader,
+                counters: self.counters.clone(),
+            };
+            if gzip {
+                Box::new(flate2::read::MultiGzDecoder::new(counted))
+            } else {
+                Box::new(counted)
+            }
+        };
+        let options = DecodeOptions {
+            timestamp_field: None,
+            drop_errors: self.config.drop_errors,
+        };
+        let now = to_micros(time::OffsetDateTime::now_utc());
+        let mut seen: i64 = 0;
+        let mut stored = self.already;
+        let mut failure: Option<String> = None;
+        let mut stopped = false;
+        let mut record = ImportFile {
+            job_id: self.job_id,
+            name: self.file.name.clone(),
+            size: self.file.size as i64,
+            modified: self.file.modified,
+            rows_done: stored,
+            rejected: 0,
+            done: false,
+            updated_at: now,
+        };
+        let summary = decode_csv_stream(&open, &options, &self.config.csv(), BATCH, &mut |batch| {
+            if !(self.keep_going)() {
+                stopped = true;
+                return false;
+            }
+            let events: Vec<NewEvent> = batch
+                .into_iter()
+                .filter(|_| {
+                    seen += 1;
+                    seen > self.already
+                })
+                .map(|r| NewEvent {
+                    account_id: self.account_id,
+                    stream: self.config.stream.clone(),
+                    received_at: now,
+                    event_time: r.event_time.map_or(now, to_micros),
+                    payload: r.payload,
+                })
+                .collect();
+            self.counters.rows.store(seen as u64, Ordering::Relaxed);
+            if events.is_empty() {
+                return true;
+            }
+            stored += events.len() as i64;
+            record.rows_done = stored;
+            record.updated_at = to_micros(time::OffsetDateTime::now_utc());
+            match runtime.block_on(self.store.append_import_batch(&events, &record)) {
+                Ok(()) => true,
+                Err(e) => {
+                    failure = Some(format!("storing a batch failed: {e}"));
+                    false
+                }
+            }
+        });
+        if let Some(f) = failure {
+            return Err(f);
+        }
+        let summary = summary.map_err(|e| format!("{}: {e}", self.file.name))?;
+        if stopped {
+            return Ok(FileOutcome::default());
+        }
+        if !(self.keep_going)() {
+            return Ok(FileOutcome::default());
+        }
+        // The file's last word: done, with its count of rejected rows.
+        record.rows_done = stored;
+        record.rejected = summary.rejected_count as i64;
+        record.done = true;
+        record.updated_at = to_micros(time::OffsetDateTime::now_utc());
+        runtime
+            .block_on(self.store.append_import_batch(&[], &record))
+            .map_err(|e| format!("recording the file as imported failed: {e}"))?;
+        Ok(FileOutcome {
+            stored: (stored - self.already) as u64,
+            rejected: summary.rejected_count as u64,
+            rejections: summary
+                .rejected
+                .iter()
+                .take(20)
+                .map(|r| format!("line {}: {}", r.line, r.message))
+                .collect(),
+            finished: true,
+        })
+    }
+}
+
+/// A reader that fails with a message (a file that could not be opened).
+struct Failing(String);
+
+impl Read for Failing {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other(self.0.clone()))
+    }
+}
