@@ -1,5 +1,5 @@
 //! The `sftp-import` workflow end to end: `tributary serve` reading files from a real OpenSSH
-//! `sshd` on a loopback port (key authentication): a plain and a gzipped CSV, a file seen
+//! `sshd` on a loopback port (key authentication): a plain, a gzipped and a zipped CSV, a file seen
 //! again, a new file while the job keeps watching, a replaced file, a file with a bad row
 //! with and without `droperrors`, and a server whose host key is not the pinned one.
 //! Without sshd the test skips, unless TRIBUTARY_TEST_REQUIRE_SSHD=1 (CI) makes it fail.
@@ -139,6 +139,14 @@ async fn create_job(serve: &Serve, auth: i64, config: Value) -> i64 {
     b["data"]["id"].as_i64().unwrap()
 }
 
+fn zipped(name: &str, text: &str) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    w.start_file(name, zip::write::SimpleFileOptions::default())
+        .unwrap();
+    w.write_all(text.as_bytes()).unwrap();
+    w.finish().unwrap().into_inner()
+}
+
 fn gzip(text: &str) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     e.write_all(text.as_bytes()).unwrap();
@@ -167,6 +175,14 @@ async fn sftp_import_reads_each_file_once_from_a_real_sshd() {
         )),
     )
     .unwrap();
+    std::fs::write(
+        folder.join("users_0.zip"),
+        zipped(
+            "users_0.csv",
+            &format!("{header}u8,u8@example.com,IT,\nu9,u9@example.com,IT,\n"),
+        ),
+    )
+    .unwrap();
     std::fs::write(folder.join("other.txt"), "not for this job").unwrap();
     std::fs::write(folder.join("bad.csv"), "a,b\n1,2\n3\n4,5\n").unwrap();
 
@@ -184,7 +200,8 @@ async fn sftp_import_reads_each_file_once_from_a_real_sshd() {
     assert_eq!(s, 201, "{b}");
     let auth = b["data"]["id"].as_i64().unwrap();
 
-    // A watching job: both matching files, once each; the event time from `updated_at`.
+    // A watching job: the three matching files (plain, gzip, ZIP), once each; the event time
+    // from `updated_at`.
     let watcher = create_job(
         &serve,
         auth,
@@ -192,8 +209,8 @@ async fn sftp_import_reads_each_file_once_from_a_real_sshd() {
                "timestamps": ["updated_at"], "continuous_update": true, "file_frequency": "1s"}),
     )
     .await;
-    wait_for("the first two files", async || {
-        stream_count(&serve, "braze_users").await == 5
+    wait_for("the first three files", async || {
+        stream_count(&serve, "braze_users").await == 7
     })
     .await;
     let j = job(&serve, watcher).await;
@@ -206,7 +223,7 @@ async fn sftp_import_reads_each_file_once_from_a_real_sshd() {
     );
     // Looked at again and again: nothing more is stored.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    assert_eq!(stream_count(&serve, "braze_users").await, 5);
+    assert_eq!(stream_count(&serve, "braze_users").await, 7);
     // A new file, and a replaced one (another size): both read.
     std::fs::write(
         folder.join("users_3.csv"),
@@ -219,11 +236,11 @@ async fn sftp_import_reads_each_file_once_from_a_real_sshd() {
     )
     .unwrap();
     wait_for("the new and the replaced file", async || {
-        stream_count(&serve, "braze_users").await == 8
+        stream_count(&serve, "braze_users").await == 10
     })
     .await;
     let j = job(&serve, watcher).await;
-    assert_eq!(j["metrics"]["files_imported"], 4, "{j}");
+    assert_eq!(j["metrics"]["files_imported"], 5, "{j}");
     let (s, _) = api(
         &serve,
         "POST",

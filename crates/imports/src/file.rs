@@ -1,5 +1,5 @@
 //! Importing one file: two passes of the CSV decoder over the file as the server sends it
-//! (through gzip when compressed), the second appending batches with the file's record.
+//! (through gzip or ZIP when compressed), the second appending batches with the file's record.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -78,11 +78,12 @@ impl FileImport {
     /// Runs on a blocking thread (the CSV decoder reads synchronously); SFTP and the store
     /// are driven through `runtime`.
     pub fn run(self, runtime: Handle) -> Result<FileOutcome, String> {
-        let gzip = self.file.name.ends_with(".gz");
+        let name = self.file.name.to_ascii_lowercase();
+        let (gzip, zip) = (name.ends_with(".gz"), name.ends_with(".zip"));
         let open = || -> Box<dyn Read> {
             self.counters.bytes_read.store(0, Ordering::Relaxed);
             let opened = runtime.block_on(self.sftp.open(self.file.path.as_str()));
-            let reader: Box<dyn Read> = match opened {
+            let reader: Box<dyn Read + Send> = match opened {
                 Ok(f) => Box::new(SyncIoBridge::new_with_handle(f, runtime.clone())),
                 Err(e) => Box::new(Failing(format!("opening the file failed: {e}"))),
             };
@@ -92,6 +93,8 @@ impl FileImport {
             };
             if gzip {
                 Box::new(flate2::read::MultiGzDecoder::new(counted))
+            } else if zip {
+                crate::archive::first_csv_entry(Box::new(counted))
             } else {
                 Box::new(counted)
             }
