@@ -342,6 +342,166 @@ async fn sftp_import_reads_each_file_once_from_a_real_sshd() {
     assert_no_secrets(&serve.log_text(), &[&secret_line]);
 }
 
+/// gpg with a home of its own; its agent is stopped when the test ends.
+struct Gpg {
+    home: PathBuf,
+}
+
+impl Gpg {
+    fn new(home: PathBuf) -> Gpg {
+        std::fs::create_dir_all(&home).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        Gpg { home }
+    }
+
+    fn run(&self, args: &[&str]) -> Vec<u8> {
+        let out = Command::new("gpg")
+            .env("GNUPGHOME", &self.home)
+            .args(["--batch", "--yes", "--pinentry-mode", "loopback"])
+            .args(args)
+            .output()
+            .expect("running gpg");
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+}
+
+impl Drop for Gpg {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .env("GNUPGHOME", &self.home)
+            .args(["--kill", "gpg-agent"])
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sftp_pgp_decrypts_files_made_by_gpg() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(sshd) = Sshd::start(&dir.path().join("sshd").tap_mkdir()) else {
+        return;
+    };
+    let gpg = Gpg::new(dir.path().join("gnupg"));
+    let passphrase = "pgp-pass-4c1e";
+    gpg.run(&[
+        "--passphrase",
+        passphrase,
+        "--quick-gen-key",
+        "Import <import@example.invalid>",
+        "future-default",
+        "default",
+        "never",
+    ]);
+    let secret_key = String::from_utf8(gpg.run(&[
+        "--passphrase",
+        passphrase,
+        "--armor",
+        "--export-secret-keys",
+        "import@example.invalid",
+    ]))
+    .unwrap();
+    let public_key =
+        String::from_utf8(gpg.run(&["--armor", "--export", "import@example.invalid"])).unwrap();
+    let folder = dir.path().join("drop").tap_mkdir();
+    let plain = folder.join("plain.tmp");
+    // gpg compresses before it encrypts: the import has to inflate what it decrypts.
+    std::fs::write(&plain, "external_id,country\np1,FR\np2,FR\np3,DE\n").unwrap();
+    let encrypted = folder.join("users.csv.gpg");
+    gpg.run(&[
+        "--trust-model",
+        "always",
+        "-r",
+        "import@example.invalid",
+        "-o",
+        encrypted.to_str().unwrap(),
+        "--encrypt",
+        plain.to_str().unwrap(),
+    ]);
+    std::fs::remove_file(&plain).unwrap();
+
+    let serve = Serve::start(&dir.path().join("data").tap_mkdir(), None, "serve");
+    let auth = async |pgp_key: &str, pass: &str| -> i64 {
+        let (s, b) = api(
+            &serve,
+            "POST",
+            "/v2/auth/sftp-pgp",
+            json!({"label": "encrypted drop", "config": {"host": "127.0.0.1", "port": sshd.port,
+                   "username": "root", "private_key": sshd.client_key(),
+                   "pgp_private_key": pgp_key, "pgp_passphrase": pass}}),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+        b["data"]["id"].as_i64().unwrap()
+    };
+    let config = |stream: &str| json!({"stream": stream, "folder": folder.to_str().unwrap()});
+
+    let good = create_job(&serve, auth(&secret_key, passphrase).await, config("pgp")).await;
+    wait_for("the decrypted rows", async || {
+        job(&serve, good).await["state"] == "completed"
+    })
+    .await;
+    assert_eq!(stream_count(&serve, "pgp").await, 3);
+
+    let wrong = create_job(
+        &serve,
+        auth(&secret_key, "not-the-passphrase").await,
+        config("wrong"),
+    )
+    .await;
+    wait_for("a wrong passphrase to fail", async || {
+        job(&serve, wrong).await["state"] == "failed"
+    })
+    .await;
+    let j = job(&serve, wrong).await;
+    assert!(
+        j["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("decrypting failed"),
+        "{j}"
+    );
+    assert_eq!(stream_count(&serve, "wrong").await, 0);
+
+    let public = create_job(&serve, auth(&public_key, "unused").await, config("public")).await;
+    wait_for("a public key to be refused", async || {
+        job(&serve, public).await["state"] == "failed"
+    })
+    .await;
+    let j = job(&serve, public).await;
+    assert!(
+        j["last_error"].as_str().unwrap().contains("public key"),
+        "{j}"
+    );
+
+    // An encrypted file without a PGP key: refused, naming the file.
+    let (_, b) = api(&serve, "POST", "/v2/auth/sftp", json!({"label": "plain", "config": {
+        "host": "127.0.0.1", "port": sshd.port, "username": "root", "private_key": sshd.client_key()}})).await;
+    let plain_job = create_job(&serve, b["data"]["id"].as_i64().unwrap(), config("nokey")).await;
+    wait_for("no key to fail", async || {
+        job(&serve, plain_job).await["state"] == "failed"
+    })
+    .await;
+    let j = job(&serve, plain_job).await;
+    assert!(
+        j["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("users.csv.gpg is PGP-encrypted"),
+        "{j}"
+    );
+
+    let key_line = secret_key.lines().nth(3).unwrap_or_default().to_string();
+    assert_no_secrets(&serve.log_text(), &[passphrase, &key_line]);
+}
+
 trait TapMkdir {
     fn tap_mkdir(self) -> Self;
 }

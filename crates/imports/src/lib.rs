@@ -2,7 +2,7 @@
 //!
 //! Data flow, per file: the SFTP client (`sftp.rs`) lists the folder; files the job has not
 //! finished (by name, size and modification time: `ImportFile` in the event log) are read,
-//! through gzip or ZIP (`archive.rs`) when compressed, by the CSV decoder of `tributary-sources`, in two passes
+//! decrypted when PGP-encrypted (`pgp.rs`), through gzip or ZIP (`archive.rs`) when compressed, by the CSV decoder of `tributary-sources`, in two passes
 //! (the first checks every row, so a file with a bad row and no `droperrors` stores nothing);
 //! the second appends batches to the stream, each batch in one transaction with the file's
 //! record of how far the import got (`EventLog::append_import_batch`), so a retry resumes
@@ -14,6 +14,7 @@
 mod archive;
 mod config;
 mod file;
+mod pgp;
 mod sftp;
 mod workflow;
 

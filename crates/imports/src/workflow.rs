@@ -14,6 +14,7 @@ use tributary_store::Store;
 
 use crate::config::ImportConfig;
 use crate::file::{Counters, FileImport, RemoteFile};
+use crate::pgp::PgpKey;
 use crate::sftp::{Connection, Target, connect};
 
 /// How often a running import writes its progress.
@@ -27,8 +28,8 @@ impl Workflow for SftpImport {
         "sftp-import"
     }
 
-    fn auth_kind(&self) -> AuthKind {
-        AuthKind::Sftp
+    fn auth_kinds(&self) -> &'static [AuthKind] {
+        &[AuthKind::Sftp, AuthKind::SftpPgp]
     }
 
     async fn validate(
@@ -155,6 +156,10 @@ async fn import_once(
         .first()
         .ok_or("the job has no authorization")?;
     let target = Target::from_credentials(credentials)?;
+    let pgp = match credentials.kind {
+        AuthKind::SftpPgp => Some(Arc::new(PgpKey::from_credentials(credentials)?)),
+        _ => None,
+    };
     // The authorization's pinned key, else the one this job saw first.
     let pinned = credentials
         .config
@@ -208,6 +213,7 @@ async fn import_once(
             file: file.clone(),
             already,
             counters: counters.clone(),
+            pgp: pgp.clone(),
             keep_going: Arc::new(move || !stop_ctx.stop_requested()),
         };
         let runtime = tokio::runtime::Handle::current();

@@ -51,8 +51,9 @@ pub enum WorkflowError {
 pub trait Workflow: Send + Sync + 'static {
     /// The name in `POST /v2/job/{workflow}`.
     fn name(&self) -> &'static str;
-    /// The kind of authorization the job needs (exactly one).
-    fn auth_kind(&self) -> AuthKind;
+    /// The kinds of authorization the job accepts (it takes exactly one); the first is the
+    /// one error messages name first.
+    fn auth_kinds(&self) -> &'static [AuthKind];
     /// Checks a new job's config against the account (the audiences it names exist, ...);
     /// the error names the field.
     async fn validate(

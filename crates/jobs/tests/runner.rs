@@ -27,8 +27,8 @@ impl Workflow for Ticker {
     fn name(&self) -> &'static str {
         "ticker"
     }
-    fn auth_kind(&self) -> AuthKind {
-        AuthKind::Braze
+    fn auth_kinds(&self) -> &'static [AuthKind] {
+        &[AuthKind::Braze]
     }
     async fn validate(&self, _: &Arc<dyn Store>, _: i64, _: &Value) -> Result<(), WorkflowError> {
         Ok(())

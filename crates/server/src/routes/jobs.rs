@@ -100,22 +100,25 @@ pub(crate) async fn create_job(
     check_name(&body.name)?;
     check_description(&body.description)?;
     let aid = auth.caller.account_id;
-    let wanted = workflow.auth_kind();
+    let wanted = workflow.auth_kinds();
+    let wanted_names = wanted
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(" or ");
     if body.auth_ids.len() != 1 {
         return Err(ApiError::bad_request(format!(
-            "auth_ids must name exactly one {} authorization",
-            wanted.as_str()
+            "auth_ids must name exactly one {wanted_names} authorization"
         )));
     }
     for id in &body.auth_ids {
         let found = state.store.authorization(aid, *id).await?.ok_or_else(|| {
             ApiError::bad_request(format!("auth_ids: account {aid} has no authorization {id}"))
         })?;
-        if found.kind != wanted {
+        if !wanted.contains(&found.kind) {
             return Err(ApiError::bad_request(format!(
-                "auth_ids: authorization {id} is {}, the {workflow_name} workflow needs {}",
+                "auth_ids: authorization {id} is {}, the {workflow_name} workflow needs {wanted_names}",
                 found.kind.as_str(),
-                wanted.as_str()
             )));
         }
     }

@@ -37,8 +37,8 @@ impl Workflow for BrazeExport {
         "braze-export"
     }
 
-    fn auth_kind(&self) -> AuthKind {
-        AuthKind::Braze
+    fn auth_kinds(&self) -> &'static [AuthKind] {
+        &[AuthKind::Braze]
     }
 
     async fn validate(
