@@ -11,7 +11,7 @@ const CHUNK: usize = 64 * 1024;
 const IN_FLIGHT: usize = 4;
 
 /// The bytes of the archive's first `.csv` entry (directories and other files are skipped).
-pub fn first_csv_entry(archive: Box<dyn Read + Send>) -> Box<dyn Read> {
+pub fn first_csv_entry(archive: Box<dyn Read + Send>) -> Box<dyn Read + Send> {
     let (tx, rx) = sync_channel(IN_FLIGHT);
     std::thread::spawn(move || {
         if let Err(e) = send_first_csv(archive, &tx) {

@@ -80,15 +80,6 @@ impl FileImport {
     /// Runs on a blocking thread (the CSV decoder reads synchronously); SFTP and the store
     /// are driven through `runtime`.
     pub fn run(self, runtime: Handle) -> Result<FileOutcome, String> {
-        let encrypted = crate::pgp::inner_name(&self.file.name);
-        if encrypted.is_some() && self.pgp.is_none() {
-            return Err(format!(
-                "{} is PGP-encrypted; an sftp-pgp authorization with the private key reads it",
-                self.file.name
-            ));
-        }
-        let name = encrypted.unwrap_or(&self.file.name).to_ascii_lowercase();
-        let (gzip, zip) = (name.ends_with(".gz"), name.ends_with(".zip"));
         let open = || -> Box<dyn Read> {
             self.counters.bytes_read.store(0, Ordering::Relaxed);
             let opened = runtime.block_on(self.sftp.open(self.file.path.as_str()));
@@ -96,23 +87,13 @@ impl FileImport {
                 Ok(f) => Box::new(SyncIoBridge::new_with_handle(f, runtime.clone())),
                 Err(e) => Box::new(Failing(format!("opening the file failed: {e}"))),
             };
-            let counted: Box<dyn Read + Send> = Box::new(Counted {
+            let counted = Box::new(Counted {
                 inner: reader,
                 counters: self.counters.clone(),
             });
-            let counted = match (&self.pgp, encrypted) {
-                (Some(key), Some(_)) => match key.decrypt(counted) {
-                    Ok(plain) => plain,
-                    Err(e) => Box::new(Failing(format!("{}: {e}", self.file.name))),
-                },
-                _ => counted,
-            };
-            if gzip {
-                Box::new(flate2::read::MultiGzDecoder::new(counted))
-            } else if zip {
-                crate::archive::first_csv_entry(counted)
-            } else {
-                Box::new(counted)
+            match crate::unpack::by_name(&self.file.name, counted, self.pgp.as_deref()) {
+                Ok(plain) => plain,
+                Err(e) => Box::new(Failing(format!("{}: {e}", self.file.name))),
             }
         };
         let options = DecodeOptions {

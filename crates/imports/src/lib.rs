@@ -16,7 +16,9 @@ mod config;
 mod file;
 mod pgp;
 mod sftp;
+pub mod unpack;
 mod workflow;
 
 pub use config::ImportConfig;
+pub use pgp::PgpKey;
 pub use workflow::SftpImport;

@@ -21,23 +21,25 @@ impl PgpKey {
             .secrets
             .get("pgp_private_key")
             .ok_or("the authorization has no pgp_private_key")?;
+        let passphrase = credentials
+            .secrets
+            .get("pgp_passphrase")
+            .unwrap_or_default();
+        PgpKey::from_armored(&text, passphrase)
+    }
+
+    /// An ASCII-armoured private key and its passphrase (empty for none).
+    pub fn from_armored(text: &str, passphrase: String) -> Result<PgpKey, String> {
         if text.contains("BEGIN PGP PUBLIC KEY BLOCK") {
             return Err(
-                "the authorization holds a PGP public key, which encrypts exports; an \
-                        import decrypts, so it needs the private key (pgp_private_key)"
+                "the key is a PGP public key, which encrypts exports; an import \
+                        decrypts, so it needs the private key"
                     .into(),
             );
         }
-        let (key, _) = SignedSecretKey::from_string(&text).map_err(|e| {
-            format!("pgp_private_key is not an ASCII-armoured PGP private key: {e}")
-        })?;
-        Ok(PgpKey {
-            key,
-            passphrase: credentials
-                .secrets
-                .get("pgp_passphrase")
-                .unwrap_or_default(),
-        })
+        let (key, _) = SignedSecretKey::from_string(text)
+            .map_err(|e| format!("not an ASCII-armoured PGP private key: {e}"))?;
+        Ok(PgpKey { key, passphrase })
     }
 
     /// The plain bytes of an encrypted file read from `source`.
