@@ -1,5 +1,6 @@
 //! The `tributary` binary.
 
+mod import;
 mod master_key;
 mod private_files;
 mod rebuild;
@@ -43,6 +44,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Rebuild an account's profiles from its raw events (after changing its LQL).
     Rebuild(rebuild::RebuildArgs),
+    /// Load a file into a running server's stream.
+    Import(import::ImportArgs),
 }
 
 fn init_logging(format: LogFormat) {
@@ -70,5 +73,6 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve::run(args)),
         Command::Rebuild(args) => runtime.block_on(rebuild::run(args)),
+        Command::Import(args) => runtime.block_on(import::run(args)),
     }
 }
