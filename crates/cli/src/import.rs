@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tributary_imports::PgpKey;
+use tributary_imports::unpack::{Counted, Failing};
 use tributary_sources::{CsvOptions, DecodeOptions, decode_csv_stream};
 
 #[derive(clap::Args)]
@@ -64,20 +65,6 @@ pub struct CsvArgs {
 pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     match args.format {
         Format::Csv(csv) => run_csv(csv).await,
-    }
-}
-
-/// Counts the bytes read from the file, for the progress bar.
-struct Counted<R> {
-    inner: R,
-    read: Arc<AtomicU64>,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.read.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
     }
 }
 
@@ -320,13 +307,5 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
-    }
-}
-
-struct Failing(String);
-
-impl Read for Failing {
-    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
-        Err(std::io::Error::other(self.0.clone()))
     }
 }

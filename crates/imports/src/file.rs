@@ -13,6 +13,7 @@ use tributary_sources::{DecodeOptions, decode_csv_stream};
 use tributary_store::Store;
 
 use crate::config::ImportConfig;
+use crate::unpack::{Counted, Failing};
 
 /// Events per batch: one transaction each, and what the import holds in memory.
 pub const BATCH: usize = 5_000;
@@ -39,24 +40,8 @@ pub struct FileOutcome {
 /// What the import reports while it reads (shared with the progress reporter).
 #[derive(Default)]
 pub struct Counters {
-    pub bytes_read: AtomicU64,
+    pub bytes_read: Arc<AtomicU64>,
     pub rows: AtomicU64,
-}
-
-/// Counts the bytes a reader passes.
-struct Counted<R> {
-    inner: R,
-    counters: Arc<Counters>,
-}
-
-impl<R: Read> Read for Counted<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.counters
-            .bytes_read
-            .fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
 }
 
 /// Everything the blocking decode needs.
@@ -89,7 +74,7 @@ impl FileImport {
             };
             let counted = Box::new(Counted {
                 inner: reader,
-                counters: self.counters.clone(),
+                read: self.counters.bytes_read.clone(),
             });
             match crate::unpack::by_name(&self.file.name, counted, self.pgp.as_deref()) {
                 Ok(plain) => plain,
@@ -178,14 +163,5 @@ impl FileImport {
                 .collect(),
             finished: true,
         })
-    }
-}
-
-/// A reader that fails with a message (a file that could not be opened).
-struct Failing(String);
-
-impl Read for Failing {
-    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
-        Err(std::io::Error::other(self.0.clone()))
     }
 }

@@ -30,3 +30,27 @@ pub fn by_name(
         plain
     })
 }
+
+/// Counts the bytes a reader passes (for progress: bytes read of the file's size).
+pub struct Counted<R> {
+    pub inner: R,
+    pub read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// A reader that fails with a message: what a decoder reads when a file could not be opened.
+pub struct Failing(pub String);
+
+impl Read for Failing {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other(self.0.clone()))
+    }
+}
