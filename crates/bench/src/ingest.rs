@@ -416,7 +416,7 @@ pub(crate) async fn start_tributary() -> anyhow::Result<Tributary> {
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(300);
 
 impl Tributary {
-    async fn lag(&self) -> anyhow::Result<i64> {
+    pub(crate) async fn lag(&self) -> anyhow::Result<i64> {
         Ok(self
             .store
             .pipeline_lag(1)
@@ -427,7 +427,7 @@ impl Tributary {
     }
 
     /// The pipeline's lag now, and how long it takes to fall to 0.
-    async fn catch_up(&self) -> anyhow::Result<(i64, Duration)> {
+    pub(crate) async fn catch_up(&self) -> anyhow::Result<(i64, Duration)> {
         let at_end = self.lag().await?;
         let started = Instant::now();
         while self.lag().await? > 0 {
@@ -440,7 +440,7 @@ impl Tributary {
         Ok((at_end, started.elapsed()))
     }
 
-    async fn stored_events(&self) -> anyhow::Result<i64> {
+    pub(crate) async fn stored_events(&self) -> anyhow::Result<i64> {
         Ok(self.store.streams(1).await?.iter().map(|s| s.count).sum())
     }
 

@@ -4,6 +4,7 @@
 
 mod audiences;
 mod export;
+mod import;
 mod ingest;
 mod load;
 mod pg_append;
@@ -38,6 +39,9 @@ enum Scenario {
     PgAppend(pg_append::Args),
     /// A Braze export backfill of 1,000,000 members against braze-sim, vs the rate limit.
     Export(export::Args),
+    /// A Braze CSV export, file to profiles: through /collect/bulk and an sftp-import job, vs
+    /// parsing the file alone.
+    Import(import::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,5 +59,6 @@ fn main() -> anyhow::Result<()> {
         Scenario::Audiences(args) => audiences::run(args),
         Scenario::Export(args) => export::run(args),
         Scenario::PgAppend(args) => pg_append::run(args),
+        Scenario::Import(args) => import::run(args),
     }
 }

@@ -122,7 +122,13 @@ async fn measure(store: Arc<dyn Store>, n: usize, batch: u32) -> anyhow::Result<
     })
 }
 
-fn peak_rss_mib() -> f64 {
+/// Forgets the process's peak RSS, so the next [`peak_rss_mib`] is the peak from now on.
+pub(crate) fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's peak resident memory (VmHWM), in MiB.
+pub(crate) fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

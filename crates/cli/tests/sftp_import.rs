@@ -7,100 +7,13 @@
 mod support;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::{Serve, api, assert_no_secrets};
-
-/// A throwaway OpenSSH server on a free loopback port, serving `root` by key only.
-struct Sshd {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sshd_binary() -> Option<PathBuf> {
-    ["/usr/sbin/sshd", "/usr/bin/sshd"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-fn keygen(path: &Path) {
-    let ok = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(path)
-        .status()
-        .expect("ssh-keygen")
-        .success();
-    assert!(ok, "ssh-keygen failed");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Sshd {
-    fn start(dir: &Path) -> Option<Sshd> {
-        let Some(binary) = sshd_binary() else {
-            assert!(
-                std::env::var("TRIBUTARY_TEST_REQUIRE_SSHD").as_deref() != Ok("1"),
-                "sshd is not installed and TRIBUTARY_TEST_REQUIRE_SSHD=1"
-            );
-            eprintln!("skipping: OpenSSH sshd is not installed");
-            return None;
-        };
-        std::fs::create_dir_all("/run/sshd").ok();
-        keygen(&dir.join("host_key"));
-        keygen(&dir.join("client_key"));
-        std::fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
-        let port = free_port();
-        let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
-             AuthorizedKeysFile {d}/authorized_keys\nPubkeyAuthentication yes\n\
-             PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
-             StrictModes no\nPermitRootLogin prohibit-password\n\
-             Subsystem sftp internal-sftp\nLogLevel VERBOSE\n",
-            d = dir.display()
-        );
-        std::fs::write(dir.join("sshd_config"), config).unwrap();
-        let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
-        let child = Command::new(binary)
-            .args(["-D", "-e", "-f"])
-            .arg(dir.join("sshd_config"))
-            .stdin(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("starting sshd");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "sshd did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(Sshd {
-            child,
-            port,
-            dir: dir.to_path_buf(),
-        })
-    }
-
-    fn client_key(&self) -> String {
-        std::fs::read_to_string(self.dir.join("client_key")).unwrap()
-    }
-}
+use tributary_imports::testing::{Sshd, keygen};
 
 async fn stream_count(serve: &Serve, stream: &str) -> i64 {
     let (_, b) = api(serve, "GET", "/v2/stream", Value::Null).await;
@@ -156,7 +69,7 @@ fn gzip(text: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn sftp_import_reads_each_file_once_from_a_real_sshd() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(sshd) = Sshd::start(&dir.path().join("sshd").tap_mkdir()) else {
+    let Some(sshd) = Sshd::start(&dir.path().join("sshd")).unwrap() else {
         return;
     };
     let folder = dir.path().join("drop").tap_mkdir();
@@ -310,7 +223,7 @@ async fn sftp_import_reads_each_file_once_from_a_real_sshd() {
 
     // A pinned host key that is not the server's: refused before logging in.
     let other = dir.path().join("other_host_key");
-    keygen(&other);
+    keygen(&other).unwrap();
     let wrong = std::fs::read_to_string(other.with_extension("pub")).unwrap();
     let (s, b) = api(
         &serve,
@@ -386,7 +299,7 @@ impl Drop for Gpg {
 #[tokio::test(flavor = "multi_thread")]
 async fn sftp_pgp_decrypts_files_made_by_gpg() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(sshd) = Sshd::start(&dir.path().join("sshd").tap_mkdir()) else {
+    let Some(sshd) = Sshd::start(&dir.path().join("sshd")).unwrap() else {
         return;
     };
     let gpg = Gpg::new(dir.path().join("gnupg"));

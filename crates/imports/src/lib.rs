@@ -16,6 +16,8 @@ mod config;
 mod file;
 mod pgp;
 mod sftp;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod unpack;
 mod workflow;
 

@@ -1,0 +1,257 @@
+//! A Braze "CSV Export User Data" file, from file to committed profiles in `braze_users`:
+//! (a) posted to `/collect/bulk`, (b) read by an `sftp-import` job from a local OpenSSH sshd.
+//! Baseline: parsing the same file with the `csv` crate alone, in the same run. Peak memory is
+//! the process's (server and bench), reset before each path.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::ingest::{Tributary, start_tributary};
+use crate::pipeline::{peak_rss_mib, reset_peak_rss};
+use crate::report::{machine, median, write_section};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Rows in the file (about 240 bytes each).
+    #[arg(long, default_value_t = 500_000)]
+    rows: usize,
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    #[arg(long)]
+    write: Option<PathBuf>,
+}
+
+/// Braze's export columns (the ones the built-in `braze_users` query maps, and a few more).
+const HEADER: &str = "external_id,braze_id,email,phone,first_name,last_name,gender,country,\
+home_city,language,time_zone,date_of_birth,first_session,last_session,email_subscribe,random_bucket";
+
+fn write_export(path: &Path, rows: usize) -> anyhow::Result<u64> {
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(w, "{HEADER}")?;
+    for i in 0..rows {
+        writeln!(
+            w,
+            "user-{i:08},5f{i:022x},user{i}@example.com,+1555{:07},First{i},Last{},{},{},City {},en,\
+America/New_York,1990-0{}-1{},2024-01-0{}T10:00:00.000Z,2024-06-1{}T12:30:00.000Z,subscribed,{}",
+            i % 10_000_000,
+            i % 977,
+            ["M", "F", "O"][i % 3],
+            ["US", "FR", "DE", "NO"][i % 4],
+            i % 311,
+            1 + i % 9,
+            i % 9,
+            1 + i % 9,
+            i % 9,
+            i % 10_000,
+        )?;
+    }
+    w.flush()?;
+    Ok(std::fs::metadata(path)?.len())
+}
+
+fn parse_only(path: &Path) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut reader = csv::Reader::from_path(path)?;
+    let mut record = csv::ByteRecord::new();
+    let mut n = 0usize;
+    while reader.read_byte_record(&mut record)? {
+        n += record.len();
+    }
+    anyhow::ensure!(n > 0, "parsed nothing");
+    Ok(started.elapsed())
+}
+
+/// Seconds to events stored, seconds to profiles committed, peak MiB.
+struct PathResult {
+    stored_secs: f64,
+    profiles_secs: f64,
+    peak_mib: f64,
+}
+
+async fn until_caught_up(t: &Tributary, rows: i64, started: Instant) -> anyhow::Result<f64> {
+    while t.stored_events().await? < rows || t.lag().await? > 0 {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "no catch-up in 10 min: {} of {rows} events stored, {} behind",
+            t.stored_events().await?,
+            t.lag().await?
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn base(t: &Tributary) -> String {
+    t.url.trim_end_matches("/c/1/braze_users").to_string()
+}
+
+/// A Tributary with the built-in `braze_users` query and audiences, as a new account has.
+async fn tributary() -> anyhow::Result<Tributary> {
+    let t = start_tributary().await?;
+    tributary_engine::builtin::seed_account(t.store.as_ref(), 1).await?;
+    Ok(t)
+}
+
+async fn through_bulk(file: &Path, rows: i64) -> anyhow::Result<PathResult> {
+    let t = tributary().await?;
+    reset_peak_rss();
+    let started = Instant::now();
+    let body = tokio::fs::read(file).await?;
+    let r = reqwest::Client::new()
+        .post(format!("{}/collect/bulk/braze_users", base(&t)))
+        .bearer_auth(&t.token)
+        .header("content-type", "text/csv")
+        .body(body)
+        .send()
+        .await?;
+    let status = r.status();
+    let answer: Value = r.json().await.unwrap_or_default();
+    anyhow::ensure!(
+        status.is_success() && answer["data"]["rejected_count"] == 0,
+        "bulk upload: {status}: {answer}"
+    );
+    let stored_secs = started.elapsed().as_secs_f64();
+    let profiles_secs = until_caught_up(&t, rows, started).await?;
+    let peak_mib = peak_rss_mib();
+    t.stop().await;
+    Ok(PathResult {
+        stored_secs,
+        profiles_secs,
+        peak_mib,
+    })
+}
+
+async fn through_sftp(
+    folder: &Path,
+    rows: i64,
+    sshd_dir: &Path,
+) -> anyhow::Result<Option<PathResult>> {
+    let Some(sshd) =
+        tributary_imports::testing::Sshd::start(sshd_dir).map_err(anyhow::Error::msg)?
+    else {
+        return Ok(None);
+    };
+    let t = tributary().await?;
+    let http = reqwest::Client::new();
+    let post = |path: String, body: Value| {
+        http.post(format!("{}{path}", base(&t)))
+            .bearer_auth(&t.token)
+            .json(&body)
+            .send()
+    };
+    let auth: Value = post(
+        "/v2/auth/sftp".into(),
+        json!({"label": "bench", "config": {"host": "127.0.0.1", "port": sshd.port,
+               "username": "root", "private_key": sshd.client_key()}}),
+    )
+    .await?
+    .json()
+    .await?;
+    reset_peak_rss();
+    let started = Instant::now();
+    let job: Value = post(
+        "/v2/job/sftp-import".into(),
+        json!({"name": "bench", "auth_ids": [auth["data"]["id"]],
+               "config": {"stream": "braze_users", "folder": folder, "filename": "users.csv"}}),
+    )
+    .await?
+    .json()
+    .await?;
+    let id = job["data"]["id"]
+        .as_i64()
+        .ok_or_else(|| anyhow::anyhow!("no job: {job}"))?;
+    let stored_secs = loop {
+        let j = t
+            .store
+            .job(1, id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("job gone"))?;
+        match j.state {
+            tributary_core::JobState::Completed => break started.elapsed().as_secs_f64(),
+            tributary_core::JobState::Failed => {
+                anyhow::bail!("the import failed: {:?}", j.last_error)
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    let profiles_secs = until_caught_up(&t, rows, started).await?;
+    let peak_mib = peak_rss_mib();
+    t.stop().await;
+    Ok(Some(PathResult {
+        stored_secs,
+        profiles_secs,
+        peak_mib,
+    }))
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let dir = tempfile::tempdir()?;
+    let folder = dir.path().join("drop");
+    std::fs::create_dir_all(&folder)?;
+    let file = folder.join("users.csv");
+    let bytes = write_export(&file, args.rows)?;
+    let rows = args.rows as i64;
+    let (mut parse, mut bulk, mut sftp) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..args.runs {
+        eprintln!("run {}/{}", run + 1, args.runs);
+        let p = parse_only(&file)?.as_secs_f64();
+        eprintln!("  parse only: {p:.2} s");
+        parse.push(p);
+        let b = runtime.block_on(through_bulk(&file, rows))?;
+        eprintln!(
+            "  bulk: stored {:.2} s, profiles {:.2} s, peak {:.0} MiB",
+            b.stored_secs, b.profiles_secs, b.peak_mib
+        );
+        bulk.push(b);
+        let sshd_dir = dir.path().join(format!("sshd{run}"));
+        if let Some(s) = runtime.block_on(through_sftp(&folder, rows, &sshd_dir))? {
+            eprintln!(
+                "  sftp: stored {:.2} s, profiles {:.2} s, peak {:.0} MiB",
+                s.stored_secs, s.profiles_secs, s.peak_mib
+            );
+            sftp.push(s);
+        }
+    }
+    let parse = median(parse);
+    let med = |v: &[PathResult], f: fn(&PathResult) -> f64| median(v.iter().map(f).collect());
+    let mut body = format!(
+        "## Imports: a Braze CSV export, file to profiles (issue 16)\n\n\
+         Command: `cargo run --release -p tributary-bench -- import --rows {} --runs {} --write BENCHMARKS.md`\n\
+         ({}; {}; SQLite; {} rows, {:.0} MB; medians of {} runs; memory: the peak RSS of the whole process, \
+         server and bench, from the start of each path).\n\n\
+         | what | to events stored | to profiles committed | baseline | ratio (stored) | peak memory | target |\n\
+         |---|---|---|---|---|---|---|\n",
+        args.rows,
+        args.runs,
+        time::OffsetDateTime::now_utc().date(),
+        machine(),
+        args.rows,
+        bytes as f64 / 1e6,
+        args.runs
+    );
+    let mut row = |name: &str, v: &[PathResult]| {
+        if v.is_empty() {
+            return;
+        }
+        let stored = med(v, |r| r.stored_secs);
+        body.push_str(&format!(
+            "| {name} | **{stored:.1} s** | **{:.1} s** | parsing the file with the `csv` crate alone: {parse:.2} s | {:.1} × parse | {:.0} MiB | ≤ 3 × parse; profiles < 20 s; < 300 MB |\n",
+            med(v, |r| r.profiles_secs),
+            stored / parse,
+            med(v, |r| r.peak_mib),
+        ));
+    };
+    row("`/collect/bulk` (one request)", &bulk);
+    row("`sftp-import` job from a local sshd", &sftp);
+    println!("{body}");
+    if let Some(path) = args.write {
+        write_section(&path, "import", &body)?;
+    }
+    Ok(())
+}
