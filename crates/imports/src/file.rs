@@ -89,7 +89,6 @@ impl FileImport {
         let mut seen: i64 = 0;
         let mut stored = self.already;
         let mut failure: Option<String> = None;
-        let mut stopped = false;
         let mut record = ImportFile {
             job_id: self.job_id,
             name: self.file.name.clone(),
@@ -102,7 +101,6 @@ impl FileImport {
         };
         let summary = decode_csv_stream(&open, &options, &self.config.csv(), BATCH, &mut |batch| {
             if !(self.keep_going)() {
-                stopped = true;
                 return false;
             }
             let events: Vec<NewEvent> = batch
@@ -138,9 +136,7 @@ impl FileImport {
             return Err(f);
         }
         let summary = summary.map_err(|e| format!("{}: {e}", self.file.name))?;
-        if stopped {
-            return Ok(FileOutcome::default());
-        }
+        // A stop is final: asked before or during the file, nothing more is written.
         if !(self.keep_going)() {
             return Ok(FileOutcome::default());
         }

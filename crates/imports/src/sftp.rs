@@ -90,7 +90,7 @@ pub async fn connect(target: &Target<'_>, pinned: Option<&str>) -> Result<Connec
     let expected = pinned.map(parse_host_key).transpose()?;
     let seen = Arc::new(Mutex::new(None));
     let check = HostKeyCheck {
-        expected: expected.clone(),
+        expected,
         seen: seen.clone(),
     };
     let config = Arc::new(client::Config {
