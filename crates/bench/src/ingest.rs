@@ -394,9 +394,7 @@ pub(crate) async fn start_tributary() -> anyhow::Result<Tributary> {
     let task = tokio::spawn(tributary_cli::compose::run(
         listener,
         store.clone(),
-        tributary_server::ServerConfig::default(),
-        tributary_engine::EngineConfig::default(),
-        tributary_jobs::RunnerConfig::default(),
+        tributary_cli::compose::Settings::default(),
         std::sync::Arc::new(tributary_core::crypto::MasterKey::generate()),
         async move {
             let _ = stopped.await;

@@ -31,9 +31,17 @@ pub struct ServeArgs {
     /// takes its jobs over after this long.
     #[arg(long, env = "TRIBUTARY_JOB_LEASE_SECS", default_value_t = 15)]
     job_lease_secs: u64,
-    /// Where the managed SFTP server listens (given to `sftp-managed` authorizations).
-    #[arg(long, env = "TRIBUTARY_MANAGED_SFTP", default_value = "127.0.0.1:2222")]
-    managed_sftp: SocketAddr,
+    /// Start the managed SFTP server (`sftp-managed` authorizations) on this address.
+    #[arg(long, env = "TRIBUTARY_SFTP_LISTEN")]
+    sftp_listen: Option<SocketAddr>,
+    /// The managed SFTP server's address as clients reach it, `HOST[:PORT]` (default: the
+    /// listen address).
+    #[arg(long, env = "TRIBUTARY_SFTP_PUBLIC_HOST")]
+    sftp_public_host: Option<tributary_server::PublicAddress>,
+    /// Where the managed SFTP folders live (default: `sftp` in the data dir). Nodes sharing a
+    /// PostgreSQL database must share this directory (a network file system).
+    #[arg(long, env = "TRIBUTARY_SFTP_ROOT")]
+    sftp_root: Option<PathBuf>,
     /// Largest body accepted by `/collect/bulk`, in bytes.
     #[arg(long, env = "TRIBUTARY_MAX_BULK_BYTES", default_value_t = 256 * 1024 * 1024)]
     max_bulk_bytes: usize,
@@ -101,6 +109,37 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
 
+    // Bound before the HTTP line is printed, so whoever waits for that line can connect.
+    let managed_sftp = match args.sftp_listen {
+        None => None,
+        Some(at) => {
+            let root = args.sftp_root.unwrap_or_else(|| args.data_dir.join("sftp"));
+            std::fs::create_dir_all(&root)
+                .with_context(|| format!("creating the managed SFTP folder {}", root.display()))?;
+            let sftp = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("listening for SFTP on {at}"))?;
+            let bound = sftp.local_addr()?;
+            let public = args
+                .sftp_public_host
+                .unwrap_or_else(|| tributary_server::PublicAddress {
+                    host: bound.ip().to_string(),
+                    port: bound.port(),
+                });
+            tracing::info!(%bound, public_host = %public.host, public_port = public.port, "managed SFTP serving");
+            println!(
+                "tributary sftp listening on {bound}, host key {}",
+                tributary_imports::managed::host_public_key(&master_key)
+            );
+            Some((
+                public,
+                tributary_cli::compose::ManagedSftpDoor {
+                    listener: sftp,
+                    root,
+                },
+            ))
+        }
+    };
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -110,7 +149,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // A fixed line on stdout, for scripts and tests that start `serve` on port 0.
     println!("tributary listening on http://{addr}");
 
-    let config = ServerConfig {
+    let mut config = ServerConfig {
         max_body_bytes: args.max_body_bytes,
         max_bulk_bytes: args.max_bulk_bytes,
         max_csv_columns: args.max_csv_columns.max(1),
@@ -118,7 +157,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_connections: args.max_connections.max(1),
             header_timeout: std::time::Duration::from_secs(args.header_timeout_secs.max(1)),
         },
-        managed_sftp: args.managed_sftp,
+        managed_sftp: None,
         ..ServerConfig::default()
     };
     let engine = tributary_engine::EngineConfig {
@@ -130,8 +169,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         allowed_urls,
         ..tributary_jobs::RunnerConfig::default()
     };
-    tributary_cli::compose::run(listener, store, config, engine, jobs, master_key, shutdown)
-        .await?;
+    let (public_sftp, managed_sftp) = managed_sftp.unzip();
+    config.managed_sftp = public_sftp;
+    let settings = tributary_cli::compose::Settings {
+        server: config,
+        engine,
+        jobs,
+        managed_sftp,
+    };
+    tributary_cli::compose::run(listener, store, settings, master_key, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }

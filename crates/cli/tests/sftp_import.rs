@@ -9,36 +9,11 @@ mod support;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Serve, api, assert_no_secrets};
+use support::{Serve, api, assert_no_secrets, job, stream_count, wait_for};
 use tributary_imports::testing::{Sshd, keygen};
-
-async fn stream_count(serve: &Serve, stream: &str) -> i64 {
-    let (_, b) = api(serve, "GET", "/v2/stream", Value::Null).await;
-    b["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == stream)
-        .map_or(0, |s| s["count"].as_i64().unwrap())
-}
-
-async fn job(serve: &Serve, id: i64) -> Value {
-    api(serve, "GET", &format!("/v2/job/{id}"), Value::Null)
-        .await
-        .1["data"]
-        .clone()
-}
-
-async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn create_job(serve: &Serve, auth: i64, config: Value) -> i64 {
     let (s, b) = api(

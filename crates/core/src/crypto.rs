@@ -50,6 +50,17 @@ impl MasterKey {
         Zeroizing::new(self.0.iter().map(|b| format!("{b:02x}")).collect())
     }
 
+    /// A 32-byte key for one `purpose`, derived from the master key (SHA-256 of the key and the
+    /// purpose): stable, the same on every node that shares the master key, and telling
+    /// nothing of the master key or of keys for other purposes.
+    pub fn derive(&self, purpose: &str) -> Zeroizing<[u8; KEY_BYTES]> {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        hash.update(self.0.as_ref());
+        hash.update(purpose.as_bytes());
+        Zeroizing::new(hash.finalize().into())
+    }
+
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new(&(*self.0).into())
     }

@@ -1,18 +1,17 @@
-//! Importing one file: two passes of the CSV decoder over the file as the server sends it
+//! Importing one file: two passes of the CSV decoder over the file as its folder gives it
 //! (through gzip or ZIP when compressed), the second appending batches with the file's record.
 
 use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use russh_sftp::client::SftpSession;
 use tokio::runtime::Handle;
-use tokio_util::io::SyncIoBridge;
 use tributary_core::{ImportFile, NewEvent, to_micros};
 use tributary_sources::{DecodeOptions, decode_csv_stream};
 use tributary_store::Store;
 
 use crate::config::ImportConfig;
+use crate::folder::Folder;
 use crate::unpack::{Counted, Failing};
 
 /// Events per batch: one transaction each, and what the import holds in memory.
@@ -46,7 +45,7 @@ pub struct Counters {
 
 /// Everything the blocking decode needs.
 pub struct FileImport {
-    pub sftp: Arc<SftpSession>,
+    pub folder: Arc<Folder>,
     pub store: Arc<dyn Store>,
     pub config: ImportConfig,
     pub account_id: i64,
@@ -67,11 +66,7 @@ impl FileImport {
     pub fn run(self, runtime: Handle) -> Result<FileOutcome, String> {
         let open = || -> Box<dyn Read> {
             self.counters.bytes_read.store(0, Ordering::Relaxed);
-            let opened = runtime.block_on(self.sftp.open(self.file.path.as_str()));
-            let reader: Box<dyn Read + Send> = match opened {
-                Ok(f) => Box::new(SyncIoBridge::new_with_handle(f, runtime.clone())),
-                Err(e) => Box::new(Failing(format!("opening the file failed: {e}"))),
-            };
+            let reader = self.folder.open(&self.file, &runtime);
             let counted = Box::new(Counted {
                 inner: reader,
                 read: self.counters.bytes_read.clone(),

@@ -14,6 +14,8 @@
 mod archive;
 mod config;
 mod file;
+mod folder;
+pub mod managed;
 mod pgp;
 mod sftp;
 #[cfg(feature = "testing")]

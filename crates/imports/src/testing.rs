@@ -45,6 +45,28 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("finding a free port: {e}"))
 }
 
+/// Whether OpenSSH's `ssh` and `sftp` clients are installed; without them a test skips,
+/// unless `TRIBUTARY_TEST_REQUIRE_SSHD=1` makes that an error.
+pub fn openssh_clients() -> Result<bool, String> {
+    let found = ["sftp", "ssh"].iter().all(|b| {
+        Command::new(b)
+            .arg("-V")
+            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .is_ok()
+    });
+    if !found && std::env::var("TRIBUTARY_TEST_REQUIRE_SSHD").as_deref() == Ok("1") {
+        return Err(
+            "the OpenSSH clients are not installed and TRIBUTARY_TEST_REQUIRE_SSHD=1".into(),
+        );
+    }
+    if !found {
+        eprintln!("skipping: the OpenSSH clients (ssh, sftp) are not installed");
+    }
+    Ok(found)
+}
+
 impl Sshd {
     /// Starts sshd with its keys and config in `dir`. `Ok(None)` when sshd is not installed
     /// (unless `TRIBUTARY_TEST_REQUIRE_SSHD=1`, which makes that an error).

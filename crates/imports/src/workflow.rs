@@ -14,13 +14,18 @@ use tributary_store::Store;
 
 use crate::config::ImportConfig;
 use crate::file::{Counters, FileImport, RemoteFile};
+use crate::folder::Folder;
 use crate::pgp::PgpKey;
 use crate::sftp::{Connection, Target, connect};
 
 /// How often a running import writes its progress.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
-pub struct SftpImport;
+/// The workflow; `managed_root` is where this node keeps the managed SFTP folders (`None`
+/// when it runs no managed server: jobs on `sftp-managed` authorizations then fail here).
+pub struct SftpImport {
+    pub managed_root: Option<std::path::PathBuf>,
+}
 
 #[async_trait]
 impl Workflow for SftpImport {
@@ -29,7 +34,7 @@ impl Workflow for SftpImport {
     }
 
     fn auth_kinds(&self) -> &'static [AuthKind] {
-        &[AuthKind::Sftp, AuthKind::SftpPgp]
+        &[AuthKind::Sftp, AuthKind::SftpPgp, AuthKind::SftpManaged]
     }
 
     async fn validate(
@@ -66,7 +71,8 @@ impl Workflow for SftpImport {
         let ctx = Arc::new(ctx);
         let mut totals = Totals::default();
         loop {
-            let result = import_once(&ctx, &config, &mut totals).await;
+            let result =
+                import_once(&ctx, &config, self.managed_root.as_deref(), &mut totals).await;
             if ctx.stop_requested() {
                 let _ = ctx
                     .report_stopped(totals.progress(None), totals.metrics())
@@ -149,36 +155,23 @@ impl Totals {
 async fn import_once(
     ctx: &Arc<JobContext>,
     config: &ImportConfig,
+    managed_root: Option<&std::path::Path>,
     totals: &mut Totals,
 ) -> Result<(), String> {
     let credentials = ctx
         .credentials
         .first()
         .ok_or("the job has no authorization")?;
-    let target = Target::from_credentials(credentials)?;
     let pgp = match credentials.kind {
         AuthKind::SftpPgp => Some(Arc::new(PgpKey::from_credentials(credentials)?)),
         _ => None,
     };
-    // The authorization's pinned key, else the one this job saw first.
-    let pinned = credentials
-        .config
-        .get("host_key")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .or_else(|| totals.host_key.clone())
-        .or_else(|| ctx.job.progress["host_key"].as_str().map(str::to_string));
-    let Connection { sftp, host_key, .. } = connect(&target, pinned.as_deref()).await?;
-    if totals.host_key.is_none() {
-        ctx.log(
-            LogLevel::Info,
-            &format!("trusting the server's host key {host_key}"),
-        )
-        .await;
-        totals.host_key = Some(host_key);
-    }
-    let sftp = Arc::new(sftp);
-    let files = list(&sftp, config).await?;
+    let folder = match credentials.kind {
+        AuthKind::SftpManaged => managed_folder(credentials, config, managed_root)?,
+        _ => remote_folder(ctx, credentials, config, totals).await?,
+    };
+    let folder = Arc::new(folder);
+    let files = folder.list(config).await?;
     let known: HashMap<(String, i64, i64), tributary_core::ImportFile> = ctx
         .store
         .import_files(ctx.job.id)
@@ -205,7 +198,7 @@ async fn import_once(
         let counters = Arc::new(Counters::default());
         let stop_ctx = ctx.clone();
         let import = FileImport {
-            sftp: sftp.clone(),
+            folder: folder.clone(),
             store: ctx.store.clone(),
             config: config.clone(),
             account_id: ctx.job.account_id,
@@ -247,32 +240,59 @@ async fn import_once(
     Ok(())
 }
 
-/// The folder's regular files that the job reads, oldest first.
-async fn list(
-    sftp: &russh_sftp::client::SftpSession,
+/// Connects to the authorization's server (checking its host key) and opens the folder.
+async fn remote_folder(
+    ctx: &JobContext,
+    credentials: &tributary_jobs::Credentials,
     config: &ImportConfig,
-) -> Result<Vec<RemoteFile>, String> {
+    totals: &mut Totals,
+) -> Result<Folder, String> {
+    let target = Target::from_credentials(credentials)?;
+    // The authorization's pinned key, else the one this job saw first.
+    let pinned = credentials
+        .config
+        .get("host_key")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| totals.host_key.clone())
+        .or_else(|| ctx.job.progress["host_key"].as_str().map(str::to_string));
+    let Connection { sftp, host_key, .. } = connect(&target, pinned.as_deref()).await?;
+    if totals.host_key.is_none() {
+        ctx.log(
+            LogLevel::Info,
+            &format!("trusting the server's host key {host_key}"),
+        )
+        .await;
+        totals.host_key = Some(host_key);
+    }
     let folder = if config.folder.is_empty() {
-        "."
+        ".".to_string()
     } else {
-        config.folder.as_str()
+        config.folder.clone()
     };
-    let entries = sftp
-        .read_dir(folder)
-        .await
-        .map_err(|e| format!("listing the folder {folder:?} failed: {e}"))?;
-    let mut files: Vec<RemoteFile> = entries
-        .filter_map(|entry| {
-            let name = entry.file_name();
-            let meta = entry.metadata();
-            (meta.is_regular() && config.files.matches(&name)).then(|| RemoteFile {
-                path: format!("{}/{}", folder.trim_end_matches('/'), name),
-                size: meta.size.unwrap_or(0),
-                modified: i64::from(meta.mtime.unwrap_or(0)),
-                name,
-            })
-        })
-        .collect();
-    files.sort_by(|a, b| (a.modified, &a.name).cmp(&(b.modified, &b.name)));
-    Ok(files)
+    Ok(Folder::Sftp {
+        session: sftp,
+        folder,
+    })
+}
+
+/// The managed login's folder on this node's storage, and `folder` inside it.
+fn managed_folder(
+    credentials: &tributary_jobs::Credentials,
+    config: &ImportConfig,
+    managed_root: Option<&std::path::Path>,
+) -> Result<Folder, String> {
+    let root = managed_root.ok_or(
+        "this node runs no managed SFTP server (start serve with --sftp-listen and the same \
+         --sftp-root as the node that receives the uploads)",
+    )?;
+    let username = credentials
+        .config
+        .get("username")
+        .and_then(Value::as_str)
+        .ok_or("the authorization has no username")?;
+    let home = crate::managed::folder_of(root, username)?;
+    let inside = crate::managed::Jail::virtual_path(&config.folder)
+        .map_err(|e| format!("folder {:?}: {e}", config.folder))?;
+    Ok(Folder::Local(home.join(inside.trim_start_matches('/'))))
 }

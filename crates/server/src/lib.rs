@@ -33,8 +33,40 @@ pub struct ServerConfig {
     /// Connections open at once, and how long a client may take to send headers or idle.
     pub connections: listener::ConnectionLimits,
     pub writer: WriterConfig,
-    /// Where the managed SFTP server listens (told to users of `sftp-managed`).
-    pub managed_sftp: std::net::SocketAddr,
+    /// The managed SFTP server's address as clients reach it (told to users of
+    /// `sftp-managed`); `None` when this install runs none, and such authorizations are refused.
+    pub managed_sftp: Option<PublicAddress>,
+}
+
+/// A host and port as clients outside reach them (behind NAT or a load balancer, not
+/// necessarily the address the server listens on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicAddress {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::str::FromStr for PublicAddress {
+    type Err = String;
+
+    /// `host`, `host:port`, `[v6]:port`; the port defaults to 22.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let bad = || format!("{text:?} is not HOST or HOST:PORT");
+        let (host, port) = match text.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') || h.ends_with(']') => {
+                (h.trim_matches(['[', ']']), p.parse().map_err(|_| bad())?)
+            }
+            _ => (text.trim_matches(['[', ']']), 22),
+        };
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return Err(bad());
+        }
+        Ok(PublicAddress {
+            host: host.to_string(),
+            port,
+        })
+    }
 }
 
 impl Default for ServerConfig {
@@ -45,7 +77,7 @@ impl Default for ServerConfig {
             max_csv_columns: tributary_sources::DEFAULT_MAX_COLUMNS,
             connections: listener::ConnectionLimits::default(),
             writer: WriterConfig::default(),
-            managed_sftp: std::net::SocketAddr::from(([127, 0, 0, 1], 2222)),
+            managed_sftp: None,
         }
     }
 }

@@ -14,6 +14,10 @@ pub const MASTER_KEY: &str = "00112233445566778899aabbccddeeff001122334455667788
 pub struct Serve {
     pub child: Child,
     pub base: String,
+    /// The managed SFTP server's address, when started with `TRIBUTARY_SFTP_LISTEN`.
+    pub sftp: Option<std::net::SocketAddr>,
+    /// The host key it printed with that address (OpenSSH text).
+    pub sftp_host_key: Option<String>,
     pub log: PathBuf,
 }
 
@@ -60,13 +64,19 @@ impl Serve {
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            // `serve` prints the SFTP line (if any) before the HTTP one.
+            let mut sftp = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("tributary sftp listening on ") {
+                    let (addr, key) = rest.split_once(", host key ").unwrap_or((rest, ""));
+                    sftp = Some((addr.parse().ok(), Some(key.to_string())));
+                }
                 if let Some(addr) = line.strip_prefix("tributary listening on ") {
-                    let _ = tx.send(addr.to_string());
+                    let _ = tx.send((addr.to_string(), sftp.clone().unwrap_or((None, None))));
                 }
             }
         });
-        let base = rx
+        let (base, (sftp, sftp_host_key)) = rx
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| {
                 panic!(
@@ -74,7 +84,13 @@ impl Serve {
                     std::fs::read_to_string(&log).unwrap_or_default()
                 )
             });
-        Serve { child, base, log }
+        Serve {
+            child,
+            base,
+            sftp,
+            sftp_host_key,
+            log,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -260,4 +276,37 @@ pub async fn api(
     let r = request.bearer_auth(ADMIN).send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// How many events the stream holds (0 when it has none yet).
+pub async fn stream_count(serve: &Serve, stream: &str) -> i64 {
+    let (_, b) = api(serve, "GET", "/v2/stream", serde_json::Value::Null).await;
+    b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == stream)
+        .map_or(0, |s| s["count"].as_i64().unwrap())
+}
+
+/// `GET /v2/job/{id}`'s data.
+pub async fn job(serve: &Serve, id: i64) -> serde_json::Value {
+    api(
+        serve,
+        "GET",
+        &format!("/v2/job/{id}"),
+        serde_json::Value::Null,
+    )
+    .await
+    .1["data"]
+        .clone()
+}
+
+/// Polls `check` every 100 ms until it holds; fails the test after 60 s.
+pub async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -99,6 +99,12 @@ pub async fn create(
     let mut config = body.config;
     let mut shown_once = None;
     if kind == AuthKind::SftpManaged {
+        let Some(address) = &state.config.managed_sftp else {
+            return Err(ApiError::bad_request(
+                "this install runs no managed SFTP server: start serve with --sftp-listen \
+                 (TRIBUTARY_SFTP_LISTEN) to create sftp-managed authorizations",
+            ));
+        };
         // The server makes the account on its own SFTP server: the user sends at most a
         // public key, and gets a password when they did not.
         let Some(object) = config.as_object_mut() else {
@@ -116,8 +122,8 @@ pub async fn create(
             object.insert("password".into(), Value::from(p.clone()));
         }
         shown_once = Some(json!({
-            "host": state.config.managed_sftp.ip().to_string(),
-            "port": state.config.managed_sftp.port(),
+            "host": address.host,
+            "port": address.port,
             "username": username,
             "password": password,
         }));

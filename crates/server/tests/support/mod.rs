@@ -41,6 +41,10 @@ impl App {
         let config = ServerConfig {
             max_body_bytes: BODY_LIMIT,
             max_bulk_bytes: BODY_LIMIT * 4,
+            managed_sftp: Some(tributary_server::PublicAddress {
+                host: "127.0.0.1".into(),
+                port: 2222,
+            }),
             ..ServerConfig::default()
         };
         let jobs_config = tributary_jobs::RunnerConfig {
