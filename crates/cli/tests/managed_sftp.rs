@@ -9,6 +9,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use serde_json::json;
 use support::{Serve, api, assert_no_secrets, job, stream_count, wait_for};
@@ -280,4 +281,86 @@ fn host_key_line(serve: &Serve) -> String {
         .sftp_host_key
         .clone()
         .expect("serve printed its SFTP host key")
+}
+
+/// Two nodes on one PostgreSQL database with one `--sftp-root`: both show the same host key,
+/// a login made through one node works on the other, and a file uploaded to one node is
+/// imported by the other after the first has stopped.
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_sharing_a_database_and_an_sftp_root_serve_the_same_logins() {
+    if !openssh_clients().unwrap() {
+        return;
+    }
+    let Some(cluster) = tributary_store::testing::pg_cluster() else {
+        return;
+    };
+    let url = cluster.fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("shared-sftp-root");
+    let node = |name: &str| {
+        let data = dir.path().join(name);
+        std::fs::create_dir_all(&data).unwrap();
+        Serve::start_with(
+            &data,
+            Some(&url),
+            name,
+            &[
+                ("TRIBUTARY_SFTP_LISTEN", "127.0.0.1:0"),
+                ("TRIBUTARY_SFTP_ROOT", root.to_str().unwrap()),
+            ],
+        )
+    };
+    let a = node("a");
+    let mut b = node("b");
+    let host_key = a.sftp_host_key.clone().unwrap();
+    assert_eq!(Some(&host_key), b.sftp_host_key.as_ref());
+
+    let (s, body) = api(
+        &a,
+        "POST",
+        "/v2/auth/sftp-managed",
+        json!({"label": "shared"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    let auth = body["data"]["id"].as_i64().unwrap();
+    let password = body["data"]["password"].as_str().unwrap().to_string();
+    let user = body["data"]["username"].as_str().unwrap().to_string();
+
+    // Upload through node b (the authorization was made on node a).
+    let b_port = b.sftp.unwrap().port();
+    let known_hosts = dir.path().join("known_hosts");
+    std::fs::write(&known_hosts, format!("[127.0.0.1]:{b_port} {host_key}\n")).unwrap();
+    let csv = dir.path().join("users.csv");
+    std::fs::write(&csv, "external_id\nn1\nn2\n").unwrap();
+    let client = Client {
+        port: b_port,
+        user,
+        known_hosts,
+        dir: dir.path().to_path_buf(),
+    };
+    succeeds(client.sftp(
+        &Login::Password(&password),
+        &format!("put {} users.csv\n", csv.display()),
+    ));
+    b.signal(libc::SIGTERM);
+    assert!(b.wait(Duration::from_secs(30)));
+
+    // Node a, alone now, imports it from the shared folder.
+    let (s, body) = api(
+        &a,
+        "POST",
+        "/v2/job/sftp-import",
+        json!({"name": "shared import", "auth_ids": [auth], "config": {"stream": "shared"}}),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    let id = body["data"]["id"].as_i64().unwrap();
+    wait_for("the import to complete", async || {
+        let state = job(&a, id).await["state"].clone();
+        assert_ne!(state, "failed");
+        state == "completed"
+    })
+    .await;
+    assert_eq!(stream_count(&a, "shared").await, 2);
 }
