@@ -38,6 +38,7 @@ fn event(n: u64) -> NewEvent {
         received_at: n as i64,
         event_time: n as i64,
         payload: format!(r#"{{"email":"user{n}@example.com","braze_id":"b{n:09}"}}"#),
+        dedup_key: None,
     }
 }
 

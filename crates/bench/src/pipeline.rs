@@ -49,6 +49,7 @@ fn event(i: usize, t0: i64) -> NewEvent {
         received_at: t0 + i as i64,
         event_time: t0 + i as i64,
         payload: payload.to_string(),
+        dedup_key: None,
     }
 }
 

@@ -43,6 +43,11 @@ pub struct Campaign {
     pub backoff_ms: u64,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Send as this dispatch again (a test device: Braze's retries of a delivery carry their
+    /// dispatch's id, so a receiver that already stored it can recognise them). A new id when
+    /// absent.
+    #[serde(default)]
+    pub dispatch_id: Option<String>,
 }
 
 fn default_method() -> String {
@@ -88,7 +93,10 @@ pub async fn send_campaign(
     if reqwest::Url::parse(&campaign.url).is_err() {
         return message(StatusCode::BAD_REQUEST, "url is not a valid URL");
     }
-    let dispatch_id = format!("dispatch-{:016x}", rand::random::<u64>());
+    let dispatch_id = campaign
+        .dispatch_id
+        .clone()
+        .unwrap_or_else(|| format!("dispatch-{:016x}", rand::random::<u64>()));
     let rendered: Vec<String> = {
         let state = sim.state();
         campaign

@@ -12,6 +12,71 @@ pub struct NewEvent {
     pub event_time: Micros,
     /// The event's JSON object, as text.
     pub payload: String,
+    /// For a stream with `dedup_fields`: the event's key ([`StreamSettings::dedup_key`]). An
+    /// event whose key the stream already holds is not stored again.
+    pub dedup_key: Option<String>,
+}
+
+/// A stream's settings (`PUT /v2/stream/{name}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSettings {
+    /// Fields that together identify a delivery (`["dispatch_id", "braze_id"]`): a second
+    /// event with the same values, received within [`DEDUP_RETENTION_SECS`], is dropped, as a
+    /// sender's retry of a delivery already stored. Empty: every event is stored.
+    #[serde(default)]
+    pub dedup_fields: Vec<String>,
+}
+
+/// How long a stream remembers the keys of the events it stored: well beyond the longest
+/// retry schedule of a webhook sender (Braze retries over about 30 minutes).
+pub const DEDUP_RETENTION_SECS: i64 = 24 * 3600;
+/// Most `dedup_fields` a stream may have.
+pub const MAX_DEDUP_FIELDS: usize = 8;
+
+impl StreamSettings {
+    /// Checks what a user sent; the error names the problem.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.dedup_fields.len() > MAX_DEDUP_FIELDS {
+            return Err(format!(
+                "dedup_fields may name at most {MAX_DEDUP_FIELDS} fields"
+            ));
+        }
+        for f in &self.dedup_fields {
+            if f.trim().is_empty() || f.len() > 200 {
+                return Err(format!(
+                    "dedup_fields: {f:?} is not a field name (1-200 characters)"
+                ));
+            }
+        }
+        let mut unique = self.dedup_fields.clone();
+        unique.sort();
+        unique.dedup();
+        if unique.len() != self.dedup_fields.len() {
+            return Err("dedup_fields names a field twice".into());
+        }
+        Ok(())
+    }
+
+    /// The event's key: a hash of the named fields' values (top-level fields of the JSON
+    /// object). `None` (the event is always stored) without `dedup_fields`, or when one of the
+    /// fields is missing or null: an event that does not say which delivery it is cannot be
+    /// recognised as a retry.
+    pub fn dedup_key(&self, payload: &serde_json::Value) -> Option<String> {
+        use sha2::Digest;
+        if self.dedup_fields.is_empty() {
+            return None;
+        }
+        let mut hash = sha2::Sha256::new();
+        for field in &self.dedup_fields {
+            let value = payload.get(field).filter(|v| !v.is_null())?;
+            // Each value as JSON text, with its length: no two lists of values hash alike.
+            let text = value.to_string();
+            hash.update((text.len() as u64).to_be_bytes());
+            hash.update(text.as_bytes());
+        }
+        Some(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
 }
 
 /// A raw event read back from a stream.
@@ -40,6 +105,7 @@ pub struct StreamInfo {
     pub count: i64,
     #[serde(skip)]
     pub last_received_micros: Micros,
+    pub settings: StreamSettings,
 }
 
 const MAX_STREAM_NAME: usize = 100;

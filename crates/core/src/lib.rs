@@ -14,7 +14,9 @@ pub mod token;
 
 pub use account::{Account, AccountId};
 pub use definition::{Definition, DefinitionKind};
-pub use event::{NewEvent, StoredEvent, StreamInfo, validate_stream_name};
+pub use event::{
+    DEDUP_RETENTION_SECS, NewEvent, StoredEvent, StreamInfo, StreamSettings, validate_stream_name,
+};
 pub use job::{
     AuthKind, Authorization, ImportFile, Job, JobLogLine, JobReport, JobState, LogLevel, NewJob,
 };

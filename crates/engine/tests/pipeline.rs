@@ -64,6 +64,7 @@ fn ev(stream: &str, t: i64, payload: Json) -> NewEvent {
         received_at: t,
         event_time: t * 1_000_000,
         payload: payload.to_string(),
+        dedup_key: None,
     }
 }
 

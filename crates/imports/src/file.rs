@@ -110,6 +110,7 @@ impl FileImport {
                     received_at: now,
                     event_time: r.event_time.map_or(now, to_micros),
                     payload: r.payload,
+                    dedup_key: None,
                 })
                 .collect();
             self.counters.rows.store(seen as u64, Ordering::Relaxed);

@@ -47,6 +47,8 @@ policy!(/// Sending events to a stream.
     Collect, [DataManager], "collect data");
 policy!(/// Listing streams and their counts (no personal data).
     ReadStreams, [DataManager, AudienceManager, Observer], "list streams");
+policy!(/// Changing a stream's settings (deduplication).
+    ManageStreams, [DataManager], "change stream settings");
 policy!(/// Reading raw events, which hold personal data unmasked.
     ReadRawEvents, [DataManager], "read raw events");
 policy!(/// Creating, changing and deleting audiences (FilterQL).

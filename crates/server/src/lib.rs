@@ -12,6 +12,7 @@ pub mod api;
 pub mod auth;
 pub mod listener;
 mod routes;
+pub mod stream_settings;
 mod telemetry;
 
 use std::future::Future;
@@ -87,6 +88,7 @@ pub struct AppState {
     pub engine: Arc<tributary_engine::Engine>,
     pub writer: EventWriter,
     pub tokens: auth::TokenCache,
+    pub stream_settings: stream_settings::StreamSettingsCache,
     pub config: ServerConfig,
     /// The job runner; it also holds the master key and the workflows.
     pub jobs: Arc<tributary_jobs::Runner>,
@@ -110,6 +112,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(routes::collect::collect_by_token::<true>),
         )
         .route("/v2/stream", get(routes::streams::list))
+        .route(
+            "/v2/stream/{name}",
+            axum::routing::put(routes::streams::update),
+        )
         .route("/v2/stream/{name}/events", get(routes::streams::events))
         .route("/v2/account", post(routes::admin::create_account))
         .route(
@@ -222,6 +228,7 @@ pub async fn serve(
         engine: services.engine,
         writer,
         tokens: auth::TokenCache::default(),
+        stream_settings: Default::default(),
         config,
         jobs: services.jobs,
     });

@@ -179,7 +179,16 @@ pub trait AccountStore: Send + Sync + 'static {
 pub trait EventLog: Send + Sync + 'static {
     /// Appends events (any accounts and streams) in one transaction and updates the per-stream
     /// counters. Called by [`EventWriter`], which groups concurrent requests into one call.
-    async fn append_events(&self, events: &[NewEvent]) -> Result<()>;
+    /// Events with a `dedup_key` already held by their stream (stored earlier, or earlier in
+    /// the same call) are not stored; their indices are returned, ascending.
+    async fn append_events(&self, events: &[NewEvent]) -> Result<Vec<usize>>;
+    /// Creates the stream (with no events) if needed, and sets its settings.
+    async fn set_stream_settings(
+        &self,
+        aid: AccountId,
+        stream: &str,
+        settings: &tributary_core::StreamSettings,
+    ) -> Result<()>;
     async fn streams(&self, aid: AccountId) -> Result<Vec<StreamInfo>>;
     /// The most recent events of a stream, newest first.
     async fn recent_events(

@@ -60,7 +60,10 @@ pub(crate) fn account_from_row(row: &AnyRow) -> Result<Account> {
 pub(crate) fn stream_from_row(row: &AnyRow) -> Result<StreamInfo> {
     let count = row.try_get("event_count")?;
     let last_received_micros = row.try_get("last_received")?;
-    Ok(record!(row => StreamInfo [name] { count, last_received_micros }))
+    let settings: String = row.try_get("settings")?;
+    let settings = serde_json::from_str(&settings)
+        .map_err(|e| StoreError::Corrupt(format!("a stream's settings: {e}")))?;
+    Ok(record!(row => StreamInfo [name] { count, last_received_micros, settings }))
 }
 
 pub(crate) fn definition_from_row(row: &AnyRow) -> Result<Definition> {

@@ -45,7 +45,8 @@ pub enum WriteError {
 
 struct Request {
     events: Vec<NewEvent>,
-    done: oneshot::Sender<Result<(), Arc<StoreError>>>,
+    /// Answered with how many of the request's events were duplicates (not stored).
+    done: oneshot::Sender<Result<usize, Arc<StoreError>>>,
 }
 
 #[derive(Clone)]
@@ -62,10 +63,11 @@ impl EventWriter {
         (EventWriter { queue }, task)
     }
 
-    /// Returns once the events are committed.
-    pub async fn write(&self, events: Vec<NewEvent>) -> Result<(), WriteError> {
+    /// Returns once the events are committed, with how many of them were not stored as
+    /// duplicates of events their stream already holds (`dedup_key`).
+    pub async fn write(&self, events: Vec<NewEvent>) -> Result<usize, WriteError> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let (done, ack) = oneshot::channel();
         self.queue
@@ -85,12 +87,12 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Request>, max_events:
     let mut waiting = Vec::new();
     let mut events: Vec<NewEvent> = Vec::new();
     while let Some(first) = rx.recv().await {
+        waiting.push((events.len(), first.events.len(), first.done));
         events.extend(first.events);
-        waiting.push(first.done);
         while events.len() < max_events {
             let Ok(next) = rx.try_recv() else { break };
+            waiting.push((events.len(), next.events.len(), next.done));
             events.extend(next.events);
-            waiting.push(next.done);
         }
         let started = Instant::now();
         let result = store.append_events(&events).await.map_err(Arc::new);
@@ -99,9 +101,14 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Request>, max_events:
         if let Err(e) = &result {
             tracing::error!(error = %e, events = events.len(), "event commit failed");
         }
-        for done in waiting.drain(..) {
+        for (start, len, done) in waiting.drain(..) {
+            let answer = result.as_ref().map_err(Arc::clone).map(|duplicates| {
+                let from = duplicates.partition_point(|&i| i < start);
+                let to = duplicates.partition_point(|&i| i < start + len);
+                to - from
+            });
             // A requester that went away (client disconnected) no longer needs its answer.
-            let _ = done.send(result.clone());
+            let _ = done.send(answer);
         }
         events.clear();
     }
@@ -118,6 +125,7 @@ mod tests {
             received_at: n,
             event_time: n,
             payload: "{}".into(),
+            dedup_key: None,
         }
     }
 

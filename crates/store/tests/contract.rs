@@ -31,6 +31,7 @@ fn event(aid: i64, stream: &str, n: i64) -> NewEvent {
         received_at: 1_000 + n,
         event_time: 500 + n,
         payload: format!(r#"{{"n":{n},"text":"caf\u00e9 \"quoted\""}}"#),
+        dedup_key: None,
     }
 }
 
@@ -1051,7 +1052,85 @@ async fn import_batches_commit_with_their_file_record(store: Arc<dyn Store>) {
     assert!(store.import_files(8).await.unwrap().is_empty());
 }
 
+async fn keyed_events_are_stored_once_per_stream_until_their_keys_expire(store: Arc<dyn Store>) {
+    let keyed = |stream: &str, key: &str, at: i64| NewEvent {
+        dedup_key: Some(key.to_string()),
+        received_at: at,
+        ..event(1, stream, at)
+    };
+    let hour = 3_600_000_000;
+    let t = 10 * hour;
+    // In one call: the first of two equal keys is kept; other streams and unkeyed events are
+    // not affected.
+    let dropped = store
+        .append_events(&[
+            keyed("s", "k1", t),
+            keyed("s", "k1", t),
+            keyed("other", "k1", t),
+            event(1, "s", 1),
+            keyed("s", "k2", t),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(dropped, vec![1]);
+    // Later calls: known keys are dropped, new ones kept.
+    let dropped = store
+        .append_events(&[
+            keyed("s", "k2", t + 1),
+            keyed("s", "k3", t + 1),
+            keyed("s", "k1", t + 2),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(dropped, vec![0, 2]);
+    let count = |streams: Vec<tributary_core::StreamInfo>, name: &str| {
+        streams
+            .iter()
+            .find(|s| s.name == name)
+            .map_or(0, |s| s.count)
+    };
+    assert_eq!(count(store.streams(1).await.unwrap(), "s"), 4);
+    assert_eq!(count(store.streams(1).await.unwrap(), "other"), 1);
+    // A day later the keys are forgotten: the same key is a new delivery.
+    let dropped = store
+        .append_events(&[keyed("s", "k1", t + 25 * hour)])
+        .await
+        .unwrap();
+    assert!(dropped.is_empty());
+    assert_eq!(count(store.streams(1).await.unwrap(), "s"), 5);
+
+    // Settings: stored with the stream (made if needed), listed, replaced.
+    let settings = tributary_core::StreamSettings {
+        dedup_fields: vec!["dispatch_id".into(), "braze_id".into()],
+    };
+    store
+        .set_stream_settings(1, "fresh", &settings)
+        .await
+        .unwrap();
+    store.set_stream_settings(1, "s", &settings).await.unwrap();
+    let streams = store.streams(1).await.unwrap();
+    let fresh = streams.iter().find(|s| s.name == "fresh").unwrap();
+    assert_eq!((fresh.count, &fresh.settings), (0, &settings));
+    assert_eq!(streams.iter().find(|s| s.name == "s").unwrap().count, 5);
+    store
+        .set_stream_settings(1, "s", &Default::default())
+        .await
+        .unwrap();
+    let streams = store.streams(1).await.unwrap();
+    assert!(
+        streams
+            .iter()
+            .find(|s| s.name == "s")
+            .unwrap()
+            .settings
+            .dedup_fields
+            .is_empty()
+    );
+    assert!(store.streams(2).await.unwrap().is_empty());
+}
+
 tributary_store::backend_tests!(
+    keyed_events_are_stored_once_per_stream_until_their_keys_expire,
     import_batches_commit_with_their_file_record,
     pipeline_lag_counts_what_is_not_applied,
     unsafe_durability_is_reported,

@@ -86,6 +86,7 @@ async fn a_schema_8_data_dir_moves_its_events_to_their_own_file() {
         received_at: 1,
         event_time: 1,
         payload: "{}".into(),
+        dedup_key: None,
     };
     store.append_events(&[new]).await.unwrap();
     assert_eq!(store.events_after(1, 6, 10).await.unwrap()[0].id, 7);

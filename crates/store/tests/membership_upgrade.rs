@@ -16,6 +16,7 @@ fn schema_6(boolean: &str) -> String {
          DROP TABLE export_identifiers;
          DROP TABLE erasures;
          DROP TABLE IF EXISTS import_files;
+         {later}
          DELETE FROM schema_migrations WHERE version >= 7;
          CREATE TABLE memberships (account_id BIGINT NOT NULL, segment TEXT NOT NULL,
              profile_id BIGINT NOT NULL, since BIGINT NOT NULL,
@@ -33,6 +34,12 @@ fn schema_6(boolean: &str) -> String {
         // Only PostgreSQL's migration 5 indexed the log by audience.
         index = if boolean == "BOOLEAN" {
             "CREATE INDEX membership_log_by_segment ON membership_log (account_id, segment, seq);"
+        } else {
+            ""
+        },
+        // Migration 11 on PostgreSQL (on SQLite it changed the event log's own file).
+        later = if boolean == "BOOLEAN" {
+            "DROP TABLE event_keys; ALTER TABLE streams DROP COLUMN settings;"
         } else {
             ""
         },

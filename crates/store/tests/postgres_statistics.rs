@@ -20,6 +20,7 @@ async fn a_table_that_doubled_is_analyzed_in_seconds() {
             received_at: i,
             event_time: i,
             payload: format!(r#"{{"n":{i}}}"#),
+            dedup_key: None,
         })
         .collect();
     store.append_events(&events).await.unwrap();

@@ -14,6 +14,7 @@ fn events(n: usize) -> Vec<NewEvent> {
             received_at: i as i64,
             event_time: i as i64,
             payload: format!(r#"{{"n":{i},"pad":"{}"}}"#, "x".repeat(200)),
+            dedup_key: None,
         })
         .collect()
 }

@@ -93,6 +93,10 @@ async fn collect(
         None
     };
 
+    let settings = state
+        .stream_settings
+        .get(state.store.as_ref(), caller.account_id, stream)
+        .await?;
     let limit = match format {
         Format::Json => state.config.max_body_bytes,
         Format::Bulk => state.config.max_bulk_bytes,
@@ -105,19 +109,26 @@ async fn collect(
     // Inflating and decoding are CPU work proportional to the body: they run on the blocking
     // pool, so a large or hostile upload never holds an async worker (and `/healthz`) up.
     let decode_options = options.clone();
-    let (message_count, rejected_count, rejected) = match csv {
+    let outcome = match csv {
         Some(csv) => {
             let target = Target {
                 writer: (!dryrun).then(|| state.writer.clone()),
                 aid: caller.account_id,
                 stream: stream.to_string(),
+                settings,
             };
             let summary = tokio::task::spawn_blocking(move || {
                 stream_csv(&raw, declared_gzip, limit, &decode_options, &csv, target)
             })
             .await
             .map_err(|e| ApiError::internal("decoding a body", &e))??;
-            (summary.accepted, summary.rejected_count, summary.rejected)
+            let (summary, duplicates) = summary;
+            Outcome {
+                accepted: summary.accepted,
+                rejected_count: summary.rejected_count,
+                rejected: summary.rejected,
+                duplicates,
+            }
         }
         None => {
             let small = raw.len() <= INLINE_DECODE_BYTES && !is_gzip(&raw, declared_gzip);
@@ -137,31 +148,31 @@ async fn collect(
                     .map_err(|e| ApiError::internal("decoding a body", &e))??
             };
             let accepted = decoded.records.len();
+            let mut duplicates = 0;
             if !dryrun {
                 let events = to_events(
                     caller.account_id,
                     stream,
+                    settings.as_ref(),
                     std::mem::take(&mut decoded.records),
                 );
-                state.writer.write(events).await.map_err(write_refusal)?;
+                duplicates = state.writer.write(events).await.map_err(write_refusal)?;
             }
-            (accepted, decoded.rejected.len(), decoded.rejected)
+            Outcome {
+                accepted,
+                rejected_count: decoded.rejected.len(),
+                rejected: decoded.rejected,
+                duplicates,
+            }
         }
     };
     if !dryrun {
-        metrics::counter!("tributary_events_accepted_total").increment(message_count as u64);
+        metrics::counter!("tributary_events_accepted_total").increment(outcome.accepted as u64);
+        metrics::counter!("tributary_events_duplicate_total").increment(outcome.duplicates as u64);
         state.engine.wake();
     }
-    metrics::counter!("tributary_events_rejected_total").increment(rejected_count as u64);
-    Ok(response(
-        stream,
-        &content_type,
-        &options,
-        dryrun,
-        message_count,
-        rejected_count,
-        &rejected,
-    ))
+    metrics::counter!("tributary_events_rejected_total").increment(outcome.rejected_count as u64);
+    Ok(response(stream, &content_type, &options, dryrun, &outcome))
 }
 
 /// Largest plain JSON body decoded on the request's own task (bounded work: well under a
@@ -176,6 +187,7 @@ struct Target {
     writer: Option<tributary_store::EventWriter>,
     aid: AccountId,
     stream: String,
+    settings: Option<tributary_core::StreamSettings>,
 }
 
 /// Decodes a CSV upload as a stream (checked whole first, so a refused body stores nothing)
@@ -188,13 +200,14 @@ fn stream_csv(
     options: &DecodeOptions,
     csv: &CsvOptions,
     target: Target,
-) -> Result<tributary_sources::StreamSummary, ApiError> {
+) -> Result<(tributary_sources::StreamSummary, usize), ApiError> {
     let body = BodyStream::open(raw, declared_gzip, limit).map_err(gzip_refusal)?;
     if let Some(refusal) = csv_body_refusal(&body.head(4096)) {
         return Err(refusal);
     }
     let handle = tokio::runtime::Handle::current();
     let mut failed = None;
+    let mut duplicates = 0;
     let summary = decode_csv_stream(
         &|| body.reader(),
         options,
@@ -204,9 +217,17 @@ fn stream_csv(
             let Some(writer) = &target.writer else {
                 return true;
             };
-            let events = to_events(target.aid, &target.stream, records);
+            let events = to_events(
+                target.aid,
+                &target.stream,
+                target.settings.as_ref(),
+                records,
+            );
             match handle.block_on(writer.write(events)) {
-                Ok(()) => true,
+                Ok(n) => {
+                    duplicates += n;
+                    true
+                }
                 Err(e) => {
                     failed = Some(e);
                     false
@@ -218,7 +239,7 @@ fn stream_csv(
     match failed {
         // The batches before this one are stored; the client is told to retry.
         Some(e) => Err(write_refusal(e)),
-        None => Ok(summary),
+        None => Ok((summary, duplicates)),
     }
 }
 
@@ -247,12 +268,16 @@ fn write_refusal(e: WriteError) -> ApiError {
 fn to_events(
     aid: AccountId,
     stream: &str,
+    settings: Option<&tributary_core::StreamSettings>,
     records: Vec<tributary_sources::Record>,
 ) -> Vec<NewEvent> {
     let now = to_micros(time::OffsetDateTime::now_utc());
     records
         .into_iter()
         .map(|r| NewEvent {
+            // Parsed again only for a deduplicating stream (the decoder checked it is JSON).
+            dedup_key: settings
+                .and_then(|s| s.dedup_key(&serde_json::from_str(&r.payload).unwrap_or_default())),
             account_id: aid,
             stream: stream.to_string(),
             received_at: now,
@@ -262,16 +287,25 @@ fn to_events(
         .collect()
 }
 
+/// What a request's body came to.
+struct Outcome {
+    accepted: usize,
+    rejected_count: usize,
+    /// The first rejections (all are counted).
+    rejected: Vec<Rejection>,
+    /// Accepted but not stored again: retries of deliveries the stream already holds.
+    duplicates: usize,
+}
+
 fn response(
     stream: &str,
     content_type: &str,
     options: &DecodeOptions,
     dryrun: bool,
-    message_count: usize,
-    rejected_count: usize,
-    rejections: &[Rejection],
+    outcome: &Outcome,
 ) -> Response {
-    let rejected: Vec<_> = rejections
+    let rejected: Vec<_> = outcome
+        .rejected
         .iter()
         .take(REJECTIONS_SHOWN)
         .map(|r| json!({ "line": r.line, "message": r.message }))
@@ -280,8 +314,9 @@ fn response(
         StatusCode::OK,
         json!({
             "stream": stream,
-            "message_count": message_count,
-            "rejected_count": rejected_count,
+            "message_count": outcome.accepted,
+            "rejected_count": outcome.rejected_count,
+            "duplicate_count": outcome.duplicates,
             "rejected": rejected,
             "content-type": content_type,
             "droperrors": options.drop_errors,

@@ -1,16 +1,18 @@
 //! `GET /v2/stream` and `GET /v2/stream/{name}/events`: how a user checks that a webhook or an
-//! upload arrived, and how far the profiles are behind it.
+//! upload arrived, and how far the profiles are behind it. `PUT /v2/stream/{name}`: a stream's
+//! settings (`dedup_fields`).
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use serde_json::json;
-use tributary_core::{format_rfc3339, from_micros};
+use tributary_core::{StreamSettings, format_rfc3339, from_micros, validate_stream_name};
 
 use crate::AppState;
 use crate::api::{ApiError, ApiResult, ok, query_map};
-use crate::auth::{Authorized, ReadRawEvents, ReadStreams};
+use crate::auth::{Authorized, ManageStreams, ReadRawEvents, ReadStreams};
+use crate::routes::admin::json_body;
 
 const DEFAULT_EVENTS: u32 = 10;
 const MAX_EVENTS: u32 = 10_000;
@@ -39,10 +41,35 @@ pub async fn list(State(state): State<Arc<AppState>>, auth: Authorized<ReadStrea
                 // Received but not yet applied to profiles: it falls to 0 once the pipeline
                 // has caught up.
                 "pipeline_lag_events": behind,
+                "settings": s.settings,
             })
         })
         .collect();
     Ok(ok(StatusCode::OK, data))
+}
+
+/// `PUT /v2/stream/{name}` with `{"dedup_fields": [...]}`: the stream's settings, whole (a
+/// field left out takes its default). The stream is made if it has no events yet.
+pub async fn update(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ManageStreams>,
+    Path(name): Path<String>,
+    body: bytes::Bytes,
+) -> ApiResult {
+    validate_stream_name(&name).map_err(ApiError::bad_request)?;
+    let settings: StreamSettings = json_body(&body)?;
+    settings.validate().map_err(ApiError::bad_request)?;
+    let aid = auth.caller.account_id;
+    state
+        .store
+        .set_stream_settings(aid, &name, &settings)
+        .await?;
+    state.stream_settings.forget(aid);
+    tracing::info!(aid, stream = %name, dedup_fields = ?settings.dedup_fields, "stream settings changed");
+    Ok(ok(
+        StatusCode::OK,
+        json!({ "name": name, "settings": settings }),
+    ))
 }
 
 pub async fn events(

@@ -25,6 +25,23 @@ pub struct App {
 
 impl App {
     pub async fn new(store: Arc<dyn Store>) -> App {
+        App::with_config(store, App::config()).await
+    }
+
+    /// The tests' server configuration: small body limits, a managed SFTP address.
+    pub fn config() -> ServerConfig {
+        ServerConfig {
+            max_body_bytes: BODY_LIMIT,
+            max_bulk_bytes: BODY_LIMIT * 4,
+            managed_sftp: Some(tributary_server::PublicAddress {
+                host: "127.0.0.1".into(),
+                port: 2222,
+            }),
+            ..ServerConfig::default()
+        }
+    }
+
+    pub async fn with_config(store: Arc<dyn Store>, config: ServerConfig) -> App {
         let admin = NewToken {
             account_id: None,
             name: "install admin".into(),
@@ -38,15 +55,6 @@ impl App {
         tributary_engine::builtin::seed_account(store.as_ref(), 1)
             .await
             .unwrap();
-        let config = ServerConfig {
-            max_body_bytes: BODY_LIMIT,
-            max_bulk_bytes: BODY_LIMIT * 4,
-            managed_sftp: Some(tributary_server::PublicAddress {
-                host: "127.0.0.1".into(),
-                port: 2222,
-            }),
-            ..ServerConfig::default()
-        };
         let jobs_config = tributary_jobs::RunnerConfig {
             poll: std::time::Duration::from_millis(50),
             // The simulators the tests start listen on loopback.
@@ -68,6 +76,7 @@ impl App {
             store: store.clone(),
             writer,
             tokens: TokenCache::default(),
+            stream_settings: Default::default(),
             config,
             jobs,
         });

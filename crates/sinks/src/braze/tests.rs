@@ -135,6 +135,7 @@ impl World {
                 received_at: 1_000 + i as i64,
                 event_time: tributary_jobs::now(),
                 payload: payload.to_string(),
+                dedup_key: None,
             })
             .collect();
         self.store.append_events(&events).await.expect("append");
@@ -359,6 +360,7 @@ async fn backfill_then_follow_the_log(store: Arc<dyn Store>) {
             received_at: 5,
             event_time: tributary_jobs::now(),
             payload: json!({"email": "anon@example.com", "plan": "gold"}).to_string(),
+            dedup_key: None,
         }])
         .await
         .expect("append");
@@ -895,8 +897,10 @@ async fn requests_applied_then_failed_are_the_only_waste(store: Arc<dyn Store>) 
         store,
         braze_sim::SimConfig {
             faults: braze_sim::Faults {
-                applied_error_rate: 0.1,
-                applied_timeout_rate: 0.05,
+                // Over the backfill's 40 requests, the chance that no fault happens at all is
+                // 0.7^40, under one in a million (at 0.1 and 0.05 it was 1 in 700: seen once).
+                applied_error_rate: 0.2,
+                applied_timeout_rate: 0.1,
                 hang_ms: 1_500,
                 ..braze_sim::Faults::default()
             },

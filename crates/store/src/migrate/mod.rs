@@ -51,6 +51,7 @@ both_dialects!(
     8 "export_identifiers" "0008_export_identifiers.sql",
     9 "event_log" "0009_event_log.sql",
     10 "import_files" "0010_import_files.sql",
+    11 "stream_settings" "0011_stream_settings.sql",
 );
 
 /// The event log's own file on SQLite (`events.db`); on PostgreSQL the log's tables are in
@@ -58,6 +59,7 @@ both_dialects!(
 pub(crate) const SQLITE_EVENT_LOG: &[Migration] = migrations!("sqlite-events":
     1 "event_log" "0001_event_log.sql",
     2 "import_files" "0002_import_files.sql",
+    3 "stream_settings" "0003_stream_settings.sql",
 );
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -2,7 +2,13 @@
 //! writer on SQLite).
 
 use async_trait::async_trait;
-use tributary_core::{AccountId, ImportFile, Micros, NewEvent, StoredEvent, StreamInfo};
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+
+use tributary_core::{
+    AccountId, DEDUP_RETENTION_SECS, ImportFile, Micros, NewEvent, StoredEvent, StreamInfo,
+    StreamSettings,
+};
 
 use super::{SqlStore, decode_all, page_query, per_id_chunk, statement_chunks};
 use crate::dialect::Lock;
@@ -11,13 +17,34 @@ use crate::{EventLog, Result};
 
 #[async_trait]
 impl EventLog for SqlStore {
-    async fn append_events(&self, events: &[NewEvent]) -> Result<()> {
+    async fn append_events(&self, events: &[NewEvent]) -> Result<Vec<usize>> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut tx = self.log.write.begin().await?;
-        self.append_in(&mut tx, events).await?;
+        let duplicates = self.append_in(&mut tx, events).await?;
         tx.commit().await?;
+        Ok(duplicates)
+    }
+
+    async fn set_stream_settings(
+        &self,
+        aid: AccountId,
+        stream: &str,
+        settings: &StreamSettings,
+    ) -> Result<()> {
+        let text = serde_json::to_string(settings)
+            .map_err(|e| crate::StoreError::Corrupt(format!("stream settings: {e}")))?;
+        sqlx::query(
+            "INSERT INTO streams (account_id, name, event_count, last_received, settings)
+             VALUES ($1, $2, 0, 0, $3)
+             ON CONFLICT (account_id, name) DO UPDATE SET settings = excluded.settings",
+        )
+        .bind(aid)
+        .bind(stream)
+        .bind(text)
+        .execute(&self.log.write)
+        .await?;
         Ok(())
     }
 
@@ -57,7 +84,8 @@ impl EventLog for SqlStore {
 
     async fn streams(&self, aid: AccountId) -> Result<Vec<StreamInfo>> {
         let query = sqlx::query(
-            "SELECT name, event_count, last_received FROM streams WHERE account_id = $1 ORDER BY name",
+            "SELECT name, event_count, last_received, settings FROM streams
+             WHERE account_id = $1 ORDER BY name",
         )
         .bind(aid);
         decode_all(query, &self.log.read, stream_from_row).await
@@ -97,15 +125,30 @@ impl EventLog for SqlStore {
 impl SqlStore {
     /// Inserts events and counts them in their streams, inside the caller's transaction of
     /// the log (holding the append lock, so ids become visible in order on every node).
+    /// Events whose deduplication key the stream already holds are left out: their indices
+    /// are returned.
     async fn append_in(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         events: &[NewEvent],
-    ) -> Result<()> {
+    ) -> Result<Vec<usize>> {
         if events.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         self.dialect.lock(tx, Lock::EventAppend).await?;
+        let duplicates = self.claim_keys(tx, events).await?;
+        let kept: Vec<NewEvent>;
+        let events = if duplicates.is_empty() {
+            events
+        } else {
+            kept = events
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| duplicates.binary_search(i).is_err())
+                .map(|(_, e)| e.clone())
+                .collect();
+            &kept[..]
+        };
         for chunk in statement_chunks(events) {
             let sql = format!(
                 "INSERT INTO events (account_id, stream, received_at, event_time, payload) VALUES {}",
@@ -139,6 +182,72 @@ impl SqlStore {
                 .execute(&mut **tx)
                 .await?;
         }
+        Ok(duplicates)
+    }
+
+    /// Records the keys of the keyed events; returns the indices (ascending) of those whose
+    /// key was already recorded, by an earlier commit or earlier in this batch.
+    async fn claim_keys(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        events: &[NewEvent],
+    ) -> Result<Vec<usize>> {
+        let keyed: Vec<(usize, &NewEvent, &str)> = events
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| Some((i, e, e.dedup_key.as_deref()?)))
+            .collect();
+        if keyed.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.prune_keys(tx, keyed[0].1.received_at).await?;
+        // The keys this batch recorded first; a key recorded before is not returned.
+        let mut claimed: HashSet<(AccountId, String, String)> = HashSet::new();
+        for chunk in statement_chunks(&keyed) {
+            let sql = format!(
+                "INSERT INTO event_keys (account_id, stream, dedup_key, received_at) VALUES {}
+                 ON CONFLICT (account_id, stream, dedup_key) DO NOTHING
+                 RETURNING account_id, stream, dedup_key",
+                self.dialect.params().rows(chunk.len(), 4)
+            );
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+            for (_, e, key) in chunk {
+                query = query
+                    .bind(e.account_id)
+                    .bind(e.stream.as_str())
+                    .bind(*key)
+                    .bind(e.received_at);
+            }
+            let rows: Vec<(AccountId, String, String)> = query.fetch_all(&mut **tx).await?;
+            claimed.extend(rows);
+        }
+        Ok(keyed
+            .into_iter()
+            .filter(|(_, e, key)| {
+                // The first event of the batch with a claimed key takes it; the others are
+                // duplicates.
+                !claimed.remove(&(e.account_id, e.stream.clone(), key.to_string()))
+            })
+            .map(|(i, _, _)| i)
+            .collect())
+    }
+
+    /// Forgets keys older than the retention, at most once a minute.
+    async fn prune_keys(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        now: Micros,
+    ) -> Result<()> {
+        const EVERY: Micros = 60_000_000;
+        let last = self.keys_pruned_at.load(Ordering::Relaxed);
+        if now - last < EVERY {
+            return Ok(());
+        }
+        self.keys_pruned_at.store(now, Ordering::Relaxed);
+        sqlx::query("DELETE FROM event_keys WHERE received_at < $1")
+            .bind(now - DEDUP_RETENTION_SECS * 1_000_000)
+            .execute(&mut **tx)
+            .await?;
         Ok(())
     }
 

@@ -28,6 +28,8 @@ pub struct SqlStore {
     /// Alive while the store is: the background tasks (SQLite checkpointers, the PostgreSQL
     /// statistics keeper) stop when they can no longer upgrade it.
     _alive: Arc<()>,
+    /// When the deduplication keys were last pruned (micros; see `sql::events`).
+    keys_pruned_at: std::sync::atomic::AtomicI64,
 }
 
 /// The sizes a multi-row `VALUES` statement or an `IN (..)` list comes in (well under SQLite's
@@ -89,6 +91,7 @@ impl SqlStore {
             state,
             log,
             _alive: alive,
+            keys_pruned_at: Default::default(),
         })
     }
 
@@ -119,6 +122,7 @@ impl SqlStore {
             state: pools.clone(),
             log: pools,
             _alive: alive,
+            keys_pruned_at: Default::default(),
         })
     }
 }
