@@ -16,17 +16,6 @@ const TEMPLATE: &str = r#"{"external_id": "{{${user_id}}}", "braze_id": "{{${bra
  "country": "{{${country} | default: 'US'}}", "dispatch_id": "{{campaign.${dispatch_id}}}",
  "campaign_id": "{{campaign.${api_id}}}"}"#;
 
-async fn track(sim: &BrazeSim, attributes: Value) {
-    let r = client()
-        .post(format!("{}/users/track", sim.base))
-        .bearer_auth(SIM_KEY)
-        .json(&json!({ "attributes": attributes }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
-}
-
 /// Starts a campaign to `users`; returns its dispatch id once every delivery is settled.
 async fn campaign(sim: &BrazeSim, url: &str, users: &[&str], dispatch: Option<&str>) -> String {
     let before = sim.get("/_sim/stats").await["webhooks"].clone();
@@ -107,8 +96,8 @@ async fn a_webhook_campaign_with_liquid_tags_moves_profiles_and_audiences() {
         .unwrap();
     assert_eq!(r.status(), 200);
 
-    track(
-        &sim,
+    sim.track(
+        SIM_KEY,
         json!([
             {"external_id": "ann", "email": "ann@example.com", "first_name": "Ann", "country": "NO"},
             {"external_id": "bo", "email": "bo@example.com", "first_name": "Bo", "country": "NO"},
@@ -135,7 +124,8 @@ async fn a_webhook_campaign_with_liquid_tags_moves_profiles_and_audiences() {
     assert_eq!(stream_count(&serve, "braze_users").await, 3);
 
     // Ann moves to Sweden in Braze; the next campaign carries it and she leaves the audience.
-    track(&sim, json!([{"external_id": "ann", "country": "SE"}])).await;
+    sim.track(SIM_KEY, json!([{"external_id": "ann", "country": "SE"}]))
+        .await;
     campaign(&sim, &hook, &["ann"], None).await;
     assert_eq!(stream_count(&serve, "braze_users").await, 4);
     wait_for("ann to leave norway", async || {

@@ -1,7 +1,8 @@
 //! The `sftp-import` workflow end to end: `tributary serve` reading files from a real OpenSSH
 //! `sshd` on a loopback port (key authentication): a plain, a gzipped and a zipped CSV, a file seen
 //! again, a new file while the job keeps watching, a replaced file, a file with a bad row
-//! with and without `droperrors`, and a server whose host key is not the pinned one.
+//! with and without `droperrors`, a server whose host key is not the pinned one, a Braze
+//! segment export ZIP made by `braze-sim`, and a connection dropped mid-file.
 //! Without sshd the test skips, unless TRIBUTARY_TEST_REQUIRE_SSHD=1 (CI) makes it fail.
 
 mod support;
@@ -399,4 +400,182 @@ impl TapMkdir for PathBuf {
         std::fs::create_dir_all(&self).unwrap();
         self
     }
+}
+
+/// A Braze dashboard segment export (a ZIP holding one CSV in Braze's User Data columns), made
+/// by `braze-sim`, dropped on the SFTP server and imported into `braze_users`: the built-in
+/// mapping builds the profiles from Braze's own column names.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_segment_export_zip_made_by_braze_sim_builds_profiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(sshd) = Sshd::start(&dir.path().join("sshd")).unwrap() else {
+        return;
+    };
+    let folder = dir.path().join("exports").tap_mkdir();
+    let sim = support::BrazeSim::start(&["--key", "export-key=users.track"]);
+    sim.track(
+        "export-key",
+        json!([
+            {"external_id": "zip1", "email": "zip1@example.com", "first_name": "Zed", "country": "NO"},
+            {"external_id": "zip2", "email": "zip2@example.com", "first_name": "Zoe"},
+        ]),
+    )
+    .await;
+    sim.post(
+        "/_sim/segments/export",
+        json!({"path": folder.join("segment-export.zip")}),
+    )
+    .await;
+
+    let data = dir.path().join("data").tap_mkdir();
+    let serve = Serve::start(&data, None, "serve");
+    let (s, b) = api(
+        &serve,
+        "POST",
+        "/v2/auth/sftp",
+        json!({"label": "braze exports", "config": {"host": "127.0.0.1", "port": sshd.port,
+               "username": "root", "private_key": sshd.client_key()}}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let auth = b["data"]["id"].as_i64().unwrap();
+    let id = create_job(
+        &serve,
+        auth,
+        json!({"stream": "braze_users", "folder": folder.to_str().unwrap()}),
+    )
+    .await;
+    wait_for("the import to complete", async || {
+        let state = job(&serve, id).await["state"].clone();
+        assert_ne!(state, "failed", "{}", job(&serve, id).await);
+        state == "completed"
+    })
+    .await;
+    assert_eq!(stream_count(&serve, "braze_users").await, 2);
+    wait_for("the profiles", async || {
+        let (_, b) = api(
+            &serve,
+            "GET",
+            "/api/entity/user/external_id/zip1",
+            Value::Null,
+        )
+        .await;
+        b["data"]["first_name"] == "Zed" && b["data"]["email"] == "zip1@example.com"
+    })
+    .await;
+}
+
+/// A TCP proxy in front of sshd that cuts its first connection once `cut_after` bytes have
+/// come from the server (a server or network dropping the connection mid-file), then passes
+/// every later connection whole. Tells `cut` when it cuts.
+async fn dropping_proxy(
+    sshd_port: u16,
+    cut_after: usize,
+    cut: tokio::sync::oneshot::Sender<()>,
+) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut cut = Some(cut);
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", sshd_port)).await else {
+                return;
+            };
+            let signal = cut.take();
+            tokio::spawn(async move {
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let upstream = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                });
+                let mut sent = 0usize;
+                let mut buffer = vec![0u8; 16 * 1024];
+                loop {
+                    let n = match server_read.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if client_write.write_all(&buffer[..n]).await.is_err() {
+                        break;
+                    }
+                    sent += n;
+                    if signal.is_some() && sent >= cut_after {
+                        break;
+                    }
+                }
+                upstream.abort();
+                if let Some(signal) = signal {
+                    let _ = signal.send(());
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The connection drops while the file's rows are being stored: the job logs it, looks again,
+/// resumes after the last committed batch and ends with every row stored exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_dropped_mid_file_resumes_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(sshd) = Sshd::start(&dir.path().join("sshd")).unwrap() else {
+        return;
+    };
+    let folder = dir.path().join("drop").tap_mkdir();
+    let rows = 40_000;
+    let mut text = String::from("external_id,email\n");
+    for i in 0..rows {
+        text.push_str(&format!("d{i:06},d{i:06}@example.com\n"));
+    }
+    std::fs::write(folder.join("big.csv"), &text).unwrap();
+    // The file is read twice (a check, then the import): cut half-way through the second read.
+    let (cut_tx, cut_rx) = tokio::sync::oneshot::channel();
+    let proxy = dropping_proxy(sshd.port, text.len() * 3 / 2, cut_tx).await;
+
+    let data = dir.path().join("data").tap_mkdir();
+    let serve = Serve::start(&data, None, "serve");
+    let (s, b) = api(
+        &serve,
+        "POST",
+        "/v2/auth/sftp",
+        json!({"label": "flaky", "config": {"host": "127.0.0.1", "port": proxy,
+               "username": "root", "private_key": sshd.client_key()}}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let auth = b["data"]["id"].as_i64().unwrap();
+    let id = create_job(
+        &serve,
+        auth,
+        json!({"stream": "flaky", "folder": folder.to_str().unwrap(),
+               "continuous_update": true, "file_frequency": "1s"}),
+    )
+    .await;
+    tokio::time::timeout(Duration::from_secs(60), cut_rx)
+        .await
+        .expect("the proxy cut the connection")
+        .unwrap();
+    let at_cut = stream_count(&serve, "flaky").await;
+    assert!(
+        at_cut > 0 && at_cut < rows,
+        "cut while storing: {at_cut} of {rows} stored"
+    );
+    wait_for("every row", async || {
+        stream_count(&serve, "flaky").await >= rows
+    })
+    .await;
+    wait_for("the file to be recorded as imported", async || {
+        job(&serve, id).await["progress"]["files_imported"] == 1
+    })
+    .await;
+    assert_eq!(stream_count(&serve, "flaky").await, rows, "no row twice");
+    let (_, logs) = api(&serve, "GET", &format!("/v2/job/{id}/logs"), Value::Null).await;
+    assert!(
+        logs.to_string().contains("trying again at the next look"),
+        "{logs}"
+    );
 }

@@ -173,6 +173,18 @@ impl BrazeSim {
             .unwrap()
     }
 
+    /// `POST /users/track` with `attributes`, as the API key `key`.
+    pub async fn track(&self, key: &str, attributes: serde_json::Value) {
+        let r = client()
+            .post(format!("{}/users/track", self.base))
+            .bearer_auth(key)
+            .json(&serde_json::json!({ "attributes": attributes }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+    }
+
     pub async fn post(&self, path: &str, body: serde_json::Value) {
         let r = client()
             .post(format!("{}{path}", self.base))
