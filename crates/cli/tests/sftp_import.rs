@@ -28,6 +28,20 @@ async fn create_job(serve: &Serve, auth: i64, config: Value) -> i64 {
     b["data"]["id"].as_i64().unwrap()
 }
 
+/// An `sftp` authorization logging in as root with `private_key` at `127.0.0.1:port`.
+async fn sftp_auth(serve: &Serve, label: &str, port: u16, private_key: &str) -> i64 {
+    let (s, b) = api(
+        serve,
+        "POST",
+        "/v2/auth/sftp",
+        json!({"label": label, "config": {"host": "127.0.0.1", "port": port,
+               "username": "root", "private_key": private_key}}),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    b["data"]["id"].as_i64().unwrap()
+}
+
 fn zipped(name: &str, text: &str) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     w.start_file(name, zip::write::SimpleFileOptions::default())
@@ -78,16 +92,7 @@ async fn sftp_import_reads_each_file_once_from_a_real_sshd() {
     let data = dir.path().join("data").tap_mkdir();
     let serve = Serve::start(&data, None, "serve");
     let key = sshd.client_key();
-    let (s, b) = api(
-        &serve,
-        "POST",
-        "/v2/auth/sftp",
-        json!({"label": "drop box", "config": {"host": "127.0.0.1", "port": sshd.port,
-               "username": "root", "private_key": key}}),
-    )
-    .await;
-    assert_eq!(s, 201, "{b}");
-    let auth = b["data"]["id"].as_i64().unwrap();
+    let auth = sftp_auth(&serve, "drop box", sshd.port, &key).await;
 
     // A watching job: the three matching files (plain, gzip, ZIP), once each; the event time
     // from `updated_at`.
@@ -429,16 +434,7 @@ async fn a_segment_export_zip_made_by_braze_sim_builds_profiles() {
 
     let data = dir.path().join("data").tap_mkdir();
     let serve = Serve::start(&data, None, "serve");
-    let (s, b) = api(
-        &serve,
-        "POST",
-        "/v2/auth/sftp",
-        json!({"label": "braze exports", "config": {"host": "127.0.0.1", "port": sshd.port,
-               "username": "root", "private_key": sshd.client_key()}}),
-    )
-    .await;
-    assert_eq!(s, 201, "{b}");
-    let auth = b["data"]["id"].as_i64().unwrap();
+    let auth = sftp_auth(&serve, "braze exports", sshd.port, &sshd.client_key()).await;
     let id = create_job(
         &serve,
         auth,
@@ -538,16 +534,7 @@ async fn a_connection_dropped_mid_file_resumes_without_duplicates() {
 
     let data = dir.path().join("data").tap_mkdir();
     let serve = Serve::start(&data, None, "serve");
-    let (s, b) = api(
-        &serve,
-        "POST",
-        "/v2/auth/sftp",
-        json!({"label": "flaky", "config": {"host": "127.0.0.1", "port": proxy,
-               "username": "root", "private_key": sshd.client_key()}}),
-    )
-    .await;
-    assert_eq!(s, 201, "{b}");
-    let auth = b["data"]["id"].as_i64().unwrap();
+    let auth = sftp_auth(&serve, "flaky", proxy, &sshd.client_key()).await;
     let id = create_job(
         &serve,
         auth,
@@ -578,4 +565,75 @@ async fn a_connection_dropped_mid_file_resumes_without_duplicates() {
         logs.to_string().contains("trying again at the next look"),
         "{logs}"
     );
+}
+
+/// `diff`: the first file is imported whole; a later file (the day's new export) stores only
+/// the rows that are new or changed since it, and the one after is compared with that one.
+#[tokio::test(flavor = "multi_thread")]
+async fn diff_imports_only_the_rows_that_changed_since_the_previous_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(sshd) = Sshd::start(&dir.path().join("sshd")).unwrap() else {
+        return;
+    };
+    let folder = dir.path().join("daily").tap_mkdir();
+    let header = "external_id,email,country\n";
+    let write = |name: &str, rows: &str, modified: i64| {
+        let path = folder.join(name);
+        std::fs::write(&path, format!("{header}{rows}")).unwrap();
+        let time = std::time::UNIX_EPOCH + Duration::from_secs(modified as u64);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(time)
+            .unwrap();
+    };
+    write(
+        "export_1.csv",
+        "a,a@example.com,FR\nb,b@example.com,DE\nc,c@example.com,NO\n",
+        1_700_000_000,
+    );
+    let data = dir.path().join("data").tap_mkdir();
+    let serve = Serve::start(&data, None, "serve");
+    let auth = sftp_auth(&serve, "daily", sshd.port, &sshd.client_key()).await;
+    let id = create_job(
+        &serve,
+        auth,
+        json!({"stream": "daily", "folder": folder.to_str().unwrap(), "prefix": "^export_",
+               "diff": true, "continuous_update": true, "file_frequency": "1s"}),
+    )
+    .await;
+    wait_for("the first file", async || {
+        job(&serve, id).await["metrics"]["files_imported"] == 1
+    })
+    .await;
+    assert_eq!(stream_count(&serve, "daily").await, 3);
+
+    // The next export: a and c unchanged, b changed country, d new.
+    write(
+        "export_2.csv",
+        "a,a@example.com,FR\nb,b@example.com,IT\nc,c@example.com,NO\nd,d@example.com,ES\n",
+        1_700_086_400,
+    );
+    wait_for("the second file", async || {
+        job(&serve, id).await["metrics"]["files_imported"] == 2
+    })
+    .await;
+    assert_eq!(stream_count(&serve, "daily").await, 3 + 2);
+    let j = job(&serve, id).await;
+    assert_eq!(j["metrics"]["rows_unchanged"], 2, "{j}");
+
+    // Compared with the second file, not the first: b back to DE is a change again.
+    write(
+        "export_3.csv",
+        "a,a@example.com,FR\nb,b@example.com,DE\nd,d@example.com,ES\n",
+        1_700_172_800,
+    );
+    wait_for("the third file", async || {
+        job(&serve, id).await["metrics"]["files_imported"] == 3
+    })
+    .await;
+    assert_eq!(stream_count(&serve, "daily").await, 3 + 2 + 1);
+    let events = support::stream_events(&serve.base, "daily").await;
+    assert_eq!(events.len(), 6);
 }

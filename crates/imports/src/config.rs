@@ -40,6 +40,8 @@ pub struct ImportConfig {
     pub continuous_update: bool,
     pub file_frequency: Duration,
     pub drop_errors: bool,
+    /// Import only the rows the previous file did not have.
+    pub diff: bool,
 }
 
 #[derive(Deserialize)]
@@ -101,13 +103,6 @@ impl ImportConfig {
         let raw: Raw =
             serde_json::from_value(config.clone()).map_err(|e| format!("config: {e}"))?;
         validate_stream_name(&raw.stream).map_err(|e| format!("config.stream: {e}"))?;
-        if raw.diff {
-            return Err(
-                "config.diff: importing only the rows that changed is not supported yet; \
-                        leave diff out to import every row"
-                    .into(),
-            );
-        }
         if raw.folder.split('/').any(|part| part == "..") {
             return Err("config.folder: may not contain \"..\"".into());
         }
@@ -150,6 +145,7 @@ impl ImportConfig {
             continuous_update: raw.continuous_update,
             file_frequency,
             drop_errors: raw.droperrors,
+            diff: raw.diff,
         })
     }
 
@@ -199,7 +195,7 @@ mod tests {
                 "config.delimiter",
             ),
             (json!({"stream": "s", "folder": "../etc"}), "config.folder"),
-            (json!({"stream": "s", "diff": true}), "config.diff"),
+            (json!({"stream": "s", "diff": "yes"}), "config"),
             (json!({"stream": "s", "nope": 1}), "unknown field"),
         ] {
             let e = ImportConfig::parse(&config).unwrap_err();

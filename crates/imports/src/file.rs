@@ -1,6 +1,7 @@
 //! Importing one file: two passes of the CSV decoder over the file as its folder gives it
 //! (through gzip or ZIP when compressed), the second appending batches with the file's record.
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::runtime::Handle;
 use tributary_core::{ImportFile, NewEvent, to_micros};
 use tributary_sources::{DecodeOptions, decode_csv_stream};
-use tributary_store::Store;
+use tributary_store::{RowHashes, Store};
 
 use crate::config::ImportConfig;
 use crate::folder::Folder;
@@ -30,6 +31,8 @@ pub struct RemoteFile {
 #[derive(Debug, Default)]
 pub struct FileOutcome {
     pub stored: u64,
+    /// Rows skipped by `diff`: the previous file had them.
+    pub unchanged: u64,
     pub rejected: u64,
     /// The first rejections, with their lines, for the job's log.
     pub rejections: Vec<String>,
@@ -58,6 +61,8 @@ pub struct FileImport {
     pub pgp: Option<Arc<crate::pgp::PgpKey>>,
     /// False once the job must stop: no batch is written after that.
     pub keep_going: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// With `diff`: the previous file's rows are skipped.
+    pub diff: Option<crate::diff::Diff>,
 }
 
 impl FileImport {
@@ -82,14 +87,15 @@ impl FileImport {
         };
         let now = to_micros(time::OffsetDateTime::now_utc());
         let mut seen: i64 = 0;
-        let mut stored = self.already;
+        let mut stored: u64 = 0;
+        let mut unchanged: u64 = 0;
         let mut failure: Option<String> = None;
         let mut record = ImportFile {
             job_id: self.job_id,
             name: self.file.name.clone(),
             size: self.file.size as i64,
             modified: self.file.modified,
-            rows_done: stored,
+            rows_done: self.already,
             rejected: 0,
             done: false,
             updated_at: now,
@@ -98,13 +104,42 @@ impl FileImport {
             if !(self.keep_going)() {
                 return false;
             }
-            let events: Vec<NewEvent> = batch
+            let rows: Vec<_> = batch
                 .into_iter()
                 .filter(|_| {
                     seen += 1;
                     seen > self.already
                 })
-                .map(|r| NewEvent {
+                .collect();
+            self.counters.rows.store(seen as u64, Ordering::Relaxed);
+            if rows.is_empty() {
+                // Settled by an earlier run.
+                return true;
+            }
+            let hashes: Vec<i64> = match self.diff {
+                Some(_) => rows.iter().map(|r| crate::diff::row(&r.payload)).collect(),
+                None => Vec::new(),
+            };
+            let previous: HashSet<i64> = match self.diff.and_then(|d| d.baseline) {
+                Some(baseline) => match runtime.block_on(self.store.import_rows_seen(
+                    self.job_id,
+                    baseline,
+                    &hashes,
+                )) {
+                    Ok(seen) => seen.into_iter().collect(),
+                    Err(e) => {
+                        failure = Some(format!("reading the previous file's rows failed: {e}"));
+                        return false;
+                    }
+                },
+                None => HashSet::new(),
+            };
+            let total = rows.len();
+            let events: Vec<NewEvent> = rows
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| hashes.get(*i).is_none_or(|h| !previous.contains(h)))
+                .map(|(_, r)| NewEvent {
                     account_id: self.account_id,
                     stream: self.config.stream.clone(),
                     received_at: now,
@@ -113,14 +148,15 @@ impl FileImport {
                     dedup_key: None,
                 })
                 .collect();
-            self.counters.rows.store(seen as u64, Ordering::Relaxed);
-            if events.is_empty() {
-                return true;
-            }
-            stored += events.len() as i64;
-            record.rows_done = stored;
+            unchanged += (total - events.len()) as u64;
+            stored += events.len() as u64;
+            record.rows_done = seen;
             record.updated_at = to_micros(time::OffsetDateTime::now_utc());
-            match runtime.block_on(self.store.append_import_batch(&events, &record)) {
+            let row_hashes = self.diff.map(|d| RowHashes {
+                generation: d.generation,
+                hashes: &hashes,
+            });
+            match runtime.block_on(self.store.append_import_batch(&events, &record, row_hashes)) {
                 Ok(()) => true,
                 Err(e) => {
                     failure = Some(format!("storing a batch failed: {e}"));
@@ -137,15 +173,23 @@ impl FileImport {
             return Ok(FileOutcome::default());
         }
         // The file's last word: done, with its count of rejected rows.
-        record.rows_done = stored;
+        record.rows_done = record.rows_done.max(seen);
         record.rejected = summary.rejected_count as i64;
         record.done = true;
         record.updated_at = to_micros(time::OffsetDateTime::now_utc());
         runtime
-            .block_on(self.store.append_import_batch(&[], &record))
+            .block_on(self.store.append_import_batch(
+                &[],
+                &record,
+                self.diff.map(|d| RowHashes {
+                    generation: d.generation,
+                    hashes: &[],
+                }),
+            ))
             .map_err(|e| format!("recording the file as imported failed: {e}"))?;
         Ok(FileOutcome {
-            stored: (stored - self.already) as u64,
+            stored,
+            unchanged,
             rejected: summary.rejected_count as u64,
             rejections: summary
                 .rejected

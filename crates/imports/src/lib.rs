@@ -13,6 +13,7 @@
 
 mod archive;
 mod config;
+mod diff;
 mod file;
 mod folder;
 pub mod managed;

@@ -128,6 +128,8 @@ struct Totals {
     files: u64,
     stored: u64,
     rejected: u64,
+    /// Rows `diff` skipped.
+    unchanged: u64,
     host_key: Option<String>,
 }
 
@@ -147,7 +149,8 @@ impl Totals {
     }
 
     fn metrics(&self) -> Value {
-        json!({ "files_imported": self.files, "rows_stored": self.stored, "rows_rejected": self.rejected })
+        json!({ "files_imported": self.files, "rows_stored": self.stored, "rows_rejected": self.rejected,
+                "rows_unchanged": self.unchanged })
     }
 }
 
@@ -180,6 +183,12 @@ async fn import_once(
         .into_iter()
         .map(|f| ((f.name.clone(), f.size, f.modified), f))
         .collect();
+    // With `diff`, each file is compared with the job's last finished one.
+    let mut previous = known
+        .values()
+        .filter(|f| f.done)
+        .max_by_key(|f| (f.updated_at, f.name.clone()))
+        .map(|f| crate::diff::generation(&f.name, f.size, f.modified));
     for file in files {
         let key = (file.name.clone(), file.size as i64, file.modified);
         let already = match known.get(&key) {
@@ -208,6 +217,10 @@ async fn import_once(
             counters: counters.clone(),
             pgp: pgp.clone(),
             keep_going: Arc::new(move || !stop_ctx.stop_requested()),
+            diff: config.diff.then(|| crate::diff::Diff {
+                baseline: previous,
+                generation: crate::diff::generation(&key.0, key.1, key.2),
+            }),
         };
         let runtime = tokio::runtime::Handle::current();
         let started = Instant::now();
@@ -224,13 +237,21 @@ async fn import_once(
         if !outcome.finished {
             return Ok(());
         }
+        previous = Some(crate::diff::generation(&key.0, key.1, key.2));
         totals.files += 1;
         totals.stored += outcome.stored;
+        totals.unchanged += outcome.unchanged;
         totals.rejected += outcome.rejected;
         let mut line = format!(
             "{}: {} rows stored, {} rejected",
             file.name, outcome.stored, outcome.rejected
         );
+        if config.diff {
+            line.push_str(&format!(
+                ", {} unchanged since the previous file",
+                outcome.unchanged
+            ));
+        }
         for r in &outcome.rejections {
             line.push_str("; ");
             line.push_str(r);

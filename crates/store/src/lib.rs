@@ -209,9 +209,31 @@ pub trait EventLog: Send + Sync + 'static {
     /// Appends a batch an import read from a file and records how far into the file the
     /// import is, in one transaction: a retry resumes after `file.rows_done`, so no row is
     /// stored twice and none is lost.
-    async fn append_import_batch(&self, events: &[NewEvent], file: &ImportFile) -> Result<()>;
+    /// With `rows` (an import with `diff`), the batch's row fingerprints are recorded under
+    /// the file's generation in the same transaction; once `file.done`, the job's other
+    /// generations are dropped, so this file becomes the one the next is compared with.
+    async fn append_import_batch(
+        &self,
+        events: &[NewEvent],
+        file: &ImportFile,
+        rows: Option<RowHashes<'_>>,
+    ) -> Result<()>;
     /// Every file an import job has started or finished.
     async fn import_files(&self, job_id: i64) -> Result<Vec<ImportFile>>;
+    /// Which of `hashes` the job recorded under `generation` (a file imported before).
+    async fn import_rows_seen(
+        &self,
+        job_id: i64,
+        generation: i64,
+        hashes: &[i64],
+    ) -> Result<Vec<i64>>;
+}
+
+/// The fingerprints of a batch's rows, and the file (`generation`) they belong to.
+#[derive(Debug, Clone, Copy)]
+pub struct RowHashes<'a> {
+    pub generation: i64,
+    pub hashes: &'a [i64],
 }
 
 /// The profile pipeline's state: profiles, identities, merges, and its cursor.

@@ -1030,13 +1030,13 @@ async fn import_batches_commit_with_their_file_record(store: Arc<dyn Store>) {
     };
     let batch: Vec<NewEvent> = (0..3).map(|n| event(1, "braze_users", n)).collect();
     store
-        .append_import_batch(&batch, &file(3, false))
+        .append_import_batch(&batch, &file(3, false), None)
         .await
         .unwrap();
     assert_eq!(store.import_files(7).await.unwrap(), vec![file(3, false)]);
     // The last batch marks the file done; its record is updated, not repeated.
     store
-        .append_import_batch(&batch[..1], &file(4, true))
+        .append_import_batch(&batch[..1], &file(4, true), None)
         .await
         .unwrap();
     assert_eq!(store.import_files(7).await.unwrap(), vec![file(4, true)]);
@@ -1047,9 +1047,65 @@ async fn import_batches_commit_with_their_file_record(store: Arc<dyn Store>) {
         size: 99,
         ..file(0, false)
     };
-    store.append_import_batch(&[], &replaced).await.unwrap();
+    store
+        .append_import_batch(&[], &replaced, None)
+        .await
+        .unwrap();
     assert_eq!(store.import_files(7).await.unwrap().len(), 2);
     assert!(store.import_files(8).await.unwrap().is_empty());
+
+    // Row fingerprints (`diff`): recorded with their batch under the file's generation; when
+    // a file is done, the job keeps only its generation.
+    let rows = |generation, hashes: &'static [i64]| {
+        Some(tributary_store::RowHashes { generation, hashes })
+    };
+    store
+        .append_import_batch(&[], &file(2, false), rows(100, &[1, 2, -3]))
+        .await
+        .unwrap();
+    store
+        .append_import_batch(&[], &file(3, true), rows(100, &[2, 4]))
+        .await
+        .unwrap();
+    let mut seen = store
+        .import_rows_seen(7, 100, &[1, 4, 5, -3])
+        .await
+        .unwrap();
+    seen.sort_unstable();
+    assert_eq!(seen, vec![-3, 1, 4]);
+    store
+        .append_import_batch(&[], &replaced, rows(200, &[5]))
+        .await
+        .unwrap();
+    assert_eq!(store.import_rows_seen(7, 200, &[5]).await.unwrap(), vec![5]);
+    assert_eq!(
+        store.import_rows_seen(7, 100, &[1]).await.unwrap(),
+        vec![1],
+        "kept until 200 is done"
+    );
+    assert!(
+        store
+            .import_rows_seen(8, 100, &[1])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let done = tributary_core::ImportFile {
+        done: true,
+        ..replaced.clone()
+    };
+    store
+        .append_import_batch(&[], &done, rows(200, &[]))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .import_rows_seen(7, 100, &[1, 2, 4])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.import_rows_seen(7, 200, &[5]).await.unwrap(), vec![5]);
 }
 
 async fn keyed_events_are_stored_once_per_stream_until_their_keys_expire(store: Arc<dyn Store>) {

@@ -39,7 +39,7 @@ fn schema_6(boolean: &str) -> String {
         },
         // Migration 11 on PostgreSQL (on SQLite it changed the event log's own file).
         later = if boolean == "BOOLEAN" {
-            "DROP TABLE event_keys; ALTER TABLE streams DROP COLUMN settings;"
+            "DROP TABLE event_keys; ALTER TABLE streams DROP COLUMN settings;\n             DROP TABLE import_row_hashes;"
         } else {
             ""
         },

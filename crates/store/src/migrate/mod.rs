@@ -52,6 +52,7 @@ both_dialects!(
     9 "event_log" "0009_event_log.sql",
     10 "import_files" "0010_import_files.sql",
     11 "stream_settings" "0011_stream_settings.sql",
+    12 "import_row_hashes" "0012_import_row_hashes.sql",
 );
 
 /// The event log's own file on SQLite (`events.db`); on PostgreSQL the log's tables are in
@@ -60,6 +61,7 @@ pub(crate) const SQLITE_EVENT_LOG: &[Migration] = migrations!("sqlite-events":
     1 "event_log" "0001_event_log.sql",
     2 "import_files" "0002_import_files.sql",
     3 "stream_settings" "0003_stream_settings.sql",
+    4 "import_row_hashes" "0004_import_row_hashes.sql",
 );
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

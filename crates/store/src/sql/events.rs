@@ -13,7 +13,7 @@ use tributary_core::{
 use super::{SqlStore, decode_all, page_query, per_id_chunk, statement_chunks};
 use crate::dialect::Lock;
 use crate::rows::{EVENT_COLUMNS, event_from_row, import_file_from_row, stream_from_row};
-use crate::{EventLog, Result};
+use crate::{EventLog, Result, RowHashes};
 
 #[async_trait]
 impl EventLog for SqlStore {
@@ -48,9 +48,35 @@ impl EventLog for SqlStore {
         Ok(())
     }
 
-    async fn append_import_batch(&self, events: &[NewEvent], file: &ImportFile) -> Result<()> {
+    async fn append_import_batch(
+        &self,
+        events: &[NewEvent],
+        file: &ImportFile,
+        rows: Option<RowHashes<'_>>,
+    ) -> Result<()> {
         let mut tx = self.log.write.begin().await?;
         self.append_in(&mut tx, events).await?;
+        if let Some(rows) = rows {
+            for chunk in statement_chunks(rows.hashes) {
+                let sql = format!(
+                    "INSERT INTO import_row_hashes (job_id, generation, row_hash) VALUES {}
+                     ON CONFLICT (job_id, generation, row_hash) DO NOTHING",
+                    self.dialect.params().rows(chunk.len(), 3)
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for hash in chunk {
+                    query = query.bind(file.job_id).bind(rows.generation).bind(*hash);
+                }
+                query.execute(&mut *tx).await?;
+            }
+            if file.done {
+                sqlx::query("DELETE FROM import_row_hashes WHERE job_id = $1 AND generation <> $2")
+                    .bind(file.job_id)
+                    .bind(rows.generation)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         sqlx::query(
             "INSERT INTO import_files
                (job_id, name, size, modified, rows_done, rejected, done, updated_at)
@@ -80,6 +106,33 @@ impl EventLog for SqlStore {
         )
         .bind(job_id);
         decode_all(query, &self.log.read, import_file_from_row).await
+    }
+
+    async fn import_rows_seen(
+        &self,
+        job_id: i64,
+        generation: i64,
+        hashes: &[i64],
+    ) -> Result<Vec<i64>> {
+        let mut seen = Vec::new();
+        for chunk in statement_chunks(hashes) {
+            let mut params = self.dialect.params();
+            let sql = format!(
+                "SELECT row_hash FROM import_row_hashes
+                 WHERE job_id = {} AND generation = {} AND row_hash IN ({})",
+                params.one(),
+                params.one(),
+                params.list(chunk.len())
+            );
+            let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+                .bind(job_id)
+                .bind(generation);
+            for hash in chunk {
+                query = query.bind(*hash);
+            }
+            seen.extend(query.fetch_all(&self.log.read).await?);
+        }
+        Ok(seen)
     }
 
     async fn streams(&self, aid: AccountId) -> Result<Vec<StreamInfo>> {
