@@ -10,8 +10,9 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::progress::{Progress, Unit};
 use anyhow::{Context, bail};
 use tributary_imports::PgpKey;
 use tributary_imports::unpack::{Counted, Failing};
@@ -138,7 +139,7 @@ async fn run_csv(args: CsvArgs) -> anyhow::Result<()> {
     source.read.store(0, Ordering::Relaxed);
 
     // 2. Chunks of rows, each a CSV with the header, posted one after the other.
-    let progress = Progress::new(size);
+    let progress = Progress::new("import", "rows", Unit::Bytes, size);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<anyhow::Result<Vec<u8>>>(2);
     let chunking = source.clone();
     let rows_per_chunk = args.chunk_rows as usize;
@@ -191,7 +192,7 @@ async fn run_csv(args: CsvArgs) -> anyhow::Result<()> {
         progress.update(source.read.load(Ordering::Relaxed), accepted);
     }
     reader.await?;
-    progress.finish();
+    progress.finish(source.read.load(Ordering::Relaxed), accepted);
     println!(
         "{}: {accepted} rows stored in stream {}, {} rejected",
         args.file.display(),
@@ -251,61 +252,6 @@ fn cut_chunks(
         }
         if !more {
             return Ok(());
-        }
-    }
-}
-
-/// A progress bar on a terminal; a log line every few seconds otherwise.
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-    started: Instant,
-    last_line: std::sync::Mutex<Instant>,
-    total: u64,
-}
-
-impl Progress {
-    fn new(total: u64) -> Progress {
-        let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
-            let bar = indicatif::ProgressBar::new(total);
-            let style = indicatif::ProgressStyle::with_template(
-                "{bar:40} {bytes}/{total_bytes} {msg} ETA {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-            bar.set_style(style);
-            bar
-        });
-        let now = Instant::now();
-        Progress {
-            bar,
-            started: now,
-            last_line: std::sync::Mutex::new(now),
-            total,
-        }
-    }
-
-    fn update(&self, bytes: u64, rows: u64) {
-        let rate = rows as f64 / self.started.elapsed().as_secs_f64().max(0.001);
-        match &self.bar {
-            Some(bar) => {
-                bar.set_position(bytes);
-                bar.set_message(format!("{rows} rows, {rate:.0} rows/s"));
-            }
-            None => {
-                let mut last = self.last_line.lock().unwrap_or_else(|p| p.into_inner());
-                if last.elapsed() >= Duration::from_secs(5) {
-                    *last = Instant::now();
-                    eprintln!(
-                        "import: {bytes} of {} bytes read, {rows} rows stored, {rate:.0} rows/s",
-                        self.total
-                    );
-                }
-            }
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
         }
     }
 }

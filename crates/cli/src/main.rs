@@ -3,6 +3,7 @@
 mod import;
 mod master_key;
 mod private_files;
+mod progress;
 mod rebuild;
 mod serve;
 

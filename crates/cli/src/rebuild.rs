@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use tributary_engine::{Engine, EngineConfig};
 
+use crate::progress::{Progress, Unit};
+
 #[derive(clap::Args)]
 pub struct RebuildArgs {
     /// The account number.
@@ -28,10 +30,43 @@ pub async fn run(args: RebuildArgs) -> anyhow::Result<()> {
         "account {} does not exist",
         args.account
     );
-    let engine = Engine::new(store, EngineConfig::default());
+    let engine = Engine::new(store.clone(), EngineConfig::default());
     let started = std::time::Instant::now();
     engine.rebuild(args.account).await?;
-    let stats = engine.catch_up(args.account).await?;
+
+    // The replay runs in its own task; this one watches the account's pipeline lag (events
+    // received but not yet applied) fall, which is the progress of the rebuild.
+    let lag = || async {
+        let streams = store.pipeline_lag(args.account).await?;
+        anyhow::Ok(
+            streams
+                .iter()
+                .map(|(_, lag)| (*lag).max(0) as u64)
+                .sum::<u64>(),
+        )
+    };
+    let mut total = lag().await?;
+    let mut progress = Progress::new("rebuild", "events", Unit::Items, total);
+    let replay = tokio::spawn({
+        let engine = engine.clone();
+        let aid = args.account;
+        async move { engine.catch_up(aid).await }
+    });
+    progress.update(0, 0);
+    while !replay.is_finished() {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        // A failed read of the lag only skips one update of the bar; the replay decides.
+        let Ok(left) = lag().await else { continue };
+        if left > total {
+            // Events that arrived while the rebuild ran are replayed too.
+            total = left;
+            progress.set_total(total);
+        }
+        let done = total - left;
+        progress.update(done, done);
+    }
+    let stats = replay.await.context("the replay task failed")??;
+    progress.finish(stats.events, stats.events);
     println!(
         "rebuilt account {}: {} events, {} profiles, {} merges in {:.1} s",
         args.account,
