@@ -1,5 +1,6 @@
 //! A Braze "CSV Export User Data" file, from file to committed profiles in `braze_users`:
-//! (a) posted to `/collect/bulk`, (b) read by an `sftp-import` job from a local OpenSSH sshd.
+//! (a) posted to `/collect/bulk`, (b) read by an `sftp-import` job from a local OpenSSH sshd, (c)
+//! the same job into a stream no query maps (the import alone, no profiles to build).
 //! Baseline: parsing the same file with the `csv` crate alone, in the same run. Peak memory is
 //! the process's (server and bench), reset before each path.
 
@@ -64,10 +65,11 @@ fn parse_only(path: &Path) -> anyhow::Result<Duration> {
     Ok(started.elapsed())
 }
 
-/// Seconds to events stored, seconds to profiles committed, peak MiB.
+/// Seconds to events stored, seconds to profiles committed (none for an unmapped stream),
+/// peak MiB.
 struct PathResult {
     stored_secs: f64,
-    profiles_secs: f64,
+    profiles_secs: Option<f64>,
     peak_mib: f64,
 }
 
@@ -114,7 +116,7 @@ async fn through_bulk(file: &Path, rows: i64) -> anyhow::Result<PathResult> {
         "bulk upload: {status}: {answer}"
     );
     let stored_secs = started.elapsed().as_secs_f64();
-    let profiles_secs = until_caught_up(&t, rows, started).await?;
+    let profiles_secs = Some(until_caught_up(&t, rows, started).await?);
     let peak_mib = peak_rss_mib();
     t.stop().await;
     Ok(PathResult {
@@ -124,10 +126,14 @@ async fn through_bulk(file: &Path, rows: i64) -> anyhow::Result<PathResult> {
     })
 }
 
+/// The stream no query maps: what the import alone costs, with no profiles to build.
+const UNMAPPED: &str = "raw_users";
+
 async fn through_sftp(
     folder: &Path,
     rows: i64,
     sshd_dir: &Path,
+    stream: &str,
 ) -> anyhow::Result<Option<PathResult>> {
     let Some(sshd) =
         tributary_imports::testing::Sshd::start(sshd_dir).map_err(anyhow::Error::msg)?
@@ -155,7 +161,7 @@ async fn through_sftp(
     let job: Value = post(
         "/v2/job/sftp-import".into(),
         json!({"name": "bench", "auth_ids": [auth["data"]["id"]],
-               "config": {"stream": "braze_users", "folder": folder, "filename": "users.csv"}}),
+               "config": {"stream": stream, "folder": folder, "filename": "users.csv"}}),
     )
     .await?
     .json()
@@ -177,7 +183,10 @@ async fn through_sftp(
             _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     };
-    let profiles_secs = until_caught_up(&t, rows, started).await?;
+    let profiles_secs = match stream {
+        UNMAPPED => None,
+        _ => Some(until_caught_up(&t, rows, started).await?),
+    };
     let peak_mib = peak_rss_mib();
     t.stop().await;
     Ok(Some(PathResult {
@@ -197,7 +206,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let file = folder.join("users.csv");
     let bytes = write_export(&file, args.rows)?;
     let rows = args.rows as i64;
-    let (mut parse, mut bulk, mut sftp) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut parse, mut bulk, mut sftp, mut unmapped) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let show = |r: &PathResult| {
+        let profiles = r.profiles_secs.map_or("-".into(), |s| format!("{s:.2} s"));
+        format!(
+            "stored {:.2} s, profiles {profiles}, peak {:.0} MiB",
+            r.stored_secs, r.peak_mib
+        )
+    };
     for run in 0..args.runs {
         eprintln!("run {}/{}", run + 1, args.runs);
         let p = parse_only(&file)?.as_secs_f64();
@@ -207,19 +224,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // (or through `tributary import csv`, in chunks).
         if bytes <= tributary_server::ServerConfig::default().max_bulk_bytes as u64 {
             let b = runtime.block_on(through_bulk(&file, rows))?;
-            eprintln!(
-                "  bulk: stored {:.2} s, profiles {:.2} s, peak {:.0} MiB",
-                b.stored_secs, b.profiles_secs, b.peak_mib
-            );
+            eprintln!("  bulk: {}", show(&b));
             bulk.push(b);
         }
-        let sshd_dir = dir.path().join(format!("sshd{run}"));
-        if let Some(s) = runtime.block_on(through_sftp(&folder, rows, &sshd_dir))? {
-            eprintln!(
-                "  sftp: stored {:.2} s, profiles {:.2} s, peak {:.0} MiB",
-                s.stored_secs, s.profiles_secs, s.peak_mib
-            );
-            sftp.push(s);
+        for (stream, results) in [("braze_users", &mut sftp), (UNMAPPED, &mut unmapped)] {
+            let sshd_dir = dir.path().join(format!("sshd-{stream}-{run}"));
+            if let Some(s) = runtime.block_on(through_sftp(&folder, rows, &sshd_dir, stream))? {
+                eprintln!("  sftp into {stream}: {}", show(&s));
+                results.push(s);
+            }
         }
     }
     let parse = median(parse);
@@ -244,15 +257,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             return;
         }
         let stored = med(v, |r| r.stored_secs);
+        let profiles = match v.iter().filter_map(|r| r.profiles_secs).collect::<Vec<_>>() {
+            secs if secs.is_empty() => "none to build".to_string(),
+            secs => format!("**{:.1} s**", median(secs)),
+        };
         body.push_str(&format!(
-            "| {name} | **{stored:.1} s** | **{:.1} s** | parsing the file with the `csv` crate alone: {parse:.2} s | {:.1} × parse | {:.0} MiB | ≤ 3 × parse; profiles < 20 s; < 300 MB |\n",
-            med(v, |r| r.profiles_secs),
+            "| {name} | **{stored:.1} s** | {profiles} | parsing the file with the `csv` crate alone: {parse:.2} s | {:.1} × parse | {:.0} MiB | ≤ 3 × parse; profiles < 20 s; < 300 MB |\n",
             stored / parse,
             med(v, |r| r.peak_mib),
         ));
     };
     row("`/collect/bulk` (one request)", &bulk);
     row("`sftp-import` job from a local sshd", &sftp);
+    row(
+        "the same job into an unmapped stream (the import alone)",
+        &unmapped,
+    );
     println!("{body}");
     if let Some(path) = args.write {
         write_section(&path, "import", &body)?;
