@@ -94,6 +94,17 @@ impl Caller {
     }
 }
 
+/// A caller the web console already authenticated by its session cookie, attached to the
+/// console's in-process calls of the API. Only the console sets it (a request extension
+/// cannot come from the network), so the API's own policy checks still decide.
+#[derive(Clone)]
+pub(crate) struct SessionCaller(pub Arc<TokenRecord>);
+
+/// Whether a token's roles satisfy policy `P` (the console offers only what this allows).
+pub(crate) fn permits<P: Policy>(token: &TokenRecord) -> bool {
+    (!P::INSTALL_ADMIN_ONLY || token.is_install_admin()) && token.has_any_role(P::ROLES)
+}
+
 pub struct Authorized<P: Policy> {
     pub caller: Caller,
     _policy: PhantomData<P>,
@@ -107,8 +118,13 @@ impl<P: Policy> FromRequestParts<Arc<AppState>> for Authorized<P> {
         state: &Arc<AppState>,
     ) -> Result<Self, ApiError> {
         let params = query_map(&parts.uri)?;
-        let secret = presented_token(parts, &params)?;
-        let token = state.tokens.lookup(state, &secret).await?;
+        let token = match parts.extensions.get::<SessionCaller>() {
+            Some(SessionCaller(token)) => token.clone(),
+            None => {
+                let secret = presented_token(parts, &params)?;
+                state.tokens.lookup(state, &secret).await?
+            }
+        };
         let now = tributary_core::to_micros(time::OffsetDateTime::now_utc());
         if token.is_expired(now) {
             return Err(ApiError::unauthorized("the access token has expired"));
@@ -197,7 +213,11 @@ pub struct TokenCache {
 const TOKEN_CACHE_MAX: usize = 10_000;
 
 impl TokenCache {
-    async fn lookup(&self, state: &AppState, secret: &str) -> Result<Arc<TokenRecord>, ApiError> {
+    pub(crate) async fn lookup(
+        &self,
+        state: &AppState,
+        secret: &str,
+    ) -> Result<Arc<TokenRecord>, ApiError> {
         let hash = TokenHash::of(secret);
         if let Some(found) = self.cached(&hash) {
             return Ok(found);

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod auth;
+mod console;
 pub mod listener;
 mod routes;
 pub mod stream_settings;
@@ -96,6 +97,16 @@ pub struct AppState {
 
 pub fn router(state: Arc<AppState>) -> Router {
     telemetry::install_metrics();
+    // The console's pages are HTML: they stay outside the JSON error envelope.
+    api_routes()
+        .merge(console::routes())
+        .layer(axum::middleware::from_fn(telemetry::observe_request))
+        .with_state(state)
+}
+
+/// Every API route, its fallback and its error envelope, without state: the router serves
+/// them, and the console calls them in process.
+pub(crate) fn api_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/healthz", get(routes::ops::healthz))
         .route("/metrics", get(routes::ops::metrics))
@@ -200,8 +211,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .fallback(routes::ops::not_found)
         .layer(axum::middleware::from_fn(api::errors_as_envelopes))
-        .layer(axum::middleware::from_fn(telemetry::observe_request))
-        .with_state(state)
 }
 
 /// What the server drives besides HTTP, built and run by the caller (the `cli` crate is the

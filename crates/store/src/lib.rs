@@ -139,9 +139,25 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn create_token(&self, token: &NewToken) -> Result<TokenRecord>;
     /// Tokens of one account, oldest first.
     async fn tokens(&self, aid: AccountId) -> Result<Vec<TokenRecord>>;
-    /// Deletes a token of `aid`; false when no such token exists in that account.
+    /// Deletes a token of `aid`, and its console sessions with it; false when no such token
+    /// exists in that account.
     async fn delete_token(&self, aid: AccountId, id: i64) -> Result<bool>;
     async fn token_by_hash(&self, hash: &TokenHash) -> Result<Option<TokenRecord>>;
+
+    /// Opens a web console session (its secret's hash) for a token until `expires_at`;
+    /// sessions already expired at `now` are removed on the way.
+    async fn create_session(
+        &self,
+        hash: &TokenHash,
+        token_id: i64,
+        now: Micros,
+        expires_at: Micros,
+    ) -> Result<()>;
+    /// The token a live session acts for: none once the session expired or was closed, or
+    /// its token was deleted.
+    async fn session_token(&self, hash: &TokenHash, now: Micros) -> Result<Option<TokenRecord>>;
+    /// Closes a session (sign-out); closing one that is gone is not an error.
+    async fn delete_session(&self, hash: &TokenHash) -> Result<()>;
 
     async fn account_ids(&self) -> Result<Vec<AccountId>>;
 

@@ -110,6 +110,61 @@ async fn tokens_are_per_account(store: Arc<dyn Store>) {
     );
 }
 
+async fn console_sessions_end_by_expiry_sign_out_or_with_their_token(store: Arc<dyn Store>) {
+    let (_, admin) = token(None, "admin", vec![Role::Admin]);
+    store.bootstrap("Default", &admin, 10).await.unwrap();
+    let (_, t) = token(Some(1), "console", vec![Role::Observer]);
+    let record = store.create_token(&t).await.unwrap();
+    let (kept, signed_out, short) = (
+        TokenHash::of("session one"),
+        TokenHash::of("session two"),
+        TokenHash::of("session three"),
+    );
+    store
+        .create_session(&kept, record.id, 100, 1_000)
+        .await
+        .unwrap();
+    store
+        .create_session(&signed_out, record.id, 100, 1_000)
+        .await
+        .unwrap();
+    store
+        .create_session(&short, record.id, 100, 200)
+        .await
+        .unwrap();
+
+    let found = store.session_token(&kept, 150).await.unwrap().unwrap();
+    assert_eq!(found.id, record.id);
+    assert_eq!(found.roles, vec![Role::Observer]);
+    assert!(store.session_token(&short, 150).await.unwrap().is_some());
+    assert!(
+        store.session_token(&short, 200).await.unwrap().is_none(),
+        "expired"
+    );
+    assert!(
+        store
+            .session_token(&TokenHash::of("nope"), 150)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    store.delete_session(&signed_out).await.unwrap();
+    store.delete_session(&signed_out).await.unwrap();
+    assert!(
+        store
+            .session_token(&signed_out, 150)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.session_token(&kept, 150).await.unwrap().is_some());
+
+    // Deleting the token ends its sessions: a new token that reused the id would not inherit them.
+    assert!(store.delete_token(1, record.id).await.unwrap());
+    assert!(store.session_token(&kept, 150).await.unwrap().is_none());
+}
+
 async fn duplicate_token_hash_is_refused(store: Arc<dyn Store>) {
     let (_, admin) = token(None, "admin", vec![Role::Admin]);
     store.bootstrap("Default", &admin, 10).await.unwrap();
@@ -1204,6 +1259,7 @@ tributary_store::backend_tests!(
     accounts_get_increasing_numbers,
     tokens_are_per_account,
     duplicate_token_hash_is_refused,
+    console_sessions_end_by_expiry_sign_out_or_with_their_token,
     events_round_trip_newest_first,
     group_commit_writer_stores_every_acknowledged_event,
     definitions_upsert_by_name_per_account_and_kind,

@@ -16,6 +16,7 @@ fn schema_6(boolean: &str) -> String {
          DROP TABLE export_identifiers;
          DROP TABLE erasures;
          DROP TABLE IF EXISTS import_files;
+         DROP TABLE console_sessions;
          {later}
          DELETE FROM schema_migrations WHERE version >= 7;
          CREATE TABLE memberships (account_id BIGINT NOT NULL, segment TEXT NOT NULL,

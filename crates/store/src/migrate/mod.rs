@@ -53,6 +53,7 @@ both_dialects!(
     10 "import_files" "0010_import_files.sql",
     11 "stream_settings" "0011_stream_settings.sql",
     12 "import_row_hashes" "0012_import_row_hashes.sql",
+    13 "console_sessions" "0013_console_sessions.sql",
 );
 
 /// The event log's own file on SQLite (`events.db`); on PostgreSQL the log's tables are in

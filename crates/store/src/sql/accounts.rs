@@ -112,11 +112,19 @@ impl AccountStore for SqlStore {
     }
 
     async fn delete_token(&self, aid: AccountId, id: i64) -> Result<bool> {
+        let mut tx = self.state.write.begin().await?;
         let done = sqlx::query("DELETE FROM tokens WHERE account_id = $1 AND id = $2")
             .bind(aid)
             .bind(id)
-            .execute(&self.state.write)
+            .execute(&mut *tx)
             .await?;
+        if done.rows_affected() > 0 {
+            sqlx::query("DELETE FROM console_sessions WHERE token_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -127,6 +135,53 @@ impl AccountStore for SqlStore {
             .fetch_optional(&self.state.read)
             .await?;
         row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn create_session(
+        &self,
+        hash: &TokenHash,
+        token_id: i64,
+        now: Micros,
+        expires_at: Micros,
+    ) -> Result<()> {
+        let mut tx = self.state.write.begin().await?;
+        sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO console_sessions (hash, token_id, created_at, expires_at)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(hash.to_hex())
+        .bind(token_id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn session_token(&self, hash: &TokenHash, now: Micros) -> Result<Option<TokenRecord>> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = (SELECT token_id FROM console_sessions
+             WHERE hash = $1 AND expires_at > $2)"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(hash.to_hex())
+            .bind(now)
+            .fetch_optional(&self.state.read)
+            .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn delete_session(&self, hash: &TokenHash) -> Result<()> {
+        sqlx::query("DELETE FROM console_sessions WHERE hash = $1")
+            .bind(hash.to_hex())
+            .execute(&self.state.write)
+            .await?;
+        Ok(())
     }
 
     async fn account_ids(&self) -> Result<Vec<AccountId>> {
