@@ -131,40 +131,46 @@ pub(crate) async fn create(Posted(console, form): Posted) -> Response {
             ),
         };
     }
-    if let Err(e) = console
-        .api(Method::POST, "/api/segment/validate", Some(body.clone()))
-        .await
-    {
-        return page(
-            Flash {
-                error: true,
-                text: located(&e),
-            },
-            Vec::new(),
-        );
-    }
-    let mut sections = Vec::new();
-    let mut note = "FilterQL is valid.".to_string();
-    if console.may::<ReadProfiles>() {
-        match console
-            .api(Method::POST, "/api/segment/scan?limit=10", Some(body))
+    let refused = |e: ApiRefusal| {
+        let text = located(&e);
+        page(Flash { error: true, text }, Vec::new())
+    };
+    // The member preview parses the FilterQL itself (and answers a syntax error at its line
+    // and column); only a token that may not read profiles is sent to the validator alone.
+    if !console.may::<ReadProfiles>() {
+        return match console
+            .api(Method::POST, "/api/segment/validate", Some(body))
             .await
         {
-            Ok((members, envelope)) => {
-                let more = envelope["_next"].as_str().is_some_and(|n| !n.is_empty());
-                note = format!(
-                    "FilterQL is valid. {} {} member{} found{}.",
-                    if more { "At least" } else { "Exactly" },
-                    items(&members).len(),
-                    if items(&members).len() == 1 { "" } else { "s" },
-                    if more { " (a sample below)" } else { "" }
-                );
-                sections.push(Section::Heading("Sample of members".into()));
-                sections.push(member_table(&members));
-            }
-            Err(e) => note = format!("FilterQL is valid; the preview failed: {}", e.message),
-        }
+            Ok(_) => page(
+                Flash {
+                    error: false,
+                    text: "FilterQL is valid.".into(),
+                },
+                Vec::new(),
+            ),
+            Err(e) => refused(e),
+        };
     }
+    let (members, envelope) = match console
+        .api(Method::POST, "/api/segment/scan?limit=10", Some(body))
+        .await
+    {
+        Ok(found) => found,
+        Err(e) => return refused(e),
+    };
+    let more = envelope["_next"].as_str().is_some_and(|n| !n.is_empty());
+    let n = items(&members).len();
+    let note = format!(
+        "FilterQL is valid. {} {n} member{} found{}.",
+        if more { "At least" } else { "Exactly" },
+        if n == 1 { "" } else { "s" },
+        if more { " (a sample below)" } else { "" }
+    );
+    let sections = vec![
+        Section::Heading("Sample of members".into()),
+        member_table(&members),
+    ];
     page(
         Flash {
             error: false,

@@ -192,7 +192,7 @@ pub(crate) async fn create(
     };
     let names: Vec<String> = config_fields(&kind).into_iter().map(|f| f.name).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
-    let config = Console::json_fields(&form, &names, &["port"]);
+    let config = super::json_fields(&form, &names, &["port"]);
     let body = json!({
         "label": form.text("label"),
         "description": form.text("description"),

@@ -285,7 +285,7 @@ fn job_body(workflow: &str, form: &Form) -> Value {
             "withbackfill": form.flag("withbackfill"),
         }),
         _ => {
-            let mut c = Console::json_fields(
+            let mut c = super::json_fields(
                 form,
                 &[
                     "stream",

@@ -113,27 +113,25 @@ fn or_hint(mut sections: Vec<Section>, hint: &str) -> Vec<Section> {
     sections
 }
 
-impl Console {
-    /// The form's fields as the API's JSON object: empty inputs left out, numbers as numbers.
-    fn json_fields(
-        form: &super::Form,
-        names: &[&str],
-        numbers: &[&str],
-    ) -> serde_json::Map<String, Value> {
-        let mut out = serde_json::Map::new();
-        for name in names {
-            let value = form.text(name);
-            if value.is_empty() {
-                continue;
-            }
-            let json = match numbers.contains(name) {
-                true => value
-                    .parse::<i64>()
-                    .map_or(Value::String(value), Value::from),
-                false => Value::String(value),
-            };
-            out.insert((*name).to_string(), json);
+/// The form's fields as the API's JSON object: empty inputs left out, numbers as numbers.
+fn json_fields(
+    form: &super::Form,
+    names: &[&str],
+    numbers: &[&str],
+) -> serde_json::Map<String, Value> {
+    let mut out = serde_json::Map::new();
+    for name in names {
+        let value = form.text(name);
+        if value.is_empty() {
+            continue;
         }
-        out
+        let json = match numbers.contains(name) {
+            true => value
+                .parse::<i64>()
+                .map_or(Value::String(value), Value::from),
+            false => Value::String(value),
+        };
+        out.insert((*name).to_string(), json);
     }
+    out
 }
