@@ -12,6 +12,7 @@ pub mod api;
 pub mod auth;
 mod console;
 pub mod listener;
+pub mod openapi;
 mod routes;
 pub mod stream_settings;
 mod telemetry;
@@ -20,7 +21,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{delete, get, post};
 use tokio::net::TcpListener;
 use tributary_store::{EventWriter, Store, WriterConfig};
 
@@ -100,6 +100,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     // The console's pages are HTML: they stay outside the JSON error envelope.
     api_routes()
         .merge(console::routes())
+        .merge(openapi::routes())
         .layer(axum::middleware::from_fn(telemetry::observe_request))
         .with_state(state)
 }
@@ -107,110 +108,74 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Every API route, its fallback and its error envelope, without state: the router serves
 /// them, and the console calls them in process.
 pub(crate) fn api_routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/healthz", get(routes::ops::healthz))
-        .route("/metrics", get(routes::ops::metrics))
-        .route(
-            "/c/{aid}/{stream}",
-            post(routes::collect::collect_in_account),
-        )
-        .route(
-            "/collect/json/{stream}",
-            post(routes::collect::collect_by_token::<false>),
-        )
-        .route(
-            "/collect/bulk/{stream}",
-            post(routes::collect::collect_by_token::<true>),
-        )
-        .route("/v2/stream", get(routes::streams::list))
-        .route(
-            "/v2/stream/{name}",
-            axum::routing::put(routes::streams::update),
-        )
-        .route("/v2/stream/{name}/events", get(routes::streams::events))
-        .route("/v2/account", post(routes::admin::create_account))
-        .route(
-            "/v2/token",
-            post(routes::admin::create_token).get(routes::admin::list_tokens),
-        )
-        .route("/v2/token/{id}", delete(routes::admin::delete_token))
-        .route("/v2/auth", get(routes::authorizations::list::<false>))
-        // `{key}` is a type for POST and an id for the others.
-        .route(
-            "/v2/auth/{key}",
-            post(routes::authorizations::create)
-                .get(routes::authorizations::get::<false>)
-                .put(routes::authorizations::update)
-                .delete(routes::authorizations::delete),
-        )
-        .route("/v2/job", get(routes::jobs::list::<false>))
-        // `{key}` is a workflow for POST and an id for GET.
-        .route(
-            "/v2/job/{key}",
-            post(routes::jobs::create).get(routes::jobs::get::<false>),
-        )
-        .route("/v2/job/{id}/logs", get(routes::jobs::logs))
-        .route("/v2/job/{id}/{action}", post(routes::jobs::control))
-        .route(
-            "/api/segment",
-            post(routes::segments::upsert).get(routes::segments::list),
-        )
-        .route("/api/segment/validate", post(routes::segments::validate))
-        .route("/api/segment/evaluate", post(routes::segments::evaluate))
-        .route(
-            "/api/segment/{slug}",
-            get(routes::segments::get).delete(routes::segments::delete),
-        )
-        .route("/api/segment/sizes", get(routes::membership::sizes))
-        .route(
-            "/api/segment/scan",
-            get(routes::membership::scan_ad_hoc).post(routes::membership::scan_ad_hoc),
-        )
-        .route("/api/segment/{slug}/size", get(routes::membership::size))
-        .route("/api/segment/{slug}/sizes", get(routes::membership::size))
-        .route("/api/segment/{slug}/scan", get(routes::membership::scan))
-        .route(
-            "/api/segment/{slug}/changes",
-            get(routes::membership::changes),
-        )
-        .route(
-            "/api/entity/user/{field}/{value}",
-            get(routes::profiles::get).delete(routes::profiles::erase),
-        )
-        .route("/api/schema", get(routes::profiles::schema))
-        .route("/api/schema/_streams", get(routes::streams::list))
-        .route("/api/schema/{table}", get(routes::profiles::schema))
-        .route(
-            "/api/schema/{table}/fieldinfo",
-            get(routes::fieldinfo::field_info),
-        )
-        // Lytics' names for authorizations, jobs (work) and accounts.
-        .route("/api/auth", get(routes::authorizations::list::<true>))
-        .route("/api/auth/{id}", get(routes::authorizations::get::<true>))
-        .route(
-            "/api/work",
-            get(routes::jobs::list::<true>).post(routes::lytics::create_work),
-        )
-        .route("/api/work/{id}", get(routes::jobs::get::<true>))
-        .route("/api/account", get(routes::lytics::list_accounts))
-        .route("/api/account/{id}", get(routes::lytics::get_account))
-        .route("/api/rebuild", post(routes::profiles::rebuild))
-        .route(
-            "/v2/identity/blocklist",
-            get(routes::profiles::blocklist).put(routes::profiles::set_blocklist),
-        )
-        .route(
-            "/api/query",
-            post(routes::queries::upsert).get(routes::queries::list),
-        )
-        .route("/api/query/_validate", post(routes::queries::validate))
-        .route("/api/query/_test", post(routes::queries::test))
-        .route(
-            "/api/query/{alias}",
-            get(routes::queries::get).delete(routes::queries::delete),
-        )
+    documented_api_routes()
+        .0
         .fallback(routes::ops::not_found)
         .layer(axum::middleware::from_fn(api::errors_as_envelopes))
+}
+
+/// The API's routes and their OpenAPI description, made together from the handlers'
+/// `#[utoipa::path]` (see `openapi`). Handlers that share a path are registered together.
+pub(crate) fn documented_api_routes() -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
+    use routes::{
+        admin, authorizations, collect, fieldinfo, jobs, lytics, membership, ops, profiles,
+        queries, segments, streams,
+    };
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::with_openapi(<openapi::ApiDoc as utoipa::OpenApi>::openapi())
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(collect::collect_in_account))
+        .routes(routes!(collect::collect_json))
+        .routes(routes!(collect::collect_bulk))
+        .routes(routes!(streams::list))
+        .routes(routes!(streams::update))
+        .routes(routes!(streams::events))
+        .routes(routes!(admin::create_account))
+        .routes(routes!(admin::create_token, admin::list_tokens))
+        .routes(routes!(admin::delete_token))
+        .routes(routes!(authorizations::list))
+        // `{key}` is a type for POST and an id for the others.
+        .routes(routes!(
+            authorizations::create,
+            authorizations::get,
+            authorizations::update,
+            authorizations::delete
+        ))
+        .routes(routes!(jobs::list))
+        // `{key}` is a workflow for POST and an id for GET.
+        .routes(routes!(jobs::create, jobs::get))
+        .routes(routes!(jobs::logs))
+        .routes(routes!(jobs::control))
+        .routes(routes!(segments::upsert, segments::list))
+        .routes(routes!(segments::validate))
+        .routes(routes!(segments::evaluate))
+        .routes(routes!(segments::get, segments::delete))
+        .routes(routes!(membership::sizes))
+        .routes(routes!(membership::scan_ad_hoc))
+        .routes(routes!(membership::size))
+        .routes(routes!(membership::lytics_sizes))
+        .routes(routes!(membership::scan))
+        .routes(routes!(membership::changes))
+        .routes(routes!(profiles::get, profiles::erase))
+        .routes(routes!(profiles::schema))
+        .routes(routes!(profiles::table_schema))
+        .routes(routes!(streams::lytics_list))
+        .routes(routes!(fieldinfo::field_info))
+        // Lytics' names for authorizations, jobs (work) and accounts.
+        .routes(routes!(authorizations::lytics_list))
+        .routes(routes!(authorizations::lytics_get))
+        .routes(routes!(jobs::lytics_list, lytics::create_work))
+        .routes(routes!(jobs::lytics_get))
+        .routes(routes!(lytics::list_accounts))
+        .routes(routes!(lytics::get_account))
+        .routes(routes!(profiles::rebuild))
+        .routes(routes!(profiles::blocklist, profiles::set_blocklist))
+        .routes(routes!(queries::upsert, queries::list))
+        .routes(routes!(queries::validate))
+        .routes(routes!(queries::test))
+        .routes(routes!(queries::get, queries::delete))
+        .split_for_parts()
 }
 
 /// What the server drives besides HTTP, built and run by the caller (the `cli` crate is the

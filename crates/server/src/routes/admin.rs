@@ -48,12 +48,13 @@ pub(crate) fn now() -> i64 {
     to_micros(time::OffsetDateTime::now_utc())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewAccountBody {
     name: String,
 }
 
+#[utoipa::path(post, path = "/v2/account", tag = "admin", request_body = NewAccountBody, responses(crate::openapi::Enveloped))]
 pub async fn create_account(
     State(state): State<Arc<AppState>>,
     _auth: Authorized<ManageAccounts>,
@@ -74,7 +75,7 @@ pub async fn create_account(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewTokenBody {
     name: String,
@@ -98,6 +99,7 @@ fn token_json(t: &TokenRecord, now: i64) -> Value {
     })
 }
 
+#[utoipa::path(post, path = "/v2/token", tag = "admin", request_body = NewTokenBody, responses(crate::openapi::Enveloped))]
 pub async fn create_token(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ManageTokens>,
@@ -149,6 +151,12 @@ pub async fn create_token(
     Ok(ok(StatusCode::CREATED, data))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/token",
+    tag = "admin",
+    responses(crate::openapi::Enveloped)
+)]
 pub async fn list_tokens(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ManageTokens>,
@@ -164,6 +172,7 @@ pub async fn list_tokens(
     ))
 }
 
+#[utoipa::path(delete, path = "/v2/token/{id}", tag = "admin", params(("id" = String, Path, description = "The token id")), responses(crate::openapi::Enveloped))]
 pub async fn delete_token(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ManageTokens>,

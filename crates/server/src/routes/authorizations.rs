@@ -16,7 +16,7 @@ use crate::api::{ApiError, ApiResult, ok};
 use crate::auth::{Authorized, ManageAuthorizations, ReadAuthorizations};
 use crate::routes::admin::{check_description, check_name, json_body, now};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewAuthBody {
     label: String,
@@ -30,7 +30,7 @@ fn empty_object() -> Value {
     json!({})
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateAuthBody {
     label: Option<String>,
@@ -81,6 +81,7 @@ fn generated_password() -> String {
 }
 
 /// `POST /v2/auth/{type}`.
+#[utoipa::path(post, path = "/v2/auth/{key}", tag = "authorizations", params(("key" = String, Path, description = "The type: braze, sftp, sftp-pgp or sftp-managed")), request_body = NewAuthBody, responses(crate::openapi::Enveloped))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ManageAuthorizations>,
@@ -162,7 +163,7 @@ pub async fn create(
 }
 
 /// `GET /v2/auth`, and with `LYTICS` Lytics' `GET /api/auth`.
-pub async fn list<const LYTICS: bool>(
+async fn list_as<const LYTICS: bool>(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadAuthorizations>,
 ) -> ApiResult {
@@ -183,7 +184,7 @@ async fn find(state: &AppState, aid: i64, id: &str) -> Result<Authorization, Api
 }
 
 /// `GET /v2/auth/{id}`, and with `LYTICS` Lytics' `GET /api/auth/{id}`.
-pub async fn get<const LYTICS: bool>(
+async fn get_as<const LYTICS: bool>(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadAuthorizations>,
     Path(id): Path<String>,
@@ -194,6 +195,7 @@ pub async fn get<const LYTICS: bool>(
 
 /// `PUT /v2/auth/{id}`: label, description and config; secrets left out (or sent as
 /// `[redacted]`) keep their values. Running jobs pick the change up when they next start.
+#[utoipa::path(put, path = "/v2/auth/{key}", tag = "authorizations", params(("key" = String, Path, description = "The authorization id")), request_body = UpdateAuthBody, responses(crate::openapi::Enveloped))]
 pub async fn update(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ManageAuthorizations>,
@@ -252,6 +254,7 @@ pub async fn update(
 }
 
 /// `DELETE /v2/auth/{id}`: jobs that use it stop with that reason.
+#[utoipa::path(delete, path = "/v2/auth/{key}", tag = "authorizations", params(("key" = String, Path, description = "The authorization id")), responses(crate::openapi::Enveloped))]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ManageAuthorizations>,
@@ -266,4 +269,47 @@ pub async fn delete(
     }
     tracing::info!(aid, auth_id = id, "authorization deleted");
     Ok(ok(StatusCode::OK, json!({ "id": id, "deleted": true })))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v2/auth",
+    tag = "authorizations",
+    responses(crate::openapi::Enveloped)
+)]
+pub async fn list(state: State<Arc<AppState>>, auth: Authorized<ReadAuthorizations>) -> ApiResult {
+    list_as::<false>(state, auth).await
+}
+
+/// Lytics' name for `GET /v2/auth`, in Lytics' shape.
+#[utoipa::path(
+    get,
+    path = "/api/auth",
+    tag = "authorizations",
+    responses(crate::openapi::Enveloped)
+)]
+pub async fn lytics_list(
+    state: State<Arc<AppState>>,
+    auth: Authorized<ReadAuthorizations>,
+) -> ApiResult {
+    list_as::<true>(state, auth).await
+}
+
+#[utoipa::path(get, path = "/v2/auth/{key}", tag = "authorizations", params(("key" = String, Path, description = "The authorization id")), responses(crate::openapi::Enveloped))]
+pub async fn get(
+    state: State<Arc<AppState>>,
+    auth: Authorized<ReadAuthorizations>,
+    id: Path<String>,
+) -> ApiResult {
+    get_as::<false>(state, auth, id).await
+}
+
+/// Lytics' name for `GET /v2/auth/{id}`, in Lytics' shape.
+#[utoipa::path(get, path = "/api/auth/{id}", tag = "authorizations", params(("id" = String, Path, description = "The authorization id")), responses(crate::openapi::Enveloped))]
+pub async fn lytics_get(
+    state: State<Arc<AppState>>,
+    auth: Authorized<ReadAuthorizations>,
+    id: Path<String>,
+) -> ApiResult {
+    get_as::<true>(state, auth, id).await
 }

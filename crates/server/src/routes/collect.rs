@@ -33,6 +33,7 @@ enum Format {
     Bulk,
 }
 
+#[utoipa::path(post, path = "/c/{aid}/{stream}", tag = "collect", params(("aid" = i64, Path, description = "The account number"), ("stream" = String, Path, description = "The stream the events go to"), ("dryrun" = Option<bool>, Query, description = "Validate and count without storing"), ("timestamp_field" = Option<String>, Query, description = "The field holding each event's time"), ("filename" = Option<String>, Query, description = "Recorded with the events")), request_body(content = serde_json::Value, description = "One JSON event or an array of events (gzip allowed)", content_type = "application/json"), responses(crate::openapi::Enveloped))]
 pub async fn collect_in_account(
     State(state): State<Arc<AppState>>,
     auth: Authorized<Collect>,
@@ -49,7 +50,7 @@ pub async fn collect_in_account(
 }
 
 /// `/collect/json/{stream}` (`BULK = false`) and `/collect/bulk/{stream}` (`BULK = true`).
-pub async fn collect_by_token<const BULK: bool>(
+async fn collect_by_token<const BULK: bool>(
     State(state): State<Arc<AppState>>,
     auth: Authorized<Collect>,
     Path(stream): Path<String>,
@@ -428,4 +429,30 @@ async fn read_body(
         buffer.extend_from_slice(&chunk);
     }
     Ok(buffer.freeze())
+}
+
+/// Events into a stream of the token's account: one JSON event or an array of them.
+#[utoipa::path(post, path = "/collect/json/{stream}", tag = "collect", params(("stream" = String, Path, description = "The stream the events go to"), ("dryrun" = Option<bool>, Query, description = "Validate and count without storing")), request_body(content = serde_json::Value, description = "One JSON event or an array of events (gzip allowed)", content_type = "application/json"), responses(crate::openapi::Enveloped))]
+pub async fn collect_json(
+    state: State<Arc<AppState>>,
+    auth: Authorized<Collect>,
+    stream: Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    collect_by_token::<false>(state, auth, stream, uri, headers, body).await
+}
+
+/// Many events at once: CSV with a header row (text/csv), or JSON (application/json).
+#[utoipa::path(post, path = "/collect/bulk/{stream}", tag = "collect", params(("stream" = String, Path, description = "The stream the events go to"), ("dryrun" = Option<bool>, Query, description = "Validate and count without storing")), request_body(content = String, description = "CSV with a header row, or JSON (gzip allowed)", content_type = "text/csv"), responses(crate::openapi::Enveloped))]
+pub async fn collect_bulk(
+    state: State<Arc<AppState>>,
+    auth: Authorized<Collect>,
+    stream: Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    collect_by_token::<true>(state, auth, stream, uri, headers, body).await
 }

@@ -24,7 +24,8 @@ const MAX_TERMS: usize = 1_000;
 const MAX_DISTINCT: usize = 100_000;
 const PAGE: u32 = 1_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Params {
     fields: Option<String>,
     limit: Option<usize>,
@@ -84,6 +85,7 @@ fn term_of(value: Json) -> String {
     }
 }
 
+#[utoipa::path(get, path = "/api/schema/{table}/fieldinfo", tag = "profiles", params(("table" = String, Path, description = "user"), Params), responses(crate::openapi::Enveloped))]
 pub async fn field_info(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadProfiles>,

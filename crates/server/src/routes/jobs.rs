@@ -16,7 +16,7 @@ use crate::api::{ApiError, ApiResult, flag, ok, query_map};
 use crate::auth::{Authorized, ManageJobs, ReadJobs};
 use crate::routes::admin::{check_description, check_name, json_body, now};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewJobBody {
     name: String,
@@ -69,6 +69,7 @@ fn job_fields(j: &Job) -> Value {
 }
 
 /// `POST /v2/job/{workflow}` (`?dryrun=true` or `"dryrun": true` estimates instead).
+#[utoipa::path(post, path = "/v2/job/{key}", tag = "jobs", params(("key" = String, Path, description = "The workflow: braze-export or sftp-import"), ("dryrun" = Option<bool>, Query, description = "Estimate users, requests and data points instead of creating")), request_body = NewJobBody, responses(crate::openapi::Enveloped))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ManageJobs>,
@@ -150,7 +151,7 @@ pub(crate) async fn create_job(
 }
 
 /// `GET /v2/job`, and with `LYTICS` Lytics' `GET /api/work`.
-pub async fn list<const LYTICS: bool>(
+async fn list_as<const LYTICS: bool>(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadJobs>,
 ) -> ApiResult {
@@ -173,7 +174,7 @@ async fn find(state: &AppState, aid: i64, id: &str) -> Result<Job, ApiError> {
 }
 
 /// `GET /v2/job/{id}`, and with `LYTICS` Lytics' `GET /api/work/{id}`.
-pub async fn get<const LYTICS: bool>(
+async fn get_as<const LYTICS: bool>(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadJobs>,
     Path(id): Path<String>,
@@ -183,6 +184,7 @@ pub async fn get<const LYTICS: bool>(
 }
 
 /// `POST /v2/job/{id}/{pause|resume|kill}`.
+#[utoipa::path(post, path = "/v2/job/{id}/{action}", tag = "jobs", params(("id" = String, Path, description = "The job id"), ("action" = String, Path, description = "pause, resume or kill")), responses(crate::openapi::Enveloped))]
 pub async fn control(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ManageJobs>,
@@ -226,6 +228,7 @@ pub async fn control(
 }
 
 /// `GET /v2/job/{id}/logs?limit=`: the newest lines, oldest first.
+#[utoipa::path(get, path = "/v2/job/{id}/logs", tag = "jobs", params(("id" = String, Path, description = "The job id"), ("limit" = Option<u32>, Query, description = "The newest lines, 1 to 1000 (200)")), responses(crate::openapi::Enveloped))]
 pub async fn logs(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadJobs>,
@@ -255,4 +258,44 @@ pub async fn logs(
         })
         .collect();
     Ok(ok(StatusCode::OK, lines))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v2/job",
+    tag = "jobs",
+    responses(crate::openapi::Enveloped)
+)]
+pub async fn list(state: State<Arc<AppState>>, auth: Authorized<ReadJobs>) -> ApiResult {
+    list_as::<false>(state, auth).await
+}
+
+/// Lytics' name for `GET /v2/job` (its jobs are "work"), in Lytics' shape.
+#[utoipa::path(
+    get,
+    path = "/api/work",
+    tag = "jobs",
+    responses(crate::openapi::Enveloped)
+)]
+pub async fn lytics_list(state: State<Arc<AppState>>, auth: Authorized<ReadJobs>) -> ApiResult {
+    list_as::<true>(state, auth).await
+}
+
+#[utoipa::path(get, path = "/v2/job/{key}", tag = "jobs", params(("key" = String, Path, description = "The job id")), responses(crate::openapi::Enveloped))]
+pub async fn get(
+    state: State<Arc<AppState>>,
+    auth: Authorized<ReadJobs>,
+    id: Path<String>,
+) -> ApiResult {
+    get_as::<false>(state, auth, id).await
+}
+
+/// Lytics' name for `GET /v2/job/{id}`, in Lytics' shape.
+#[utoipa::path(get, path = "/api/work/{id}", tag = "jobs", params(("id" = String, Path, description = "The job id")), responses(crate::openapi::Enveloped))]
+pub async fn lytics_get(
+    state: State<Arc<AppState>>,
+    auth: Authorized<ReadJobs>,
+    id: Path<String>,
+) -> ApiResult {
+    get_as::<true>(state, auth, id).await
 }

@@ -16,6 +16,7 @@ use crate::auth::{Authorized, ManageJobs, ReadDefinitions};
 
 /// `POST /api/work`: Lytics' `{workflow, name, description, auth_ids, config}`, where
 /// `auth_ids` may be strings, as Lytics' ids are.
+#[utoipa::path(post, path = "/api/work", tag = "jobs", request_body(content = serde_json::Value, description = "Lytics' `{workflow, name, description, auth_ids, config}`", content_type = "application/json"), responses(crate::openapi::Enveloped))]
 pub async fn create_work(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ManageJobs>,
@@ -69,6 +70,12 @@ async fn account(state: &AppState, aid: AccountId) -> Result<Account, ApiError> 
 }
 
 /// `GET /api/account`: the caller's account (every account, for the install's admin token).
+#[utoipa::path(
+    get,
+    path = "/api/account",
+    tag = "admin",
+    responses(crate::openapi::Enveloped)
+)]
 pub async fn list_accounts(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadDefinitions>,
@@ -86,6 +93,7 @@ pub async fn list_accounts(
 }
 
 /// `GET /api/account/{id}`, where `current` is the caller's account.
+#[utoipa::path(get, path = "/api/account/{id}", tag = "admin", params(("id" = String, Path, description = "The account number, or current")), responses(crate::openapi::Enveloped))]
 pub async fn get_account(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadDefinitions>,

@@ -53,6 +53,7 @@ async fn size_record(
 }
 
 /// `GET /api/segment/{slug}/size` and Lytics' `/sizes`.
+#[utoipa::path(get, path = "/api/segment/{slug}/size", tag = "audiences", params(("slug" = String, Path, description = "The audience")), responses(crate::openapi::Enveloped))]
 pub async fn size(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadDefinitions>,
@@ -63,12 +64,20 @@ pub async fn size(
     Ok(ok(StatusCode::OK, size_record(&state, aid, &def).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SizesParams {
     ids: Option<String>,
 }
 
 /// `GET /api/segment/sizes?ids=a,b`: the sizes of the audiences named (all without `ids`).
+#[utoipa::path(
+    get,
+    path = "/api/segment/sizes",
+    tag = "audiences",
+    params(SizesParams),
+    responses(crate::openapi::Enveloped)
+)]
 pub async fn sizes(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadDefinitions>,
@@ -97,7 +106,8 @@ pub async fn sizes(
     Ok(ok(StatusCode::OK, out))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ScanParams {
     limit: Option<u32>,
     start: Option<String>,
@@ -118,6 +128,7 @@ fn decode_cursor(text: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::bad_request("start: not a cursor this API returned as _next"))
 }
 
+#[utoipa::path(get, path = "/api/segment/{slug}/scan", tag = "audiences", params(("slug" = String, Path, description = "The audience"), ScanParams), responses(crate::openapi::Enveloped))]
 pub async fn scan(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadProfiles>,
@@ -162,6 +173,7 @@ const AD_HOC_READ: usize = 50_000;
 /// `GET|POST /api/segment/scan?limit=&start=` with a FilterQL statement as the body (text, or
 /// JSON `{"segment_ql": ...}`): the profiles it matches now, without saving an audience.
 /// `total` is the number of matches in this page (an unsaved audience has no stored size).
+#[utoipa::path(method(get, post), path = "/api/segment/scan", tag = "audiences", params(ScanParams), request_body(content = String, description = "A FilterQL statement, or JSON `{\"segment_ql\": ...}`", content_type = "text/plain"), responses(crate::openapi::Enveloped))]
 pub async fn scan_ad_hoc(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadProfiles>,
@@ -224,12 +236,14 @@ pub async fn scan_ad_hoc(
     Ok(ok_page(rendered, next, ids.len() as u64))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ChangesParams {
     since: Option<i64>,
     limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/api/segment/{slug}/changes", tag = "audiences", params(("slug" = String, Path, description = "The audience"), ChangesParams), responses(crate::openapi::Enveloped))]
 pub async fn changes(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadProfiles>,
@@ -260,4 +274,14 @@ pub async fn changes(
         StatusCode::OK,
         json!({ "segment": def.name, "changes": changes, "next_since": next_since }),
     ))
+}
+
+/// Lytics' name for `GET /api/segment/{slug}/size`.
+#[utoipa::path(get, path = "/api/segment/{slug}/sizes", tag = "audiences", params(("slug" = String, Path, description = "The audience")), responses(crate::openapi::Enveloped))]
+pub async fn lytics_sizes(
+    state: State<Arc<AppState>>,
+    auth: Authorized<ReadDefinitions>,
+    slug: Path<String>,
+) -> ApiResult {
+    size(state, auth, slug).await
 }

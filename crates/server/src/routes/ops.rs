@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::AppState;
 use crate::api::{ApiError, ok};
 
+#[utoipa::path(get, path = "/healthz", tag = "ops", security(()), responses(crate::openapi::Enveloped))]
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     let backend = match state.store.backend() {
         tributary_store::Backend::Sqlite => "sqlite",
@@ -18,6 +19,7 @@ pub async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 
 /// The Prometheus text. The pipeline's lag is read from the store at each scrape (so every
 /// node reports the same, whichever node runs an account's pipeline).
+#[utoipa::path(get, path = "/metrics", tag = "ops", security(()), responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     record_pipeline_lag(&state).await;
     (

@@ -172,7 +172,8 @@ pub(crate) fn render(
     Json::Object(out)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EntityParams {
     /// Comma-separated field names: only these are answered.
     fields: Option<String>,
@@ -180,6 +181,7 @@ pub struct EntityParams {
 
 /// `GET /api/entity/user/{field}/{value}[?fields=a,b]`: the profile, and beside it Lytics'
 /// `meta` (`name`: the table, `by_fields`: the identity fields).
+#[utoipa::path(get, path = "/api/entity/user/{field}/{value}", tag = "profiles", params(("field" = String, Path, description = "An identity field"), ("value" = String, Path, description = "Its value"), EntityParams), responses(crate::openapi::Enveloped))]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadProfiles>,
@@ -259,6 +261,7 @@ pub(crate) async fn memberships(
     Ok(out)
 }
 
+#[utoipa::path(delete, path = "/api/entity/user/{field}/{value}", tag = "profiles", params(("field" = String, Path, description = "An identity field"), ("value" = String, Path, description = "Its value")), responses(crate::openapi::Enveloped))]
 pub async fn erase(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ManageProfiles>,
@@ -289,7 +292,27 @@ pub(crate) fn only_user_table(table: &str) -> Result<(), ApiError> {
 
 /// `GET /api/schema/user` (and `/api/schema`, the default table): the profile fields that the
 /// account's queries write, as `fields` and in Lytics' shape (`name`, `by_fields`, `columns`).
-pub async fn schema(
+#[utoipa::path(
+    get,
+    path = "/api/schema",
+    tag = "profiles",
+    responses(crate::openapi::Enveloped)
+)]
+pub async fn schema(state: State<Arc<AppState>>, auth: Authorized<ReadDefinitions>) -> ApiResult {
+    schema_of(state, auth, None).await
+}
+
+/// `GET /api/schema/{table}`: as `/api/schema`, for the one table there is.
+#[utoipa::path(get, path = "/api/schema/{table}", tag = "profiles", params(("table" = String, Path, description = "user")), responses(crate::openapi::Enveloped))]
+pub async fn table_schema(
+    state: State<Arc<AppState>>,
+    auth: Authorized<ReadDefinitions>,
+    table: Path<String>,
+) -> ApiResult {
+    schema_of(state, auth, Some(table)).await
+}
+
+async fn schema_of(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadDefinitions>,
     table: Option<Path<String>>,
@@ -343,6 +366,7 @@ pub async fn schema(
 /// `POST /api/rebuild[?dryrun=true]`: replays the account's raw events through its current
 /// LQL. With `dryrun`, only says what a rebuild would replay and reset. Any other parameter is
 /// refused, so a misspelt `dryrun` never rebuilds by accident.
+#[utoipa::path(post, path = "/api/rebuild", tag = "profiles", params(("dryrun" = Option<bool>, Query, description = "Only say what a rebuild would replay and reset")), responses(crate::openapi::Enveloped))]
 pub async fn rebuild(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ManageProfiles>,
@@ -377,6 +401,12 @@ pub async fn rebuild(
     Ok(ok(StatusCode::ACCEPTED, json!({ "rebuilding": true })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v2/identity/blocklist",
+    tag = "profiles",
+    responses(crate::openapi::Enveloped)
+)]
 pub async fn blocklist(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadDefinitions>,
@@ -390,6 +420,7 @@ pub async fn blocklist(
     ))
 }
 
+#[utoipa::path(put, path = "/v2/identity/blocklist", tag = "profiles", request_body(content = serde_json::Value, description = "Identity values that never merge profiles", content_type = "application/json"), responses(crate::openapi::Enveloped))]
 pub async fn set_blocklist(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ManageProfiles>,

@@ -79,6 +79,7 @@ fn checked(text: &str) -> Result<Vec<(LqlStatement, MappingPlan)>, ApiError> {
         .collect()
 }
 
+#[utoipa::path(post, path = "/api/query", tag = "queries", request_body(content = String, description = "LQL statements", content_type = "text/plain"), responses(crate::openapi::Enveloped))]
 pub async fn upsert(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ManageQueries>,
@@ -108,6 +109,12 @@ pub async fn upsert(
     Ok(ok(StatusCode::OK, one_or_many(saved)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/query",
+    tag = "queries",
+    responses(crate::openapi::Enveloped)
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadDefinitions>,
@@ -124,6 +131,7 @@ pub async fn list(
     ))
 }
 
+#[utoipa::path(get, path = "/api/query/{alias}", tag = "queries", params(("alias" = String, Path, description = "The query")), responses(crate::openapi::Enveloped))]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadDefinitions>,
@@ -144,6 +152,7 @@ pub async fn get(
     }
 }
 
+#[utoipa::path(delete, path = "/api/query/{alias}", tag = "queries", params(("alias" = String, Path, description = "The query")), responses(crate::openapi::Enveloped))]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ManageQueries>,
@@ -163,6 +172,7 @@ pub async fn delete(
     Ok(ok(StatusCode::OK, json!({ "id": alias, "deleted": true })))
 }
 
+#[utoipa::path(post, path = "/api/query/_validate", tag = "queries", request_body(content = String, description = "LQL statements", content_type = "text/plain"), responses(crate::openapi::Enveloped))]
 pub async fn validate(
     _auth: Authorized<ReadDefinitions>,
     headers: HeaderMap,
@@ -189,6 +199,7 @@ const NOT_EVENT_FIELDS: &[&str] = &["key", "access_token", "account_id"];
 /// `POST /api/query/_test?field=value&...`: the entity the posted queries make of one event
 /// whose fields are the query parameters (values as text, as Lytics takes them), as a profile
 /// would show it after that one event. Nothing is stored.
+#[utoipa::path(post, path = "/api/query/_test", tag = "queries", params(("field=value" = Option<String>, Query, description = "The sample event's fields")), request_body(content = String, description = "LQL statements", content_type = "text/plain"), responses(crate::openapi::Enveloped))]
 pub async fn test(
     _auth: Authorized<ReadDefinitions>,
     headers: HeaderMap,

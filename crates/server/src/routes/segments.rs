@@ -84,6 +84,7 @@ pub async fn audiences(state: &AppState, aid: AccountId) -> Result<IncludeGraph,
     Ok(IncludeGraph::parse(&defs))
 }
 
+#[utoipa::path(post, path = "/api/segment", tag = "audiences", request_body(content = String, description = "FilterQL statements, each with its ALIAS; or Lytics' JSON `{name, slug_name, segment_ql, description}`", content_type = "text/plain"), responses(crate::openapi::Enveloped))]
 pub async fn upsert(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ManageAudiences>,
@@ -160,13 +161,21 @@ pub fn one_or_many(mut items: Vec<Json>) -> Json {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     table: Option<String>,
 }
 
 /// `GET /api/segment[?table=user]`: every audience. Audiences select profiles (Lytics' `user`
 /// table); any other table has none.
+#[utoipa::path(
+    get,
+    path = "/api/segment",
+    tag = "audiences",
+    params(ListParams),
+    responses(crate::openapi::Enveloped)
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadDefinitions>,
@@ -200,6 +209,7 @@ pub async fn find(state: &AppState, aid: AccountId, slug: &str) -> Result<Defini
         .ok_or_else(|| ApiError::not_found(format!("no audience with slug {slug:?}")))
 }
 
+#[utoipa::path(get, path = "/api/segment/{slug}", tag = "audiences", params(("slug" = String, Path, description = "The audience")), responses(crate::openapi::Enveloped))]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadDefinitions>,
@@ -212,6 +222,7 @@ pub async fn get(
     ))
 }
 
+#[utoipa::path(delete, path = "/api/segment/{slug}", tag = "audiences", params(("slug" = String, Path, description = "The audience")), responses(crate::openapi::Enveloped))]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ManageAudiences>,
@@ -239,6 +250,7 @@ pub async fn delete(
     Ok(ok(StatusCode::OK, json!({ "id": slug, "deleted": true })))
 }
 
+#[utoipa::path(post, path = "/api/segment/validate", tag = "audiences", request_body(content = String, description = "FilterQL text, or JSON `{\"segment_ql\": ...}`", content_type = "text/plain"), responses(crate::openapi::Enveloped))]
 pub async fn validate(
     State(_state): State<Arc<AppState>>,
     _auth: Authorized<ReadDefinitions>,
@@ -257,7 +269,7 @@ pub async fn validate(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EvaluateBody {
     segment_ql: String,
@@ -270,6 +282,7 @@ struct EvaluateBody {
 /// The longest `POST /api/segment/evaluate` may take to answer.
 const EVALUATE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
+#[utoipa::path(post, path = "/api/segment/evaluate", tag = "audiences", request_body = EvaluateBody, responses(crate::openapi::Enveloped))]
 pub async fn evaluate(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadDefinitions>,

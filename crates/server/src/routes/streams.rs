@@ -18,6 +18,12 @@ const DEFAULT_EVENTS: u32 = 10;
 const MAX_EVENTS: u32 = 10_000;
 
 /// `GET /v2/stream`, and Lytics' `GET /api/schema/_streams`.
+#[utoipa::path(
+    get,
+    path = "/v2/stream",
+    tag = "streams",
+    responses(crate::openapi::Enveloped)
+)]
 pub async fn list(State(state): State<Arc<AppState>>, auth: Authorized<ReadStreams>) -> ApiResult {
     let aid = auth.caller.account_id;
     let streams = state.store.streams(aid).await?;
@@ -50,6 +56,7 @@ pub async fn list(State(state): State<Arc<AppState>>, auth: Authorized<ReadStrea
 
 /// `PUT /v2/stream/{name}` with `{"dedup_fields": [...]}`: the stream's settings, whole (a
 /// field left out takes its default). The stream is made if it has no events yet.
+#[utoipa::path(put, path = "/v2/stream/{name}", tag = "streams", params(("name" = String, Path, description = "The stream")), request_body(content = serde_json::Value, description = "The stream's settings, whole: `{\"dedup_fields\": [...]}`", content_type = "application/json"), responses(crate::openapi::Enveloped))]
 pub async fn update(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ManageStreams>,
@@ -72,6 +79,7 @@ pub async fn update(
     ))
 }
 
+#[utoipa::path(get, path = "/v2/stream/{name}/events", tag = "streams", params(("name" = String, Path, description = "The stream"), ("limit" = Option<u32>, Query, description = "How many of the latest events")), responses(crate::openapi::Enveloped))]
 pub async fn events(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadRawEvents>,
@@ -106,4 +114,15 @@ pub async fn events(
         })
         .collect();
     Ok(ok(StatusCode::OK, data))
+}
+
+/// Lytics' name for `GET /v2/stream`.
+#[utoipa::path(
+    get,
+    path = "/api/schema/_streams",
+    tag = "streams",
+    responses(crate::openapi::Enveloped)
+)]
+pub async fn lytics_list(state: State<Arc<AppState>>, auth: Authorized<ReadStreams>) -> ApiResult {
+    list(state, auth).await
 }
