@@ -70,6 +70,8 @@ pub struct Engine {
     wake: Notify,
     /// Serialises pipeline work and erasures inside this process.
     pipeline: Mutex<()>,
+    /// When this node last sampled each account's audience sizes (`sample_sizes`).
+    sizes_sampled: std::sync::Mutex<std::collections::HashMap<AccountId, std::time::Instant>>,
 }
 
 async fn timed<T>(f: impl std::future::Future<Output = T>) -> (T, Duration) {
@@ -114,6 +116,7 @@ impl Engine {
             node,
             wake: Notify::new(),
             pipeline: Mutex::new(()),
+            sizes_sampled: Default::default(),
         })
     }
 
@@ -153,7 +156,8 @@ impl Engine {
     }
 
     /// Processes every account this node can lease until each is caught up, then brings
-    /// audience membership in step with changed definitions and with time.
+    /// audience membership in step with changed definitions and with time, and samples the
+    /// audiences' sizes for their day's record.
     pub async fn catch_up_all(&self) -> Result<Stats, EngineError> {
         let mut total = Stats::default();
         for aid in self.store.account_ids().await? {
@@ -161,8 +165,9 @@ impl Engine {
             total.events += s.events;
             total.merges += s.merges;
             total.profiles_created += s.profiles_created;
-            self.sync_audiences(aid).await?;
+            let recomputed = self.sync_audiences(aid).await?;
             while self.check_due(aid).await? >= membership::DUE_BATCH as usize {}
+            self.sample_sizes(aid, recomputed).await?;
         }
         Ok(total)
     }

@@ -449,3 +449,46 @@ fn evaluate_page(
     }
     Ok(result)
 }
+
+/// How often an account's audience sizes are sampled into the day's record (`audience_days`),
+/// besides right after a recompute.
+pub(crate) const SIZE_SAMPLE_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
+const DAY: Micros = 86_400_000_000;
+
+impl Engine {
+    /// Records each computed audience's size as today's (UTC), for the size-over-time chart:
+    /// when `now_due` (a recompute just changed sizes) or once [`SIZE_SAMPLE_EVERY`] has passed
+    /// since this node last did for the account. Only the node holding the account's lease
+    /// samples, so several nodes do not repeat the work.
+    pub async fn sample_sizes(&self, aid: AccountId, now_due: bool) -> Result<(), EngineError> {
+        {
+            let sampled = self
+                .sizes_sampled
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !now_due
+                && sampled
+                    .get(&aid)
+                    .is_some_and(|t| t.elapsed() < SIZE_SAMPLE_EVERY)
+            {
+                return Ok(());
+            }
+        }
+        if !self.lease(aid).await? {
+            return Ok(());
+        }
+        let mut sizes = Vec::new();
+        for version in self.store.audience_versions(aid).await? {
+            let size = self.store.audience_size(aid, &version.segment).await?;
+            sizes.push((version.segment, size));
+        }
+        let day = now_micros().div_euclid(DAY);
+        self.store.record_audience_sizes(aid, day, &sizes).await?;
+        self.sizes_sampled
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(aid, std::time::Instant::now());
+        Ok(())
+    }
+}

@@ -322,12 +322,64 @@ async fn two_engines_share_the_work_without_double_applying(store: Arc<dyn Store
     );
 }
 
+/// The size-over-time chart's data: after a pass, each audience's size is today's record;
+/// a recompute records the new size at once, without waiting for the next sample.
+async fn audience_sizes_are_recorded_for_the_day(store: Arc<dyn Store>) {
+    let engine = setup(&store, 10, 100).await;
+    let audience = |text: &str| Definition {
+        account_id: 1,
+        kind: DefinitionKind::Segment,
+        name: "frequent".into(),
+        text: tributary_query::parse_filterql(text)
+            .unwrap()
+            .remove(0)
+            .to_string(),
+        created_at: 0,
+        updated_at: 1,
+    };
+    store
+        .put_definition(&audience("FILTER visits > 1 FROM user ALIAS frequent"))
+        .await
+        .unwrap();
+    let events: Vec<_> = (0..30)
+        .map(|i| {
+            ev(
+                "web",
+                i,
+                json!({"_uid": format!("u{}", i % 10), "visits": 1}),
+            )
+        })
+        .collect();
+    store.append_events(&events).await.unwrap();
+    engine.catch_up_all().await.unwrap();
+    let today = time::OffsetDateTime::now_utc()
+        .unix_timestamp()
+        .div_euclid(86_400);
+    assert_eq!(
+        store.audience_size_history(1, "frequent", 0).await.unwrap(),
+        vec![(today, 10)]
+    );
+    store
+        .put_definition(&Definition {
+            updated_at: 2,
+            ..audience("FILTER visits > 5 FROM user ALIAS frequent")
+        })
+        .await
+        .unwrap();
+    engine.catch_up_all().await.unwrap();
+    assert_eq!(
+        store.audience_size_history(1, "frequent", 0).await.unwrap(),
+        vec![(today, 0)]
+    );
+}
+
 tributary_store::backend_tests!(
     identities_link_and_merge,
     blocklist_and_cap_prevent_over_merging,
     rebuild_after_a_mapping_change_and_erasure,
     builtin_braze_mapping,
     two_engines_share_the_work_without_double_applying,
+    audience_sizes_are_recorded_for_the_day,
 );
 
 /// Profiles as comparable data: for each profile, its identities and field values.

@@ -206,6 +206,14 @@ pub trait EventLog: Send + Sync + 'static {
         settings: &tributary_core::StreamSettings,
     ) -> Result<()>;
     async fn streams(&self, aid: AccountId) -> Result<Vec<StreamInfo>>;
+    /// Events stored per minute and stream from the minute of `since` on, as
+    /// `(minute, stream, events)` ordered by minute then stream; minutes with none are absent.
+    /// Counted in each append's transaction; kept for `sql::events::MINUTES_KEPT_SECS`.
+    async fn events_per_minute(
+        &self,
+        aid: AccountId,
+        since: Micros,
+    ) -> Result<Vec<(Micros, String, i64)>>;
     /// The most recent events of a stream, newest first.
     async fn recent_events(
         &self,
@@ -355,6 +363,21 @@ pub trait AudienceStore: Send + Sync + 'static {
     ) -> Result<Vec<LogEntry>>;
     /// The last sequence number of the account's membership log (0 when empty).
     async fn membership_head(&self, aid: AccountId) -> Result<i64>;
+    /// Records the sizes of audiences on `day` (days since 1970-01-01, UTC), replacing any
+    /// recorded earlier that day: the last sample of a day is its size.
+    async fn record_audience_sizes(
+        &self,
+        aid: AccountId,
+        day: i64,
+        sizes: &[(String, u64)],
+    ) -> Result<()>;
+    /// An audience's recorded size per day from `since_day` on, as `(day, size)` ascending.
+    async fn audience_size_history(
+        &self,
+        aid: AccountId,
+        segment: &str,
+        since_day: i64,
+    ) -> Result<Vec<(i64, u64)>>;
 }
 
 /// Authorizations (secrets sealed by the caller), jobs, their logs, and what exports sent.
@@ -396,7 +419,8 @@ pub trait JobStore: Send + Sync + 'static {
         at: Micros,
     ) -> Result<bool>;
     /// A runner's report; written only while the job is active (so a pause or kill from the
-    /// API wins). False when the job is no longer active: its runner must stop.
+    /// API wins), and then also as the metrics of the report's minute (`job_minutes`). False
+    /// when the job is no longer active: its runner must stop.
     async fn report_job(&self, id: i64, report: &JobReport) -> Result<bool>;
     /// Appends a line to the job's log, keeping only the newest `keep` lines.
     async fn append_job_log(
@@ -409,6 +433,14 @@ pub trait JobStore: Send + Sync + 'static {
     ) -> Result<()>;
     /// The newest `limit` lines, oldest first.
     async fn job_logs(&self, job_id: i64, limit: u32) -> Result<Vec<JobLogLine>>;
+    /// The job's metrics as they stood at its last report of each minute, from the minute of
+    /// `since` on, as `(minute, metrics)` ascending. Every report that is written records
+    /// its minute (see `report_job`); a day of minutes is kept per job.
+    async fn job_minutes(
+        &self,
+        job_id: i64,
+        since: Micros,
+    ) -> Result<Vec<(Micros, serde_json::Value)>>;
     /// The progress and metrics of a run that stopped (pause, kill), whatever the job's
     /// state now: a stopped run's last accounting is kept. The state is left as it is.
     async fn save_stopped_run(

@@ -1163,6 +1163,153 @@ async fn import_batches_commit_with_their_file_record(store: Arc<dyn Store>) {
     assert_eq!(store.import_rows_seen(7, 200, &[5]).await.unwrap(), vec![5]);
 }
 
+/// The console's events-per-minute chart: counted per account, minute and stream in the
+/// append's transaction; events dropped as duplicates are not counted.
+async fn events_are_counted_per_minute_and_stream(store: Arc<dyn Store>) {
+    let minute = 60_000_000;
+    let t = 1_000 * minute;
+    let at = |aid: i64, stream: &str, when: i64| NewEvent {
+        received_at: when,
+        ..event(aid, stream, 0)
+    };
+    store
+        .append_events(&[
+            at(1, "web", t + 1),
+            at(1, "web", t + minute - 1),
+            at(1, "braze_users", t + 5),
+            at(1, "web", t + minute),
+            at(2, "web", t + 2),
+        ])
+        .await
+        .unwrap();
+    let keyed = NewEvent {
+        dedup_key: Some("k".into()),
+        ..at(1, "web", t + minute + 3)
+    };
+    store
+        .append_events(&[keyed.clone(), keyed.clone()])
+        .await
+        .unwrap();
+    store.append_events(&[keyed]).await.unwrap();
+    assert_eq!(
+        store.events_per_minute(1, t + 30).await.unwrap(),
+        vec![
+            (t, "braze_users".to_string(), 1),
+            (t, "web".to_string(), 2),
+            (t + minute, "web".to_string(), 2),
+        ]
+    );
+    assert_eq!(
+        store.events_per_minute(1, t + minute).await.unwrap(),
+        vec![(t + minute, "web".to_string(), 2)]
+    );
+    assert_eq!(
+        store.events_per_minute(2, 0).await.unwrap(),
+        vec![(t, "web".to_string(), 1)]
+    );
+    assert!(store.events_per_minute(3, 0).await.unwrap().is_empty());
+}
+
+/// A job's throughput chart: the metrics of its last report in each minute, written only
+/// with a report that is (a stopped job's runner records nothing more).
+async fn job_reports_keep_each_minutes_metrics(store: Arc<dyn Store>) {
+    use tributary_core::{JobReport, JobState};
+    let minute = 60_000_000;
+    let t = 500 * minute;
+    let job = store.create_job(&new_job(1, vec![])).await.unwrap();
+    let other = store.create_job(&new_job(1, vec![])).await.unwrap();
+    let report = |at: i64, sent: u64| JobReport {
+        state: JobState::Running,
+        progress: serde_json::json!({}),
+        metrics: serde_json::json!({"users_sent": sent, "errors": 0}),
+        last_error: None,
+        at,
+    };
+    for (at, sent) in [(t + 1, 1), (t + 30_000_000, 5), (t + minute, 9)] {
+        assert!(store.report_job(job.id, &report(at, sent)).await.unwrap());
+    }
+    assert!(store.report_job(other.id, &report(t, 100)).await.unwrap());
+    let minutes = store.job_minutes(job.id, t + 10).await.unwrap();
+    let sent: Vec<(i64, u64)> = minutes
+        .iter()
+        .map(|(m, metrics)| (*m, metrics["users_sent"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(sent, vec![(t, 5), (t + minute, 9)]);
+    assert!(
+        store
+            .set_job_state(1, job.id, &JobState::ACTIVE, JobState::Killed, None, t)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .report_job(job.id, &report(t + 2 * minute, 50))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.job_minutes(job.id, 0).await.unwrap().len(), 2);
+    // A day of minutes is kept: a report a day later forgets the oldest.
+    assert!(
+        store
+            .report_job(other.id, &report(t + 25 * 60 * minute, 200))
+            .await
+            .unwrap()
+    );
+    let kept = store.job_minutes(other.id, 0).await.unwrap();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0].1["users_sent"], 200);
+}
+
+/// An audience's size-over-time chart: one size per day (the day's last sample), per
+/// account, forgotten with the audience.
+async fn audience_sizes_are_kept_per_day(store: Arc<dyn Store>) {
+    let (_, admin) = token(None, "admin", vec![Role::Admin]);
+    store.bootstrap("Default", &admin, 10).await.unwrap();
+    let sizes = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
+        v.iter().map(|(s, n)| (s.to_string(), *n)).collect()
+    };
+    store
+        .record_audience_sizes(1, 20_000, &sizes(&[("vip", 3), ("all", 10)]))
+        .await
+        .unwrap();
+    store
+        .record_audience_sizes(1, 20_000, &sizes(&[("vip", 4)]))
+        .await
+        .unwrap();
+    store
+        .record_audience_sizes(1, 20_001, &sizes(&[("vip", 6)]))
+        .await
+        .unwrap();
+    store
+        .record_audience_sizes(2, 20_001, &sizes(&[("vip", 99)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.audience_size_history(1, "vip", 0).await.unwrap(),
+        vec![(20_000, 4), (20_001, 6)]
+    );
+    assert_eq!(
+        store.audience_size_history(1, "vip", 20_001).await.unwrap(),
+        vec![(20_001, 6)]
+    );
+    assert_eq!(
+        store.audience_size_history(1, "all", 0).await.unwrap(),
+        vec![(20_000, 10)]
+    );
+    store.drop_audience(1, "vip", 100).await.unwrap();
+    assert!(
+        store
+            .audience_size_history(1, "vip", 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.audience_size_history(2, "vip", 0).await.unwrap(),
+        vec![(20_001, 99)]
+    );
+}
+
 async fn keyed_events_are_stored_once_per_stream_until_their_keys_expire(store: Arc<dyn Store>) {
     let keyed = |stream: &str, key: &str, at: i64| NewEvent {
         dedup_key: Some(key.to_string()),
@@ -1260,6 +1407,9 @@ tributary_store::backend_tests!(
     tokens_are_per_account,
     duplicate_token_hash_is_refused,
     console_sessions_end_by_expiry_sign_out_or_with_their_token,
+    events_are_counted_per_minute_and_stream,
+    job_reports_keep_each_minutes_metrics,
+    audience_sizes_are_kept_per_day,
     events_round_trip_newest_first,
     group_commit_writer_stores_every_acknowledged_event,
     definitions_upsert_by_name_per_account_and_kind,

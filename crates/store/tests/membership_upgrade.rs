@@ -17,6 +17,8 @@ fn schema_6(boolean: &str) -> String {
          DROP TABLE erasures;
          DROP TABLE IF EXISTS import_files;
          DROP TABLE console_sessions;
+         DROP TABLE job_minutes;
+         DROP TABLE audience_days;
          {later}
          DELETE FROM schema_migrations WHERE version >= 7;
          CREATE TABLE memberships (account_id BIGINT NOT NULL, segment TEXT NOT NULL,
@@ -40,7 +42,7 @@ fn schema_6(boolean: &str) -> String {
         },
         // Migration 11 on PostgreSQL (on SQLite it changed the event log's own file).
         later = if boolean == "BOOLEAN" {
-            "DROP TABLE event_keys; ALTER TABLE streams DROP COLUMN settings;\n             DROP TABLE import_row_hashes;"
+            "DROP TABLE event_keys; ALTER TABLE streams DROP COLUMN settings;\n             DROP TABLE import_row_hashes;\n             DROP TABLE stream_minutes;"
         } else {
             ""
         },

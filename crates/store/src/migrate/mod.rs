@@ -54,6 +54,7 @@ both_dialects!(
     11 "stream_settings" "0011_stream_settings.sql",
     12 "import_row_hashes" "0012_import_row_hashes.sql",
     13 "console_sessions" "0013_console_sessions.sql",
+    14 "history" "0014_history.sql",
 );
 
 /// The event log's own file on SQLite (`events.db`); on PostgreSQL the log's tables are in
@@ -63,6 +64,7 @@ pub(crate) const SQLITE_EVENT_LOG: &[Migration] = migrations!("sqlite-events":
     2 "import_files" "0002_import_files.sql",
     3 "stream_settings" "0003_stream_settings.sql",
     4 "import_row_hashes" "0004_import_row_hashes.sql",
+    5 "stream_minutes" "0005_stream_minutes.sql",
 );
 
 const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (

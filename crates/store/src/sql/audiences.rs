@@ -289,13 +289,61 @@ impl AudienceStore for SqlStore {
         }
         log.sort_by_key(|r| r.chunk);
         append_log(&mut tx, aid, &log, at).await?;
-        sqlx::query("DELETE FROM audience_versions WHERE account_id = $1 AND segment = $2")
+        for table in ["audience_versions", "audience_days"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE account_id = $1 AND segment = $2"
+            )))
             .bind(aid)
             .bind(segment)
             .execute(&mut *tx)
             .await?;
+        }
         tx.commit().await?;
         Ok(membership::entry_count(&log) as u64)
+    }
+
+    async fn record_audience_sizes(
+        &self,
+        aid: AccountId,
+        day: i64,
+        sizes: &[(String, u64)],
+    ) -> Result<()> {
+        let mut tx = self.state.write.begin().await?;
+        for (segment, size) in sizes {
+            sqlx::query(
+                "INSERT INTO audience_days (account_id, segment, day, size) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (account_id, segment, day) DO UPDATE SET size = excluded.size",
+            )
+            .bind(aid)
+            .bind(segment.as_str())
+            .bind(day)
+            .bind(*size as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn audience_size_history(
+        &self,
+        aid: AccountId,
+        segment: &str,
+        since_day: i64,
+    ) -> Result<Vec<(i64, u64)>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT day, size FROM audience_days
+             WHERE account_id = $1 AND segment = $2 AND day >= $3 ORDER BY day",
+        )
+        .bind(aid)
+        .bind(segment)
+        .bind(since_day)
+        .fetch_all(&self.state.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(d, n)| (d, n.max(0) as u64))
+            .collect())
     }
 
     async fn audience_size(&self, aid: AccountId, segment: &str) -> Result<u64> {

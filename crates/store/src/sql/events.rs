@@ -144,6 +144,21 @@ impl EventLog for SqlStore {
         decode_all(query, &self.log.read, stream_from_row).await
     }
 
+    async fn events_per_minute(
+        &self,
+        aid: AccountId,
+        since: Micros,
+    ) -> Result<Vec<(Micros, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT minute, stream, events FROM stream_minutes
+             WHERE account_id = $1 AND minute >= $2 ORDER BY minute, stream",
+        )
+        .bind(aid)
+        .bind(since - since.rem_euclid(MINUTE))
+        .fetch_all(&self.log.read)
+        .await?)
+    }
+
     async fn recent_events(
         &self,
         aid: AccountId,
@@ -235,7 +250,36 @@ impl SqlStore {
                 .execute(&mut **tx)
                 .await?;
         }
+        for (aid, minute, stream, count) in minute_deltas(events) {
+            sqlx::query(
+                "INSERT INTO stream_minutes (account_id, minute, stream, events)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (account_id, minute, stream) DO UPDATE SET
+                   events = stream_minutes.events + excluded.events",
+            )
+            .bind(aid)
+            .bind(minute)
+            .bind(stream)
+            .bind(count)
+            .execute(&mut **tx)
+            .await?;
+        }
+        // Every event may have been a duplicate.
+        if let Some(first) = events.first() {
+            self.prune_minutes(tx, first.received_at).await?;
+        }
         Ok(duplicates)
+    }
+
+    /// Forgets per-minute counts older than [`MINUTES_KEPT_SECS`], at most once an hour.
+    async fn prune_minutes(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        now: Micros,
+    ) -> Result<()> {
+        let sql = "DELETE FROM stream_minutes WHERE minute < $1";
+        let cutoff = now - MINUTES_KEPT_SECS * 1_000_000;
+        prune(tx, &self.minutes_pruned_at, 60 * MINUTE, now, sql, cutoff).await
     }
 
     /// Records the keys of the keyed events; returns the indices (ascending) of those whose
@@ -291,17 +335,9 @@ impl SqlStore {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         now: Micros,
     ) -> Result<()> {
-        const EVERY: Micros = 60_000_000;
-        let last = self.keys_pruned_at.load(Ordering::Relaxed);
-        if now - last < EVERY {
-            return Ok(());
-        }
-        self.keys_pruned_at.store(now, Ordering::Relaxed);
-        sqlx::query("DELETE FROM event_keys WHERE received_at < $1")
-            .bind(now - DEDUP_RETENTION_SECS * 1_000_000)
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
+        let sql = "DELETE FROM event_keys WHERE received_at < $1";
+        let cutoff = now - DEDUP_RETENTION_SECS * 1_000_000;
+        prune(tx, &self.keys_pruned_at, MINUTE, now, sql, cutoff).await
     }
 
     /// How many of the account's events have ids after `after`, per stream.
@@ -342,6 +378,46 @@ impl SqlStore {
 }
 
 /// Per-stream counter deltas of a batch, so the counters are one upsert per stream.
+/// Runs `sql` (a `DELETE` of rows before `$1`) with `cutoff`, unless this process did so
+/// less than `every` ago (`last` holds when, in micros).
+async fn prune(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    last: &std::sync::atomic::AtomicI64,
+    every: Micros,
+    now: Micros,
+    sql: &'static str,
+    cutoff: Micros,
+) -> Result<()> {
+    if now - last.load(Ordering::Relaxed) < every {
+        return Ok(());
+    }
+    last.store(now, Ordering::Relaxed);
+    sqlx::query(sql).bind(cutoff).execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// One minute, in microseconds.
+pub(crate) const MINUTE: Micros = 60_000_000;
+
+/// How long the per-minute event counts are kept: a week and a day.
+pub const MINUTES_KEPT_SECS: i64 = 8 * 24 * 3600;
+
+/// Events per (account, minute of `received_at`, stream).
+fn minute_deltas(events: &[NewEvent]) -> Vec<(AccountId, Micros, &str, i64)> {
+    let mut deltas: Vec<(AccountId, Micros, &str, i64)> = Vec::new();
+    for e in events {
+        let minute = e.received_at - e.received_at.rem_euclid(MINUTE);
+        match deltas
+            .iter_mut()
+            .find(|(aid, m, s, _)| *aid == e.account_id && *m == minute && *s == e.stream)
+        {
+            Some(d) => d.3 += 1,
+            None => deltas.push((e.account_id, minute, &e.stream, 1)),
+        }
+    }
+    deltas
+}
+
 fn stream_deltas(events: &[NewEvent]) -> Vec<(AccountId, &str, i64, Micros)> {
     let mut deltas: Vec<(AccountId, &str, i64, Micros)> = Vec::new();
     for e in events {

@@ -16,6 +16,9 @@ use super::{
 use crate::rows::{AUTH_COLUMNS, JOB_COLUMNS, auth_from_row, job_from_row, log_line_from_row};
 use crate::{JobStore, Result, StoreError};
 
+/// How far back a job's per-minute metrics go: a day.
+const JOB_MINUTES_KEPT: Micros = 24 * 60 * super::events::MINUTE;
+
 /// `'running', 'sleeping'`: a state list for `IN (..)`, from the enum (never from input).
 fn state_list(states: &[JobState]) -> String {
     states
@@ -215,16 +218,59 @@ impl JobStore for SqlStore {
              updated_at = $5 WHERE id = $6 AND state IN ({})",
             state_list(&JobState::ACTIVE)
         );
+        let metrics = report.metrics.to_string();
+        let mut tx = self.state.write.begin().await?;
         let done = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(report.state.as_str())
             .bind(report.progress.to_string())
-            .bind(report.metrics.to_string())
+            .bind(metrics.as_str())
             .bind(report.last_error.as_deref())
             .bind(report.at)
             .bind(id)
-            .execute(&self.state.write)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let minute = report.at - report.at.rem_euclid(super::events::MINUTE);
+        sqlx::query(
+            "INSERT INTO job_minutes (job_id, minute, metrics) VALUES ($1, $2, $3)
+             ON CONFLICT (job_id, minute) DO UPDATE SET metrics = excluded.metrics",
+        )
+        .bind(id)
+        .bind(minute)
+        .bind(metrics.as_str())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM job_minutes WHERE job_id = $1 AND minute < $2")
+            .bind(id)
+            .bind(minute - JOB_MINUTES_KEPT)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn job_minutes(
+        &self,
+        job_id: i64,
+        since: Micros,
+    ) -> Result<Vec<(Micros, serde_json::Value)>> {
+        let rows: Vec<(Micros, String)> = sqlx::query_as(
+            "SELECT minute, metrics FROM job_minutes WHERE job_id = $1 AND minute >= $2
+             ORDER BY minute",
+        )
+        .bind(job_id)
+        .bind(since - since.rem_euclid(super::events::MINUTE))
+        .fetch_all(&self.state.read)
+        .await?;
+        rows.into_iter()
+            .map(|(minute, text)| {
+                serde_json::from_str(&text)
+                    .map(|metrics| (minute, metrics))
+                    .map_err(|e| StoreError::Corrupt(format!("job {job_id}'s metrics: {e}")))
+            })
+            .collect()
     }
 
     async fn append_job_log(

@@ -30,6 +30,8 @@ pub struct SqlStore {
     _alive: Arc<()>,
     /// When the deduplication keys were last pruned (micros; see `sql::events`).
     keys_pruned_at: std::sync::atomic::AtomicI64,
+    /// When the per-minute event counts were last pruned (micros; see `sql::events`).
+    minutes_pruned_at: std::sync::atomic::AtomicI64,
 }
 
 /// The sizes a multi-row `VALUES` statement or an `IN (..)` list comes in (well under SQLite's
@@ -92,6 +94,7 @@ impl SqlStore {
             log,
             _alive: alive,
             keys_pruned_at: Default::default(),
+            minutes_pruned_at: Default::default(),
         })
     }
 
@@ -123,6 +126,7 @@ impl SqlStore {
             log: pools,
             _alive: alive,
             keys_pruned_at: Default::default(),
+            minutes_pruned_at: Default::default(),
         })
     }
 }
