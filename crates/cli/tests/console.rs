@@ -46,6 +46,10 @@ async fn the_seeds_braze_setup_in_the_console_alone() {
     send_users(&serve, &[("ola", "NO"), ("kari", "NO"), ("john", "US")]).await;
 
     sign_in(&browser, &serve, ADMIN).await;
+    // The overview's chart of events per minute, from the store's per-minute counts.
+    browser
+        .wait_for_text("braze_users: events per minute (max 3 events)")
+        .await;
     browser.screenshot("overview").await;
 
     // An audience: a FilterQL mistake is shown at its line, then a valid one is checked
@@ -71,6 +75,15 @@ async fn the_seeds_braze_setup_in_the_console_alone() {
     browser.screenshot("audience-editor").await;
     browser.click("button[value=save]").await;
     browser.wait_for_text("Audience norway").await;
+    // Its size per day, once the pipeline has computed and sampled it.
+    wait_for("the audience's size of the day", async || {
+        browser.goto(&serve.url("/audiences/norway")).await;
+        browser
+            .text()
+            .await
+            .contains("Size per day (last 90 days) (max 2 profiles)")
+    })
+    .await;
 
     // Data > Authorizations > Braze, against braze-sim.
     browser
@@ -116,6 +129,8 @@ async fn the_seeds_braze_setup_in_the_console_alone() {
     send_users(&serve, &[("nora", "NO")]).await;
     browser.wait_for_text("\"users_sent\": 3").await;
     assert_eq!(browser.client.current_url().await.unwrap(), url);
+    let page = browser.wait_for_text("users sent per minute").await;
+    assert!(page.contains("Errors per minute"), "{page}");
     browser.screenshot("job").await;
     let nora = sim.get("/_sim/users/nora").await;
     assert!(nora.get("user").is_some(), "{nora}");
@@ -153,6 +168,67 @@ async fn the_seeds_braze_setup_in_the_console_alone() {
         browser.screenshot(page.trim_start_matches('/')).await;
     }
     support::assert_no_secrets(&serve.log_text(), &[ADMIN, SIM_KEY, &token]);
+    browser.close().await;
+}
+
+/// Import CSV in the console: a managed SFTP login made in the console (its password shown
+/// once), a file in its folder, and an Import CSV job whose page shows the rows arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_csv_job_made_in_the_console() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (serve, root) = Serve::with_managed_sftp(dir.path(), &[]);
+    sign_in(&browser, &serve, ADMIN).await;
+
+    browser
+        .goto(&serve.url("/authorizations/new?type=sftp-managed"))
+        .await;
+    browser.fill("#new-authorization-label", "uploads").await;
+    browser.click("button[value=create]").await;
+    let shown = browser.wait_for_text("shown this once").await;
+    let fact = |name: &str| {
+        shown
+            .lines()
+            .skip_while(|l| *l != name)
+            .nth(1)
+            .unwrap_or_else(|| panic!("{name} on {shown}"))
+            .trim()
+            .to_string()
+    };
+    let (username, password) = (fact("Username"), fact("Password"));
+    browser.screenshot("authorization-managed").await;
+    // What an upload over SFTP would leave in the login's folder.
+    let folder = root.join(&username);
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(
+        folder.join("users.csv"),
+        "external_id,email\nc1,c1@example.com\nc2,c2@example.com\nc3,c3@example.com\n",
+    )
+    .unwrap();
+
+    browser
+        .goto(&serve.url("/jobs/new?workflow=sftp-import"))
+        .await;
+    browser.fill("#new-job-name", "Console import").await;
+    browser.fill("#new-job-stream", "console_users").await;
+    browser.fill("#new-job-filename", "users.csv").await;
+    browser.screenshot("import-new").await;
+    browser.click("button[value=create]").await;
+    browser.wait_for_text("job Console import created").await;
+    browser.wait_for_text("\"rows_stored\": 3").await;
+    let page = browser
+        .wait_for_text("rows stored per minute (max 3 rows)")
+        .await;
+    assert!(page.contains("Errors per minute (rows rejected)"), "{page}");
+    browser.screenshot("import-job").await;
+    browser.goto(&serve.url("/streams/console_users")).await;
+    let stream = browser
+        .wait_for_text("console_users: events per minute (max 3 events)")
+        .await;
+    assert!(stream.contains("c2@example.com"), "{stream}");
+    support::assert_no_secrets(&serve.log_text(), &[ADMIN, &password]);
     browser.close().await;
 }
 

@@ -112,18 +112,9 @@ async fn the_managed_sftp_server_keeps_each_login_in_its_folder() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let root = dir.path().join("sftp-root");
-    let serve = Serve::start_with(
-        &data,
-        None,
-        "serve",
-        &[
-            ("TRIBUTARY_SFTP_LISTEN", "127.0.0.1:0"),
-            ("TRIBUTARY_SFTP_ROOT", root.to_str().unwrap()),
-            ("TRIBUTARY_SFTP_PUBLIC_HOST", "sftp.example.com:2022"),
-        ],
+    let (serve, root) = Serve::with_managed_sftp(
+        dir.path(),
+        &[("TRIBUTARY_SFTP_PUBLIC_HOST", "sftp.example.com:2022")],
     );
     let port = serve.sftp.expect("serve printed the SFTP address").port();
 

@@ -134,6 +134,18 @@ pub fn ok_page<T: Serialize>(items: T, next: Option<String>, total: u64) -> Resp
 
 pub type ApiResult = Result<Response, ApiError>;
 
+/// A count parameter (`limit`, `minutes`, `days`): `default` when absent, else within
+/// `1..=max`, or a 400 that names the parameter and its range.
+pub fn bounded(name: &str, value: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+    match value {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "{name} must be between 1 and {max}"
+        ))),
+    }
+}
+
 /// Query parameters as a map; malformed query strings are a 400 in the envelope.
 pub fn query_map(
     uri: &axum::http::Uri,

@@ -131,6 +131,7 @@ pub(crate) fn documented_api_routes() -> (Router<Arc<AppState>>, utoipa::openapi
         .routes(routes!(streams::list))
         .routes(routes!(streams::update))
         .routes(routes!(streams::events))
+        .routes(routes!(streams::minutes))
         .routes(routes!(admin::create_account))
         .routes(routes!(admin::create_token, admin::list_tokens))
         .routes(routes!(admin::delete_token))
@@ -146,6 +147,7 @@ pub(crate) fn documented_api_routes() -> (Router<Arc<AppState>>, utoipa::openapi
         // `{key}` is a workflow for POST and an id for GET.
         .routes(routes!(jobs::create, jobs::get))
         .routes(routes!(jobs::logs))
+        .routes(routes!(jobs::minutes))
         .routes(routes!(jobs::control))
         .routes(routes!(segments::upsert, segments::list))
         .routes(routes!(segments::validate))
@@ -157,6 +159,7 @@ pub(crate) fn documented_api_routes() -> (Router<Arc<AppState>>, utoipa::openapi
         .routes(routes!(membership::lytics_sizes))
         .routes(routes!(membership::scan))
         .routes(routes!(membership::changes))
+        .routes(routes!(membership::history))
         .routes(routes!(profiles::get, profiles::erase))
         .routes(routes!(profiles::schema))
         .routes(routes!(profiles::table_schema))

@@ -353,10 +353,89 @@ async fn date_relative_audiences_change_when_time_passes(app: App) {
     );
 }
 
+/// The console's charts read these: events per minute and stream, an audience's size per day,
+/// a job's metrics per minute. Each bounds its window with a clear 400.
+async fn activity_is_answered_per_minute_and_per_day(app: App) {
+    send(
+        &app,
+        r#"[{"external_id": "a1", "email": "a1@example.com"}, {"external_id": "a2"}]"#,
+    )
+    .await;
+    let (s, b) = app.get("/v2/stream/_minutes", ADMIN).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let rows = b["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{b}");
+    assert_eq!(rows[0]["stream"], "braze_users");
+    assert_eq!(rows[0]["events"], 2);
+    for bad in [
+        "/v2/stream/_minutes?minutes=0",
+        "/v2/stream/_minutes?minutes=20000",
+    ] {
+        let (s, b) = app.get(bad, ADMIN).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {b}");
+        assert!(
+            b["message"]
+                .as_str()
+                .unwrap()
+                .contains("minutes must be between 1 and 11520"),
+            "{b}"
+        );
+    }
+
+    let (s, b) = app
+        .post_text(
+            "/api/segment",
+            ADMIN,
+            "FILTER EXISTS external_id FROM user ALIAS known",
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    settle(&app).await;
+    let (s, b) = app.get("/api/segment/known/history", ADMIN).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let today = time::OffsetDateTime::now_utc().date().to_string();
+    assert_eq!(b["data"], json!([{"day": today, "size": 2}]));
+    let (s, b) = app.get("/api/segment/known/history?days=401", ADMIN).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let (s, _) = app.get("/api/segment/nothing/history", ADMIN).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let job = app
+        .store
+        .create_job(&tributary_core::NewJob {
+            account_id: 1,
+            workflow: "braze-export".into(),
+            name: "export".into(),
+            description: String::new(),
+            auth_ids: vec![],
+            config: json!({}),
+            created_at: 0,
+        })
+        .await
+        .unwrap();
+    let at = tributary_core::to_micros(time::OffsetDateTime::now_utc());
+    let report = tributary_core::JobReport {
+        state: tributary_core::JobState::Running,
+        progress: json!({}),
+        metrics: json!({"users_sent": 7}),
+        last_error: None,
+        at,
+    };
+    assert!(app.store.report_job(job.id, &report).await.unwrap());
+    let (s, b) = app.get(&format!("/v2/job/{}/minutes", job.id), ADMIN).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"][0]["metrics"]["users_sent"], 7, "{b}");
+    let (s, b) = app
+        .get(&format!("/v2/job/{}/minutes?minutes=1441", job.id), ADMIN)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+}
+
 http_suite!(
     built_in_audiences_follow_the_profile,
     new_and_changed_audiences_are_computed_with_their_dependents,
     scan_pages_are_stable_while_members_change,
     merges_and_erasures_log_the_exits_of_the_profile_that_goes,
     date_relative_audiences_change_when_time_passes,
+    activity_is_answered_per_minute_and_per_day,
 );

@@ -41,6 +41,7 @@ use tributary_core::{
 };
 
 pub use sql::SqlStore;
+pub use sql::events::MINUTES_KEPT_SECS;
 pub use writer::{EventWriter, WriteError, WriterConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -208,7 +209,7 @@ pub trait EventLog: Send + Sync + 'static {
     async fn streams(&self, aid: AccountId) -> Result<Vec<StreamInfo>>;
     /// Events stored per minute and stream from the minute of `since` on, as
     /// `(minute, stream, events)` ordered by minute then stream; minutes with none are absent.
-    /// Counted in each append's transaction; kept for `sql::events::MINUTES_KEPT_SECS`.
+    /// Counted in each append's transaction; kept for [`MINUTES_KEPT_SECS`].
     async fn events_per_minute(
         &self,
         aid: AccountId,

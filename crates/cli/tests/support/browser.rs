@@ -80,15 +80,12 @@ impl Browser {
         self.client.goto(url).await.expect("navigating");
     }
 
-    /// The visible text of the page.
+    /// The visible text of the page (empty while a page is being replaced and has no body).
     pub async fn text(&self) -> String {
-        self.client
-            .find(Locator::Css("body"))
-            .await
-            .expect("a body")
-            .text()
-            .await
-            .unwrap_or_default()
+        match self.client.find(Locator::Css("body")).await {
+            Ok(body) => body.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
     }
 
     pub async fn fill(&self, css: &str, value: &str) {

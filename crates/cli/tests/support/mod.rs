@@ -27,6 +27,21 @@ impl Serve {
         Serve::start_with(data_dir, database_url, log_name, &[])
     }
 
+    /// `serve` with its managed SFTP server on a free loopback port, its data in `dir/data`
+    /// and the logins' folders under the returned root (`dir/sftp-root`).
+    pub fn with_managed_sftp(dir: &Path, env: &[(&str, &str)]) -> (Serve, std::path::PathBuf) {
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let root = dir.join("sftp-root");
+        let root_text = root.to_str().unwrap().to_string();
+        let mut all = vec![
+            ("TRIBUTARY_SFTP_LISTEN", "127.0.0.1:0"),
+            ("TRIBUTARY_SFTP_ROOT", root_text.as_str()),
+        ];
+        all.extend_from_slice(env);
+        (Serve::start_with(&data, None, "serve", &all), root)
+    }
+
     /// [`Serve::start`] with environment variables set over the tests' defaults.
     pub fn start_with(
         data_dir: &Path,

@@ -12,7 +12,7 @@ use tributary_core::{Job, JobState, LogLevel, NewJob, format_rfc3339, from_micro
 use tributary_jobs::job_log;
 
 use crate::AppState;
-use crate::api::{ApiError, ApiResult, flag, ok, query_map};
+use crate::api::{ApiError, ApiResult, bounded, flag, ok, query_map};
 use crate::auth::{Authorized, ManageJobs, ReadJobs};
 use crate::routes::admin::{check_description, check_name, json_body, now};
 
@@ -237,14 +237,9 @@ pub async fn logs(
 ) -> ApiResult {
     let job = find(&state, auth.caller.account_id, &id).await?;
     let query = query_map(&uri)?;
-    let limit = match query.get("limit") {
-        None => 200,
-        Some(v) => v
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=tributary_jobs::LOG_LINES_KEPT as u32).contains(n))
-            .ok_or_else(|| ApiError::bad_request("limit must be between 1 and 1000"))?,
-    };
+    let max = tributary_jobs::LOG_LINES_KEPT as u32;
+    let limit = query.get("limit").map(|v| v.parse::<u32>().unwrap_or(0));
+    let limit = bounded("limit", limit, 200, max)?;
     let lines = state.store.job_logs(job.id, limit).await?;
     let lines: Vec<Value> = lines
         .iter()
@@ -298,4 +293,33 @@ pub async fn lytics_get(
     id: Path<String>,
 ) -> ApiResult {
     get_as::<true>(state, auth, id).await
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MinutesParams {
+    /// How many minutes back, up to a day (60).
+    minutes: Option<u32>,
+}
+
+/// `GET /v2/job/{id}/minutes?minutes=60`: the job's metrics as they stood at its last report
+/// of each minute (cumulative: a minute's throughput is the difference from the one before).
+#[utoipa::path(get, path = "/v2/job/{id}/minutes", tag = "jobs", params(("id" = String, Path, description = "The job id"), MinutesParams), responses(crate::openapi::Enveloped))]
+pub async fn minutes(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ReadJobs>,
+    Path(id): Path<String>,
+    axum::extract::Query(params): axum::extract::Query<MinutesParams>,
+) -> ApiResult {
+    let minutes = bounded("minutes", params.minutes, 60, 24 * 60)?;
+    let job = find(&state, auth.caller.account_id, &id).await?;
+    let since = now() - i64::from(minutes) * 60_000_000;
+    let rows = state.store.job_minutes(job.id, since).await?;
+    let data: Vec<Value> = rows
+        .into_iter()
+        .map(|(minute, metrics)| {
+            json!({"minute": format_rfc3339(from_micros(minute)), "metrics": metrics})
+        })
+        .collect();
+    Ok(ok(StatusCode::OK, data))
 }

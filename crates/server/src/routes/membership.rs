@@ -19,7 +19,7 @@ use super::definitions::{statement_text, syntax_error};
 use super::profiles::{masks, memberships, render};
 use super::segments::find;
 use crate::AppState;
-use crate::api::{ApiError, ApiResult, ok, ok_page};
+use crate::api::{ApiError, ApiResult, bounded, ok, ok_page};
 use crate::auth::{Authorized, ReadDefinitions, ReadProfiles};
 
 const MAX_PAGE: u32 = 1_000;
@@ -284,4 +284,38 @@ pub async fn lytics_sizes(
     slug: Path<String>,
 ) -> ApiResult {
     size(state, auth, slug).await
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// How many days back, up to 400 (90).
+    days: Option<u32>,
+}
+
+/// `GET /api/segment/{slug}/history?days=90`: the audience's size per day (UTC; the day's
+/// last sample), oldest first; days before it existed are left out.
+#[utoipa::path(get, path = "/api/segment/{slug}/history", tag = "audiences", params(("slug" = String, Path, description = "The audience"), HistoryParams), responses(crate::openapi::Enveloped))]
+pub async fn history(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ReadDefinitions>,
+    Path(slug): Path<String>,
+    Query(params): Query<HistoryParams>,
+) -> ApiResult {
+    let days = bounded("days", params.days, 90, 400)?;
+    let aid = auth.caller.account_id;
+    let def = find(&state, aid, &slug).await?;
+    let today = crate::routes::admin::now().div_euclid(86_400_000_000);
+    let rows = state
+        .store
+        .audience_size_history(aid, &def.name, today - i64::from(days) + 1)
+        .await?;
+    let data: Vec<_> = rows
+        .into_iter()
+        .map(|(day, size)| {
+            let date = from_micros(day * 86_400_000_000).date();
+            json!({"day": date.to_string(), "size": size})
+        })
+        .collect();
+    Ok(ok(StatusCode::OK, data))
 }

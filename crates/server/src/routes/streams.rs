@@ -10,7 +10,7 @@ use serde_json::json;
 use tributary_core::{StreamSettings, format_rfc3339, from_micros, validate_stream_name};
 
 use crate::AppState;
-use crate::api::{ApiError, ApiResult, ok, query_map};
+use crate::api::{ApiError, ApiResult, bounded, ok, query_map};
 use crate::auth::{Authorized, ManageStreams, ReadRawEvents, ReadStreams};
 use crate::routes::admin::json_body;
 
@@ -125,4 +125,41 @@ pub async fn events(
 )]
 pub async fn lytics_list(state: State<Arc<AppState>>, auth: Authorized<ReadStreams>) -> ApiResult {
     list(state, auth).await
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MinutesParams {
+    /// How many minutes back, up to 8 days (60).
+    minutes: Option<u32>,
+}
+
+/// `GET /v2/stream/_minutes?minutes=60`: events stored per minute and stream, oldest first;
+/// minutes without events are left out.
+#[utoipa::path(
+    get,
+    path = "/v2/stream/_minutes",
+    tag = "streams",
+    params(MinutesParams),
+    responses(crate::openapi::Enveloped)
+)]
+pub async fn minutes(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ReadStreams>,
+    axum::extract::Query(params): axum::extract::Query<MinutesParams>,
+) -> ApiResult {
+    let kept = (tributary_store::MINUTES_KEPT_SECS / 60) as u32;
+    let minutes = bounded("minutes", params.minutes, 60, kept)?;
+    let since = crate::routes::admin::now() - i64::from(minutes) * 60_000_000;
+    let rows = state
+        .store
+        .events_per_minute(auth.caller.account_id, since)
+        .await?;
+    let data: Vec<_> = rows
+        .into_iter()
+        .map(|(minute, stream, events)| {
+            json!({"minute": format_rfc3339(from_micros(minute)), "stream": stream, "events": events})
+        })
+        .collect();
+    Ok(ok(StatusCode::OK, data))
 }

@@ -9,7 +9,7 @@
 
 mod accounts;
 pub(crate) mod audiences;
-mod events;
+pub(crate) mod events;
 mod jobs;
 mod packed;
 mod profiles;

@@ -230,23 +230,18 @@ pub(crate) async fn show(
         .await
         .unwrap_or_default();
     let list = items(&changes["changes"]);
-    // Entries minus exits per day, from the membership log: the size's movement over time.
-    let mut per_day: std::collections::BTreeMap<String, f64> = Default::default();
-    for c in list {
-        let day = text(&c["at"]).chars().take(10).collect::<String>();
-        *per_day.entry(day).or_default() += if c["change"] == "enter" { 1.0 } else { -1.0 };
-    }
-    if !per_day.is_empty() {
-        let mut total = 0.0;
-        let points = per_day
-            .into_iter()
-            .map(|(day, delta)| {
-                total += delta;
-                (day, total)
-            })
-            .collect();
+    // The store keeps each audience's size per day (sampled by the pipeline).
+    let history = console
+        .get(&format!("/api/segment/{path}/history?days=90"))
+        .await
+        .unwrap_or_default();
+    let points: Vec<(String, f64)> = items(&history)
+        .iter()
+        .map(|d| (text(&d["day"]), d["size"].as_f64().unwrap_or(0.0)))
+        .collect();
+    if !points.is_empty() {
         sections.push(Section::Chart(Chart {
-            title: "Members over time (net of the logged entries and exits)".into(),
+            title: "Size per day (last 90 days)".into(),
             points,
             unit: "profiles".into(),
         }));

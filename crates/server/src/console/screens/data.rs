@@ -39,6 +39,10 @@ pub(crate) async fn overview(console: Console, OriginalUri(uri): OriginalUri) ->
     {
         sections.push(Section::Heading("Streams".into()));
         sections.push(stream_table(&streams));
+        if let Ok(rows) = console.get("/v2/stream/_minutes?minutes=60").await {
+            let now = time::OffsetDateTime::now_utc();
+            sections.extend(super::charts::events_per_minute(&rows, now, 4));
+        }
     }
     if console.may::<ReadDefinitions>()
         && let Ok(sizes) = console.get("/api/segment/sizes").await
@@ -111,6 +115,10 @@ pub(crate) async fn stream(console: Console, Path(name): Path<String>) -> Respon
         ),
         ("Settings".into(), found["settings"].to_string()),
     ])];
+    if let Ok(rows) = console.get("/v2/stream/_minutes?minutes=60").await {
+        let now = time::OffsetDateTime::now_utc();
+        sections.push(super::charts::stream_per_minute(&rows, &name, now));
+    }
     if console.may::<ReadRawEvents>() {
         let events = console
             .get(&format!(

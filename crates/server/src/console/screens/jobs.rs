@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 
 use super::{act, back, flash, items, pretty, refused, text};
 use crate::auth::{ManageJobs, ReadRawEvents};
-use crate::console::view::{Cell, Field, FieldKind, Flash, Form as FormView, Section, Table};
+use crate::console::view::{
+    Cell, Chart, Field, FieldKind, Flash, Form as FormView, Section, Table,
+};
 use crate::console::{Console, Form, Posted, query};
 
 const WORKFLOWS: &[(&str, &str, &[&str])] = &[
@@ -409,6 +411,7 @@ pub(crate) async fn show(
         ("Last error".into(), text(&job["last_error"])),
         ("Updated".into(), text(&job["updated"])),
     ])];
+    live.extend(throughput_charts(&console, &job).await);
     live.push(Section::Code {
         title: "Metrics".into(),
         text: pretty(&job["metrics"]),
@@ -433,7 +436,6 @@ pub(crate) async fn show(
             log_text
         },
     });
-    let mut sections = Vec::new();
     if console.may::<ManageJobs>() {
         let actions: &[(&str, &str)] = match state.as_str() {
             "running" | "sleeping" => &[("pause", "Pause"), ("kill", "Kill")],
@@ -441,21 +443,25 @@ pub(crate) async fn show(
             _ => &[],
         };
         if !actions.is_empty() {
-            sections.push(Section::Table(Table {
-                columns: vec!["Actions".into()],
-                rows: actions
-                    .iter()
-                    .map(|(a, l)| {
-                        let confirm =
-                            (*a == "kill").then_some("Kill this job? It cannot be resumed.");
-                        vec![Cell::button(format!("/jobs/{id}/{a}"), l, confirm)]
-                    })
-                    .collect(),
-                empty: String::new(),
-            }));
+            live.insert(
+                0,
+                Section::Table(Table {
+                    columns: vec!["Actions".into()],
+                    rows: actions
+                        .iter()
+                        .map(|(a, l)| {
+                            let confirm =
+                                (*a == "kill").then_some("Kill this job? It cannot be resumed.");
+                            vec![Cell::button(format!("/jobs/{id}/{a}"), l, confirm)]
+                        })
+                        .collect(),
+                    empty: String::new(),
+                }),
+            );
         }
     }
-    sections.push(Section::Live(live));
+    // The actions follow the live state (a finished job offers none).
+    let mut sections = vec![Section::Live(live)];
     sections.push(Section::Code {
         title: "Configuration".into(),
         text: pretty(&job["config"]),
@@ -493,4 +499,52 @@ pub(crate) async fn control(
         &format!("/jobs/{id}"),
     )
     .await
+}
+
+/// The job's throughput and its errors per minute over the last hour, from the per-minute
+/// metrics the store keeps (a day of them).
+async fn throughput_charts(console: &Console, job: &Value) -> Vec<Section> {
+    let id = text(&job["id"]);
+    let Ok(rows) = console
+        .get(&format!("/v2/job/{id}/minutes?minutes=1440"))
+        .await
+    else {
+        return Vec::new();
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let created = time::OffsetDateTime::parse(
+        &text(&job["created"]),
+        &time::format_description::well_known::Rfc3339,
+    );
+    // The rows reach back to the job's start: its first report counts from zero.
+    let fresh = created.is_ok_and(|c| now - c < time::Duration::days(1));
+    let (work, work_unit, errors): (&[&str], &str, &[&str]) = match text(&job["workflow"]).as_str()
+    {
+        "sftp-import" => (&["rows_stored"], "rows", &["rows_rejected"]),
+        _ => (
+            &["users_sent"],
+            "users",
+            &[
+                "requests_rejected",
+                "object_errors",
+                "rate_limited",
+                "retries",
+            ],
+        ),
+    };
+    vec![
+        Section::Chart(Chart {
+            title: format!("{} per minute", work[0].replace('_', " ")),
+            points: super::charts::job_per_minute(&rows, work, fresh, now),
+            unit: work_unit.into(),
+        }),
+        Section::Chart(Chart {
+            title: format!(
+                "Errors per minute ({})",
+                errors.join(", ").replace('_', " ")
+            ),
+            points: super::charts::job_per_minute(&rows, errors, fresh, now),
+            unit: "errors".into(),
+        }),
+    ]
 }

@@ -2,6 +2,7 @@
 
 mod audiences;
 mod authorizations;
+mod charts;
 mod data;
 mod jobs;
 mod tokens;
