@@ -356,7 +356,10 @@ async fn start_empty_handler() -> anyhow::Result<(String, tokio::sync::oneshot::
 
 pub(crate) struct Tributary {
     pub url: String,
+    /// A Data Manager token of account 1 (what Braze's webhooks carry).
     pub token: String,
+    /// The install's admin token.
+    pub admin: String,
     pub store: Arc<dyn Store>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -403,6 +406,7 @@ pub(crate) async fn start_tributary() -> anyhow::Result<Tributary> {
     Ok(Tributary {
         url,
         token: webhook.expose().to_string(),
+        admin: admin.expose().to_string(),
         store,
         stop,
         task,

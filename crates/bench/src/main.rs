@@ -3,6 +3,7 @@
 //! of several runs. `--write` replaces this scenario's section of BENCHMARKS.md.
 
 mod audiences;
+mod console;
 mod export;
 mod import;
 mod ingest;
@@ -42,6 +43,8 @@ enum Scenario {
     /// A Braze CSV export, file to profiles: through /collect/bulk and an sftp-import job, vs
     /// parsing the file alone.
     Import(import::Args),
+    /// The web console's main pages, signed in, vs the empty handler.
+    Console(console::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,5 +63,6 @@ fn main() -> anyhow::Result<()> {
         Scenario::Export(args) => export::run(args),
         Scenario::PgAppend(args) => pg_append::run(args),
         Scenario::Import(args) => import::run(args),
+        Scenario::Console(args) => console::run(args),
     }
 }
