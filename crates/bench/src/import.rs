@@ -1,8 +1,9 @@
 //! A Braze "CSV Export User Data" file, from file to committed profiles in `braze_users`:
 //! (a) posted to `/collect/bulk`, (b) read by an `sftp-import` job from a local OpenSSH sshd, (c)
 //! the same job into a stream no query maps (the import alone, no profiles to build).
-//! Baseline: parsing the same file with the `csv` crate alone, in the same run. Peak memory is
-//! the process's (server and bench), reset before each path.
+//! Baseline: parsing the same file with the `csv` crate alone, in the same run. Each path runs
+//! in a process of its own (this binary again, `import-path`), so its peak memory is its own
+//! and not what an earlier path left allocated.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,87 @@ pub struct Args {
     runs: usize,
     #[arg(long)]
     write: Option<PathBuf>,
+}
+
+/// One path of the scenario, run by [`run`] in a child process.
+#[derive(clap::Args)]
+pub struct PathArgs {
+    /// `bulk` or `sftp`.
+    #[arg(long)]
+    path: String,
+    #[arg(long)]
+    stream: String,
+    /// The folder holding `users.csv`.
+    #[arg(long)]
+    folder: PathBuf,
+    #[arg(long)]
+    rows: usize,
+    /// Where the sshd of the `sftp` path keeps its files.
+    #[arg(long)]
+    sshd_dir: PathBuf,
+}
+
+/// Runs one path and prints its result as one JSON line.
+pub fn run_path(args: PathArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let rows = args.rows as i64;
+    let result = match args.path.as_str() {
+        "bulk" => Some(runtime.block_on(through_bulk(&args.folder.join("users.csv"), rows))?),
+        _ => runtime.block_on(through_sftp(
+            &args.folder,
+            rows,
+            &args.sshd_dir,
+            &args.stream,
+        ))?,
+    };
+    let line = result.map_or(Value::Null, |r| {
+        json!({"stored_secs": r.stored_secs, "profiles_secs": r.profiles_secs, "peak_mib": r.peak_mib})
+    });
+    println!("{line}");
+    Ok(())
+}
+
+/// Runs a path in a fresh process of this binary; `None` when it could not run here (no sshd).
+fn in_child(
+    path: &str,
+    stream: &str,
+    folder: &Path,
+    rows: usize,
+    sshd_dir: &Path,
+) -> anyhow::Result<Option<PathResult>> {
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .arg("import-path")
+        .args([
+            "--path",
+            path,
+            "--stream",
+            stream,
+            "--rows",
+            &rows.to_string(),
+        ])
+        .arg("--folder")
+        .arg(folder)
+        .arg("--sshd-dir")
+        .arg(sshd_dir)
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    anyhow::ensure!(out.status.success(), "the {path} path failed");
+    let line: Value = serde_json::from_slice(&out.stdout)?;
+    if line.is_null() {
+        return Ok(None);
+    }
+    let number = |name: &str| {
+        line[name]
+            .as_f64()
+            .ok_or_else(|| anyhow::anyhow!("no {name} in {line}"))
+    };
+    Ok(Some(PathResult {
+        stored_secs: number("stored_secs")?,
+        profiles_secs: line["profiles_secs"].as_f64(),
+        peak_mib: number("peak_mib")?,
+    }))
 }
 
 /// Braze's export columns (the ones the built-in `braze_users` query maps, and a few more).
@@ -197,15 +279,11 @@ async fn through_sftp(
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let dir = tempfile::tempdir()?;
     let folder = dir.path().join("drop");
     std::fs::create_dir_all(&folder)?;
     let file = folder.join("users.csv");
     let bytes = write_export(&file, args.rows)?;
-    let rows = args.rows as i64;
     let (mut parse, mut bulk, mut sftp, mut unmapped) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let show = |r: &PathResult| {
@@ -223,13 +301,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // One request takes at most the server's bulk limit; a larger file goes the SFTP way
         // (or through `tributary import csv`, in chunks).
         if bytes <= tributary_server::ServerConfig::default().max_bulk_bytes as u64 {
-            let b = runtime.block_on(through_bulk(&file, rows))?;
-            eprintln!("  bulk: {}", show(&b));
-            bulk.push(b);
+            let sshd_dir = dir.path().join(format!("unused-{run}"));
+            if let Some(b) = in_child("bulk", "braze_users", &folder, args.rows, &sshd_dir)? {
+                eprintln!("  bulk: {}", show(&b));
+                bulk.push(b);
+            }
         }
         for (stream, results) in [("braze_users", &mut sftp), (UNMAPPED, &mut unmapped)] {
             let sshd_dir = dir.path().join(format!("sshd-{stream}-{run}"));
-            if let Some(s) = runtime.block_on(through_sftp(&folder, rows, &sshd_dir, stream))? {
+            if let Some(s) = in_child("sftp", stream, &folder, args.rows, &sshd_dir)? {
                 eprintln!("  sftp into {stream}: {}", show(&s));
                 results.push(s);
             }
@@ -240,8 +320,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut body = format!(
         "## Imports: a Braze CSV export, file to profiles (issue 16)\n\n\
          Command: `cargo run --release -p tributary-bench -- import --rows {} --runs {} --write BENCHMARKS.md`\n\
-         ({}; {}; SQLite; {} rows, {:.0} MB; medians of {} runs; memory: the peak RSS of the whole process, \
-         server and bench, from the start of each path).\n\n\
+         ({}; {}; SQLite; {} rows, {:.0} MB; medians of {} runs; memory: the peak RSS of the process that ran the \
+         path, server and bench, each path in a fresh process).\n\n\
          | what | to events stored | to profiles committed | baseline | ratio (stored) | peak memory | target |\n\
          |---|---|---|---|---|---|---|\n",
         args.rows,

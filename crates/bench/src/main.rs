@@ -45,6 +45,9 @@ enum Scenario {
     Import(import::Args),
     /// The web console's main pages, signed in, vs the empty handler.
     Console(console::Args),
+    /// One path of `import`, which runs each in a process of its own.
+    #[command(hide = true)]
+    ImportPath(import::PathArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -64,5 +67,6 @@ fn main() -> anyhow::Result<()> {
         Scenario::PgAppend(args) => pg_append::run(args),
         Scenario::Import(args) => import::run(args),
         Scenario::Console(args) => console::run(args),
+        Scenario::ImportPath(args) => import::run_path(args),
     }
 }
