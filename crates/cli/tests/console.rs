@@ -163,6 +163,17 @@ async fn the_seeds_braze_setup_in_the_console_alone() {
         "the token was shown again"
     );
 
+    // A profile found by any identity: its fields, audiences and its recent raw events.
+    browser
+        .goto(&serve.url("/profiles?field=external_id&value=ola"))
+        .await;
+    let profile = browser.wait_for_text("Recent events").await;
+    assert!(
+        profile.contains("norway") && profile.contains("\"email\": \"ola@example.com\""),
+        "{profile}"
+    );
+    browser.screenshot("profile").await;
+
     for page in ["/streams", "/audiences", "/jobs", "/authorizations"] {
         browser.goto(&serve.url(page)).await;
         browser.screenshot(page.trim_start_matches('/')).await;

@@ -103,6 +103,9 @@ fn now_micros() -> Micros {
     to_micros(time::OffsetDateTime::now_utc())
 }
 
+/// How many of each stream's latest events [`Engine::recent_events_of`] looks through.
+pub const RECENT_SCAN: u32 = 5_000;
+
 fn lease_name(aid: AccountId) -> String {
     format!("pipeline:{aid}")
 }
@@ -409,17 +412,7 @@ impl Engine {
     pub async fn erase(&self, aid: AccountId, profile: &StoredProfile) -> Result<u64, EngineError> {
         let _guard = self.pipeline.lock().await;
         self.take_lease(aid).await?;
-        let state = ProfileState::from_json(&profile.state)
-            .map_err(|e| EngineError::Corrupt(format!("profile {}: {e}", profile.id)))?;
-        let mut person: HashSet<IdentityKey> = self
-            .store
-            .profile_identities(aid, profile.id)
-            .await?
-            .into_iter()
-            .collect();
-        for (field, values) in &state.identities {
-            person.extend(values.iter().map(|v| IdentityKey::new(field, v)));
-        }
+        let person = self.person_keys(aid, profile).await?;
         let plans = self.plans(aid).await?;
         let mut doomed = Vec::new();
         let mut after = 0;
@@ -448,6 +441,58 @@ impl Engine {
             "person erased"
         );
         Ok(doomed.len() as u64)
+    }
+
+    /// Every identity value of a person: the stored identities and those in its state.
+    async fn person_keys(
+        &self,
+        aid: AccountId,
+        profile: &StoredProfile,
+    ) -> Result<HashSet<IdentityKey>, EngineError> {
+        let state = ProfileState::from_json(&profile.state)
+            .map_err(|e| EngineError::Corrupt(format!("profile {}: {e}", profile.id)))?;
+        let mut person: HashSet<IdentityKey> = self
+            .store
+            .profile_identities(aid, profile.id)
+            .await?
+            .into_iter()
+            .collect();
+        for (field, values) in &state.identities {
+            person.extend(values.iter().map(|v| IdentityKey::new(field, v)));
+        }
+        Ok(person)
+    }
+
+    /// A person's recent raw events, newest first, at most `limit`: those among the latest
+    /// [`RECENT_SCAN`] events of each stream that carry one of its identities. Bounded, so a
+    /// profile page costs the same however large the log; older events are not looked for
+    /// (an erasure looks through all of them).
+    pub async fn recent_events_of(
+        &self,
+        aid: AccountId,
+        profile: &StoredProfile,
+        limit: usize,
+    ) -> Result<Vec<tributary_core::StoredEvent>, EngineError> {
+        let person = self.person_keys(aid, profile).await?;
+        let plans = self.plans(aid).await?;
+        let mut found = Vec::new();
+        for stream in self.store.streams(aid).await? {
+            for e in self
+                .store
+                .recent_events(aid, &stream.name, RECENT_SCAN)
+                .await?
+            {
+                if plans
+                    .map(&e)
+                    .is_some_and(|m| m.keys.iter().any(|k| person.contains(k)))
+                {
+                    found.push(e);
+                }
+            }
+        }
+        found.sort_by_key(|e| std::cmp::Reverse(e.id));
+        found.truncate(limit);
+        Ok(found)
     }
 
     /// The field specs of the account's current mappings.

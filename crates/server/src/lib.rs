@@ -161,6 +161,7 @@ pub(crate) fn documented_api_routes() -> (Router<Arc<AppState>>, utoipa::openapi
         .routes(routes!(membership::changes))
         .routes(routes!(membership::history))
         .routes(routes!(profiles::get, profiles::erase))
+        .routes(routes!(profiles::events))
         .routes(routes!(profiles::schema))
         .routes(routes!(profiles::table_schema))
         .routes(routes!(streams::lytics_list))

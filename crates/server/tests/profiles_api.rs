@@ -222,8 +222,54 @@ async fn rebuild_and_blocklist(app: App) {
     );
 }
 
+/// A profile's recent raw events: the person's (linked by any identity), newest first, and
+/// nobody else's; raw events need a role that may read them.
+async fn a_profiles_recent_events(app: App) {
+    for body in [
+        r#"{"braze_id": "b1", "email": "one@example.com", "n": 1}"#,
+        r#"{"braze_id": "b2", "email": "two@example.com", "n": 2}"#,
+        r#"{"external_id": "e1", "email": "one@example.com", "n": 3}"#,
+        r#"{"braze_id": "b1", "city": "Oslo", "n": 4}"#,
+    ] {
+        let (s, b) = app.post("/c/1/braze_users", Some(ADMIN), body).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    app.engine.catch_up(1).await.unwrap();
+    let (s, b) = app
+        .get("/api/entity/user/external_id/e1/events", ADMIN)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let ns: Vec<i64> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event"]["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ns, [4, 3, 1]);
+    assert_eq!(b["data"][0]["stream"], "braze_users");
+    let (s, b) = app
+        .get("/api/entity/user/external_id/e1/events?limit=1", ADMIN)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["data"].as_array().unwrap().len(), 1);
+    let (s, b) = app
+        .get("/api/entity/user/external_id/e1/events?limit=101", ADMIN)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let (s, _) = app
+        .get("/api/entity/user/external_id/nobody/events", ADMIN)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let observer = app.token(1, &["observer"], "30d").await;
+    let (s, b) = app
+        .get("/api/entity/user/external_id/e1/events", &observer)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+}
+
 http_suite!(
     webhook_becomes_a_profile,
     erasure_and_roles,
-    rebuild_and_blocklist
+    rebuild_and_blocklist,
+    a_profiles_recent_events
 );

@@ -13,7 +13,9 @@ use tributary_profile::{Plans, ProfileState};
 
 use crate::AppState;
 use crate::api::{ApiError, ApiResult, flag, ok, ok_beside, query_map};
-use crate::auth::{Authorized, Caller, ManageProfiles, ReadDefinitions, ReadProfiles};
+use crate::auth::{
+    Authorized, Caller, ManageProfiles, ReadDefinitions, ReadProfiles, ReadRawEvents,
+};
 
 /// What an observer sees of a profile: values of the fields below, numbers and booleans (counts,
 /// scores, flags). Everything else is masked: identities, text, dates, lists, and the values
@@ -278,6 +280,34 @@ pub async fn erase(
         StatusCode::OK,
         json!({ "erased_profile": profile.id.to_string(), "erased_events": events }),
     ))
+}
+
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventsParams {
+    /// How many events, newest first, up to 100 (20).
+    limit: Option<u32>,
+}
+
+/// `GET /api/entity/user/{field}/{value}/events?limit=20`: the person's recent raw events,
+/// newest first, from the latest events of each stream (see `Engine::recent_events_of`).
+#[utoipa::path(get, path = "/api/entity/user/{field}/{value}/events", tag = "profiles", params(("field" = String, Path, description = "An identity field"), ("value" = String, Path, description = "Its value"), EventsParams), responses(crate::openapi::Enveloped))]
+pub async fn events(
+    State(state): State<Arc<AppState>>,
+    auth: Authorized<ReadRawEvents>,
+    Path((field, value)): Path<(String, String)>,
+    Query(params): Query<EventsParams>,
+) -> ApiResult {
+    let limit = crate::api::bounded("limit", params.limit, 20, 100)?;
+    let aid = auth.caller.account_id;
+    let profile = find(&state, aid, &field, &value).await?;
+    let events = state
+        .engine
+        .recent_events_of(aid, &profile, limit as usize)
+        .await
+        .map_err(engine_error)?;
+    let data: Vec<Json> = events.iter().map(super::streams::event_json).collect();
+    Ok(ok(StatusCode::OK, data))
 }
 
 /// Lytics' tables in a path: profiles are the one table Tributary has, `user`.

@@ -102,18 +102,19 @@ pub async fn events(
         .store
         .recent_events(auth.caller.account_id, &name, limit)
         .await?;
-    let data: Vec<_> = events
-        .into_iter()
-        .map(|e| {
-            json!({
-                "id": e.id,
-                "received": format_rfc3339(from_micros(e.received_at)),
-                "event_time": format_rfc3339(from_micros(e.event_time)),
-                "event": e.payload_json(),
-            })
-        })
-        .collect();
+    let data: Vec<_> = events.iter().map(event_json).collect();
     Ok(ok(StatusCode::OK, data))
+}
+
+/// A raw event as the API shows it.
+pub(crate) fn event_json(e: &tributary_core::StoredEvent) -> serde_json::Value {
+    json!({
+        "id": e.id,
+        "stream": e.stream,
+        "received": format_rfc3339(from_micros(e.received_at)),
+        "event_time": format_rfc3339(from_micros(e.event_time)),
+        "event": e.payload_json(),
+    })
 }
 
 /// Lytics' name for `GET /v2/stream`.

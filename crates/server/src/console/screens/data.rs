@@ -184,7 +184,7 @@ pub(crate) async fn profiles(console: Console, OriginalUri(uri): OriginalUri) ->
         .into_response()
 }
 
-/// `GET /profiles/{id}`: fields, identities, merges, audiences, and erase.
+/// `GET /profiles/{id}`: fields, identities, merges, audiences, recent events, and erase.
 pub(crate) async fn profile(console: Console, Path(id): Path<i64>) -> Response {
     let p = match console.get(&format!("/api/entity/user/_id/{id}")).await {
         Ok(p) => p,
@@ -220,6 +220,19 @@ pub(crate) async fn profile(console: Console, Path(id): Path<i64>) -> Response {
             text: pretty(&p["_merges"]),
         },
     ];
+    if console.may::<ReadRawEvents>() {
+        let events = console
+            .get(&format!("/api/entity/user/_id/{id}/events?limit=20"))
+            .await
+            .unwrap_or_default();
+        sections.push(Section::Code {
+            title: format!(
+                "Recent events (among each stream's latest {})",
+                tributary_engine::RECENT_SCAN
+            ),
+            text: pretty(&events),
+        });
+    }
     if console.may::<ManageProfiles>() {
         sections.push(Section::single(Cell::button(
                 format!("/profiles/{id}/erase"),
