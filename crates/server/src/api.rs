@@ -134,6 +134,14 @@ pub fn ok_page<T: Serialize>(items: T, next: Option<String>, total: u64) -> Resp
 
 pub type ApiResult = Result<Response, ApiError>;
 
+/// `?minutes=`: how far back a per-minute series goes (each endpoint bounds it).
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MinutesParams {
+    /// How many minutes back (60).
+    pub minutes: Option<u32>,
+}
+
 /// A count parameter (`limit`, `minutes`, `days`): `default` when absent, else within
 /// `1..=max`, or a 400 that names the parameter and its range.
 pub fn bounded(name: &str, value: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {

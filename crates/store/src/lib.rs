@@ -435,8 +435,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// The newest `limit` lines, oldest first.
     async fn job_logs(&self, job_id: i64, limit: u32) -> Result<Vec<JobLogLine>>;
     /// The job's metrics as they stood at its last report of each minute, from the minute of
-    /// `since` on, as `(minute, metrics)` ascending. Every report that is written records
-    /// its minute (see `report_job`); a day of minutes is kept per job.
+    /// `since` on, as `(minute, metrics)` ascending, preceded by the last recorded minute
+    /// before it (where the window's first increase is measured from), if any. Every report
+    /// that is written records its minute (see `report_job`); a day of minutes is kept per job.
     async fn job_minutes(
         &self,
         job_id: i64,

@@ -1235,6 +1235,27 @@ async fn job_reports_keep_each_minutes_metrics(store: Arc<dyn Store>) {
         .map(|(m, metrics)| (*m, metrics["users_sent"].as_u64().unwrap()))
         .collect();
     assert_eq!(sent, vec![(t, 5), (t + minute, 9)]);
+    // A window begins with the last minute before it: where its first increase starts from.
+    let from_later: Vec<i64> = store
+        .job_minutes(job.id, t + minute + 1)
+        .await
+        .unwrap()
+        .iter()
+        .map(|(m, _)| *m)
+        .collect();
+    assert_eq!(from_later, vec![t, t + minute]);
+    let from_after: Vec<i64> = store
+        .job_minutes(job.id, t + 5 * minute)
+        .await
+        .unwrap()
+        .iter()
+        .map(|(m, _)| *m)
+        .collect();
+    assert_eq!(
+        from_after,
+        vec![t + minute],
+        "the last minute before the window"
+    );
     assert!(
         store
             .set_job_state(1, job.id, &JobState::ACTIVE, JobState::Killed, None, t)

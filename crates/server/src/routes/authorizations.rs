@@ -162,15 +162,16 @@ pub async fn create(
     Ok(ok(StatusCode::CREATED, data))
 }
 
-/// `GET /v2/auth`, and with `LYTICS` Lytics' `GET /api/auth`.
-async fn list_as<const LYTICS: bool>(
+/// `GET /v2/auth`, and with `lytics` Lytics' `GET /api/auth`.
+async fn list_as(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadAuthorizations>,
+    lytics: bool,
 ) -> ApiResult {
     let all = state.store.authorizations(auth.caller.account_id).await?;
     Ok(ok(
         StatusCode::OK,
-        all.iter().map(|a| auth_json(a, LYTICS)).collect::<Vec<_>>(),
+        all.iter().map(|a| auth_json(a, lytics)).collect::<Vec<_>>(),
     ))
 }
 
@@ -183,14 +184,15 @@ async fn find(state: &AppState, aid: i64, id: &str) -> Result<Authorization, Api
         .ok_or_else(|| ApiError::not_found(format!("account {aid} has no authorization {id}")))
 }
 
-/// `GET /v2/auth/{id}`, and with `LYTICS` Lytics' `GET /api/auth/{id}`.
-async fn get_as<const LYTICS: bool>(
+/// `GET /v2/auth/{id}`, and with `lytics` Lytics' `GET /api/auth/{id}`.
+async fn get_as(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadAuthorizations>,
     Path(id): Path<String>,
+    lytics: bool,
 ) -> ApiResult {
     let found = find(&state, auth.caller.account_id, &id).await?;
-    Ok(ok(StatusCode::OK, auth_json(&found, LYTICS)))
+    Ok(ok(StatusCode::OK, auth_json(&found, lytics)))
 }
 
 /// `PUT /v2/auth/{id}`: label, description and config; secrets left out (or sent as
@@ -278,7 +280,7 @@ pub async fn delete(
     responses(crate::openapi::Enveloped)
 )]
 pub async fn list(state: State<Arc<AppState>>, auth: Authorized<ReadAuthorizations>) -> ApiResult {
-    list_as::<false>(state, auth).await
+    list_as(state, auth, false).await
 }
 
 /// Lytics' name for `GET /v2/auth`, in Lytics' shape.
@@ -292,7 +294,7 @@ pub async fn lytics_list(
     state: State<Arc<AppState>>,
     auth: Authorized<ReadAuthorizations>,
 ) -> ApiResult {
-    list_as::<true>(state, auth).await
+    list_as(state, auth, true).await
 }
 
 #[utoipa::path(get, path = "/v2/auth/{key}", tag = "authorizations", params(("key" = String, Path, description = "The authorization id")), responses(crate::openapi::Enveloped))]
@@ -301,7 +303,7 @@ pub async fn get(
     auth: Authorized<ReadAuthorizations>,
     id: Path<String>,
 ) -> ApiResult {
-    get_as::<false>(state, auth, id).await
+    get_as(state, auth, id, false).await
 }
 
 /// Lytics' name for `GET /v2/auth/{id}`, in Lytics' shape.
@@ -311,5 +313,5 @@ pub async fn lytics_get(
     auth: Authorized<ReadAuthorizations>,
     id: Path<String>,
 ) -> ApiResult {
-    get_as::<true>(state, auth, id).await
+    get_as(state, auth, id, true).await
 }

@@ -49,19 +49,6 @@ pub async fn collect_in_account(
     collect(&state, &caller, &stream, &uri, &headers, body, Format::Json).await
 }
 
-/// `/collect/json/{stream}` (`BULK = false`) and `/collect/bulk/{stream}` (`BULK = true`).
-async fn collect_by_token<const BULK: bool>(
-    State(state): State<Arc<AppState>>,
-    auth: Authorized<Collect>,
-    Path(stream): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult {
-    let format = if BULK { Format::Bulk } else { Format::Json };
-    collect(&state, &auth.caller, &stream, &uri, &headers, body, format).await
-}
-
 async fn collect(
     state: &AppState,
     caller: &Caller,
@@ -434,25 +421,43 @@ async fn read_body(
 /// Events into a stream of the token's account: one JSON event or an array of them.
 #[utoipa::path(post, path = "/collect/json/{stream}", tag = "collect", params(("stream" = String, Path, description = "The stream the events go to"), ("dryrun" = Option<bool>, Query, description = "Validate and count without storing")), request_body(content = serde_json::Value, description = "One JSON event or an array of events (gzip allowed)", content_type = "application/json"), responses(crate::openapi::Enveloped))]
 pub async fn collect_json(
-    state: State<Arc<AppState>>,
+    State(state): State<Arc<AppState>>,
     auth: Authorized<Collect>,
-    stream: Path<String>,
+    Path(stream): Path<String>,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    collect_by_token::<false>(state, auth, stream, uri, headers, body).await
+    collect(
+        &state,
+        &auth.caller,
+        &stream,
+        &uri,
+        &headers,
+        body,
+        Format::Json,
+    )
+    .await
 }
 
 /// Many events at once: CSV with a header row (text/csv), or JSON (application/json).
 #[utoipa::path(post, path = "/collect/bulk/{stream}", tag = "collect", params(("stream" = String, Path, description = "The stream the events go to"), ("dryrun" = Option<bool>, Query, description = "Validate and count without storing")), request_body(content = String, description = "CSV with a header row, or JSON (gzip allowed)", content_type = "text/csv"), responses(crate::openapi::Enveloped))]
 pub async fn collect_bulk(
-    state: State<Arc<AppState>>,
+    State(state): State<Arc<AppState>>,
     auth: Authorized<Collect>,
-    stream: Path<String>,
+    Path(stream): Path<String>,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    collect_by_token::<true>(state, auth, stream, uri, headers, body).await
+    collect(
+        &state,
+        &auth.caller,
+        &stream,
+        &uri,
+        &headers,
+        body,
+        Format::Bulk,
+    )
+    .await
 }

@@ -150,15 +150,16 @@ pub(crate) async fn create_job(
     Ok(ok(StatusCode::CREATED, job_json(&job, lytics)))
 }
 
-/// `GET /v2/job`, and with `LYTICS` Lytics' `GET /api/work`.
-async fn list_as<const LYTICS: bool>(
+/// `GET /v2/job`, and with `lytics` Lytics' `GET /api/work`.
+async fn list_as(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadJobs>,
+    lytics: bool,
 ) -> ApiResult {
     let jobs = state.store.jobs(auth.caller.account_id).await?;
     Ok(ok(
         StatusCode::OK,
-        jobs.iter().map(|j| job_json(j, LYTICS)).collect::<Vec<_>>(),
+        jobs.iter().map(|j| job_json(j, lytics)).collect::<Vec<_>>(),
     ))
 }
 
@@ -173,14 +174,15 @@ async fn find(state: &AppState, aid: i64, id: &str) -> Result<Job, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("account {aid} has no job {id}")))
 }
 
-/// `GET /v2/job/{id}`, and with `LYTICS` Lytics' `GET /api/work/{id}`.
-async fn get_as<const LYTICS: bool>(
+/// `GET /v2/job/{id}`, and with `lytics` Lytics' `GET /api/work/{id}`.
+async fn get_as(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadJobs>,
     Path(id): Path<String>,
+    lytics: bool,
 ) -> ApiResult {
     let job = find(&state, auth.caller.account_id, &id).await?;
-    Ok(ok(StatusCode::OK, job_json(&job, LYTICS)))
+    Ok(ok(StatusCode::OK, job_json(&job, lytics)))
 }
 
 /// `POST /v2/job/{id}/{pause|resume|kill}`.
@@ -262,7 +264,7 @@ pub async fn logs(
     responses(crate::openapi::Enveloped)
 )]
 pub async fn list(state: State<Arc<AppState>>, auth: Authorized<ReadJobs>) -> ApiResult {
-    list_as::<false>(state, auth).await
+    list_as(state, auth, false).await
 }
 
 /// Lytics' name for `GET /v2/job` (its jobs are "work"), in Lytics' shape.
@@ -273,7 +275,7 @@ pub async fn list(state: State<Arc<AppState>>, auth: Authorized<ReadJobs>) -> Ap
     responses(crate::openapi::Enveloped)
 )]
 pub async fn lytics_list(state: State<Arc<AppState>>, auth: Authorized<ReadJobs>) -> ApiResult {
-    list_as::<true>(state, auth).await
+    list_as(state, auth, true).await
 }
 
 #[utoipa::path(get, path = "/v2/job/{key}", tag = "jobs", params(("key" = String, Path, description = "The job id")), responses(crate::openapi::Enveloped))]
@@ -282,7 +284,7 @@ pub async fn get(
     auth: Authorized<ReadJobs>,
     id: Path<String>,
 ) -> ApiResult {
-    get_as::<false>(state, auth, id).await
+    get_as(state, auth, id, false).await
 }
 
 /// Lytics' name for `GET /v2/job/{id}`, in Lytics' shape.
@@ -292,24 +294,19 @@ pub async fn lytics_get(
     auth: Authorized<ReadJobs>,
     id: Path<String>,
 ) -> ApiResult {
-    get_as::<true>(state, auth, id).await
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct MinutesParams {
-    /// How many minutes back, up to a day (60).
-    minutes: Option<u32>,
+    get_as(state, auth, id, true).await
 }
 
 /// `GET /v2/job/{id}/minutes?minutes=60`: the job's metrics as they stood at its last report
-/// of each minute (cumulative: a minute's throughput is the difference from the one before).
-#[utoipa::path(get, path = "/v2/job/{id}/minutes", tag = "jobs", params(("id" = String, Path, description = "The job id"), MinutesParams), responses(crate::openapi::Enveloped))]
+/// of each minute (cumulative: a minute's throughput is the difference from the one before),
+/// beginning with the last minute before the window, if any, to count the first from.
+/// `minutes` goes back at most a day, as far as the rows are kept.
+#[utoipa::path(get, path = "/v2/job/{id}/minutes", tag = "jobs", params(("id" = String, Path, description = "The job id"), crate::api::MinutesParams), responses(crate::openapi::Enveloped))]
 pub async fn minutes(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadJobs>,
     Path(id): Path<String>,
-    axum::extract::Query(params): axum::extract::Query<MinutesParams>,
+    axum::extract::Query(params): axum::extract::Query<crate::api::MinutesParams>,
 ) -> ApiResult {
     let minutes = bounded("minutes", params.minutes, 60, 24 * 60)?;
     let job = find(&state, auth.caller.account_id, &id).await?;

@@ -128,26 +128,20 @@ pub async fn lytics_list(state: State<Arc<AppState>>, auth: Authorized<ReadStrea
     list(state, auth).await
 }
 
-#[derive(serde::Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct MinutesParams {
-    /// How many minutes back, up to 8 days (60).
-    minutes: Option<u32>,
-}
-
 /// `GET /v2/stream/_minutes?minutes=60`: events stored per minute and stream, oldest first;
-/// minutes without events are left out.
+/// minutes without events are left out. `minutes` goes back at most 8 days, as far as the
+/// counts are kept.
 #[utoipa::path(
     get,
     path = "/v2/stream/_minutes",
     tag = "streams",
-    params(MinutesParams),
+    params(crate::api::MinutesParams),
     responses(crate::openapi::Enveloped)
 )]
 pub async fn minutes(
     State(state): State<Arc<AppState>>,
     auth: Authorized<ReadStreams>,
-    axum::extract::Query(params): axum::extract::Query<MinutesParams>,
+    axum::extract::Query(params): axum::extract::Query<crate::api::MinutesParams>,
 ) -> ApiResult {
     let kept = (tributary_store::MINUTES_KEPT_SECS / 60) as u32;
     let minutes = bounded("minutes", params.minutes, 60, kept)?;

@@ -256,8 +256,11 @@ impl JobStore for SqlStore {
         job_id: i64,
         since: Micros,
     ) -> Result<Vec<(Micros, serde_json::Value)>> {
+        // From the last minute before the window, if any: the metrics as they stood when
+        // it began, which the window's first increase is measured from.
         let rows: Vec<(Micros, String)> = sqlx::query_as(
-            "SELECT minute, metrics FROM job_minutes WHERE job_id = $1 AND minute >= $2
+            "SELECT minute, metrics FROM job_minutes WHERE job_id = $1 AND minute >= COALESCE(
+               (SELECT MAX(minute) FROM job_minutes WHERE job_id = $1 AND minute < $2), $2)
              ORDER BY minute",
         )
         .bind(job_id)

@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{items, text};
+use crate::console::Console;
 use crate::console::view::{Chart, Section};
 
 /// The minutes a chart spans, ending with the current one.
@@ -38,8 +39,14 @@ fn minute_points(values: &[(i64, f64)], now: OffsetDateTime) -> Vec<(String, f64
         .collect()
 }
 
-/// One chart per stream (busiest first, at most `limit`) from `GET /v2/stream/_minutes`.
-pub(super) fn events_per_minute(rows: &Value, now: OffsetDateTime, limit: usize) -> Vec<Section> {
+/// `GET /v2/stream/_minutes` over the charts' window (none when the token may not read it).
+pub(super) async fn stream_rows(console: &Console) -> Option<Value> {
+    let path = format!("/v2/stream/_minutes?minutes={WINDOW_MINUTES}");
+    console.get(&path).await.ok()
+}
+
+/// The rows of `GET /v2/stream/_minutes` as (minute, events) points per stream.
+fn by_stream(rows: &Value) -> Vec<(String, Vec<(i64, f64)>)> {
     let mut streams: Vec<(String, Vec<(i64, f64)>)> = Vec::new();
     for row in items(rows) {
         let (Some(at), Some(events)) = (parse(&row["minute"]), row["events"].as_f64()) else {
@@ -52,6 +59,12 @@ pub(super) fn events_per_minute(rows: &Value, now: OffsetDateTime, limit: usize)
             None => streams.push((stream, vec![point])),
         }
     }
+    streams
+}
+
+/// One chart per stream (busiest first, at most `limit`) from `GET /v2/stream/_minutes`.
+pub(super) fn events_per_minute(rows: &Value, now: OffsetDateTime, limit: usize) -> Vec<Section> {
+    let mut streams = by_stream(rows);
     let total = |points: &[(i64, f64)]| points.iter().map(|p| p.1).sum::<f64>();
     streams.sort_by(|a, b| total(&b.1).total_cmp(&total(&a.1)));
     streams
@@ -63,11 +76,11 @@ pub(super) fn events_per_minute(rows: &Value, now: OffsetDateTime, limit: usize)
 
 /// The chart of one stream, flat when it had no events in the window.
 pub(super) fn stream_per_minute(rows: &Value, stream: &str, now: OffsetDateTime) -> Section {
-    let points: Vec<(i64, f64)> = items(rows)
-        .iter()
-        .filter(|row| row["stream"] == stream)
-        .filter_map(|row| Some((minute_of(parse(&row["minute"])?), row["events"].as_f64()?)))
-        .collect();
+    let points = by_stream(rows)
+        .into_iter()
+        .find(|(s, _)| s == stream)
+        .map(|(_, points)| points)
+        .unwrap_or_default();
     stream_chart(stream, &points, now)
 }
 

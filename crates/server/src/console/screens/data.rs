@@ -39,7 +39,7 @@ pub(crate) async fn overview(console: Console, OriginalUri(uri): OriginalUri) ->
     {
         sections.push(Section::Heading("Streams".into()));
         sections.push(stream_table(&streams));
-        if let Ok(rows) = console.get("/v2/stream/_minutes?minutes=60").await {
+        if let Some(rows) = super::charts::stream_rows(&console).await {
             let now = time::OffsetDateTime::now_utc();
             sections.extend(super::charts::events_per_minute(&rows, now, 4));
         }
@@ -115,7 +115,7 @@ pub(crate) async fn stream(console: Console, Path(name): Path<String>) -> Respon
         ),
         ("Settings".into(), found["settings"].to_string()),
     ])];
-    if let Ok(rows) = console.get("/v2/stream/_minutes?minutes=60").await {
+    if let Some(rows) = super::charts::stream_rows(&console).await {
         let now = time::OffsetDateTime::now_utc();
         sections.push(super::charts::stream_per_minute(&rows, &name, now));
     }

@@ -502,11 +502,12 @@ pub(crate) async fn control(
 }
 
 /// The job's throughput and its errors per minute over the last hour, from the per-minute
-/// metrics the store keeps (a day of them).
+/// metrics the store keeps (the window's rows, and the last one before it to count from).
 async fn throughput_charts(console: &Console, job: &Value) -> Vec<Section> {
     let id = text(&job["id"]);
+    let window = super::charts::WINDOW_MINUTES;
     let Ok(rows) = console
-        .get(&format!("/v2/job/{id}/minutes?minutes=1440"))
+        .get(&format!("/v2/job/{id}/minutes?minutes={window}"))
         .await
     else {
         return Vec::new();
@@ -516,7 +517,8 @@ async fn throughput_charts(console: &Console, job: &Value) -> Vec<Section> {
         &text(&job["created"]),
         &time::format_description::well_known::Rfc3339,
     );
-    // The rows reach back to the job's start: its first report counts from zero.
+    // Without a row before the window, a job younger than the day of rows kept had no report
+    // before: its first report counts from zero. (An older one's first row is its baseline.)
     let fresh = created.is_ok_and(|c| now - c < time::Duration::days(1));
     let (work, work_unit, errors): (&[&str], &str, &[&str]) = match text(&job["workflow"]).as_str()
     {
