@@ -58,7 +58,7 @@ pub async fn run(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let worker = tokio::spawn(engine.clone().run(stopped(stop_rx.clone())));
+    let worker = engine.spawn_worker(stopped(stop_rx.clone()));
     let runner = tokio::spawn(jobs.clone().run(stopped(stop_rx.clone())));
     let sftp = managed_sftp.map(|door| {
         let server = tributary_imports::managed::ManagedSftp {

@@ -269,16 +269,17 @@ pub trait ProfileStore: Send + Sync + 'static {
     /// Events received but not yet applied by the pipeline, per stream of the account (streams
     /// with none are left out), by stream name.
     async fn pipeline_lag(&self, aid: AccountId) -> Result<Vec<(String, i64)>>;
-    /// The profiles the given identity values belong to (absent keys are left out).
+    /// The profiles the given identity values belong to (absent keys are left out). Like
+    /// [`Store::load_profiles`], it reads through the read pool: on SQLite it never queues
+    /// behind the pipeline's commits (so the pipeline can read its next batch while one
+    /// commits, and the API's entity lookups never wait on the writer), and it sees every
+    /// transaction committed before it began.
     async fn lookup_identities(
         &self,
         aid: AccountId,
         keys: &[IdentityKey],
     ) -> Result<Vec<(IdentityKey, i64)>>;
     async fn load_profiles(&self, aid: AccountId, ids: &[i64]) -> Result<Vec<StoredProfile>>;
-    /// `load_profiles` for readers outside the pipeline (the Braze export): on SQLite it uses
-    /// the read pool, so it never queues behind the pipeline's commits or event appends.
-    async fn read_profiles(&self, aid: AccountId, ids: &[i64]) -> Result<Vec<StoredProfile>>;
     /// Applies a batch atomically; `Ok(false)` (and nothing changed) when the cursor is no
     /// longer `expected_cursor` because another node got there first.
     async fn commit_pipeline(&self, aid: AccountId, commit: &PipelineCommit) -> Result<bool>;

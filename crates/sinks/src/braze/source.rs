@@ -367,7 +367,7 @@ impl Source {
     async fn identifiers(&self, ids: &[i64]) -> Result<HashMap<i64, Option<String>>, StoreError> {
         let mut out = HashMap::with_capacity(ids.len());
         for part in ids.chunks(1_000) {
-            for profile in self.store.read_profiles(self.aid, part).await? {
+            for profile in self.store.load_profiles(self.aid, part).await? {
                 let value = ProfileState::from_json(&profile.state)
                     .ok()
                     .and_then(|state| identifier(&state, &self.plans, &self.identifier_field));

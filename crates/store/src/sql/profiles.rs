@@ -46,7 +46,7 @@ impl ProfileStore for SqlStore {
         let found = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(json(serde_json::to_string(&rows))?)
             .bind(aid)
-            .fetch_all(&self.state.write)
+            .fetch_all(&self.state.read)
             .await?;
         found
             .iter()
@@ -60,11 +60,6 @@ impl ProfileStore for SqlStore {
     }
 
     async fn load_profiles(&self, aid: AccountId, ids: &[i64]) -> Result<Vec<StoredProfile>> {
-        let mut conn = self.state.write.acquire().await?;
-        profiles_by_id(&mut conn, self.dialect, aid, ids).await
-    }
-
-    async fn read_profiles(&self, aid: AccountId, ids: &[i64]) -> Result<Vec<StoredProfile>> {
         let mut conn = self.state.read.acquire().await?;
         profiles_by_id(&mut conn, self.dialect, aid, ids).await
     }
