@@ -221,8 +221,17 @@ impl Engine {
         // The name this node holds pipeline leases under (the `leases` table shows it).
         tracing::info!(node = %self.node, "pipeline worker started");
         loop {
-            if let Err(e) = self.catch_up_all().await {
-                tracing::error!(error = %e, "pipeline pass failed; retrying");
+            // Shutdown stops a pass midway, between two awaits: a long backlog does not hold
+            // up a stop, and what a batch did not commit is done again by the next holder
+            // of the lease (each commit is atomic and a compare-and-set on the cursor).
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                passed = self.catch_up_all() => {
+                    if let Err(e) = passed {
+                        tracing::error!(error = %e, "pipeline pass failed; retrying");
+                    }
+                }
             }
             tokio::select! {
                 _ = &mut shutdown => break,

@@ -373,7 +373,64 @@ async fn audience_sizes_are_recorded_for_the_day(store: Arc<dyn Store>) {
     );
 }
 
+/// A stop ends the worker in the middle of a long backlog, not after it, and nothing moves
+/// after it; what it had not committed is applied once by the next catch-up.
+async fn a_stop_ends_a_long_catch_up_midway(store: Arc<dyn Store>) {
+    // Batches of one event: the backlog takes thousands of commits.
+    let engine = setup(&store, 10, 1).await;
+    let n: i64 = 3_000;
+    let events: Vec<NewEvent> = (0..n)
+        .map(|i| ev("web", i, json!({"_uid": format!("u{i}")})))
+        .collect();
+    store.append_events(&events).await.unwrap();
+    let last = store
+        .events_after(1, 0, n as u32)
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .id;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = engine.spawn_worker(async move {
+        let _ = stopped.await;
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while store.pipeline_cursor(1).await.unwrap() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(30), worker)
+        .await
+        .expect("the worker stops without finishing the backlog")
+        .unwrap();
+    let stopped_at = store.pipeline_cursor(1).await.unwrap();
+    assert!(
+        stopped_at < last,
+        "the worker stopped at the end of the backlog ({stopped_at}), not when told"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(store.pipeline_cursor(1).await.unwrap(), stopped_at);
+
+    let left = store
+        .events_after(1, stopped_at, n as u32)
+        .await
+        .unwrap()
+        .len();
+    let stats = engine.catch_up(1).await.unwrap();
+    assert_eq!(stats.events, left as u64, "the rest, once");
+    assert_eq!(store.pipeline_cursor(1).await.unwrap(), last);
+    for u in ["u0", "u1499", "u2999"] {
+        let (_, state) = profile_of(&engine, "_uid", u).await.unwrap();
+        assert_eq!(state.events, 1, "{u} applied once");
+    }
+}
+
 tributary_store::backend_tests!(
+    a_stop_ends_a_long_catch_up_midway,
     identities_link_and_merge,
     blocklist_and_cap_prevent_over_merging,
     rebuild_after_a_mapping_change_and_erasure,

@@ -3,7 +3,8 @@
 //! applied exactly once whatever crashes; the events it reads come from the log.
 
 use async_trait::async_trait;
-use sqlx::{AnyConnection, Connection, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, Connection, Row};
 use tributary_core::{AccountId, IdentityKey, MergeRecord, Micros, PipelineCommit, StoredProfile};
 
 use super::audiences::{apply_changes, erase_memberships};
@@ -73,18 +74,17 @@ impl ProfileStore for SqlStore {
         // recomputed from the raw events, whose own file stays fully synchronous, and the
         // cursor is lost with it. So the pipeline's commits skip the fsync; the next fully
         // synchronous commit of this file makes them durable too.
-        sqlx::query("PRAGMA synchronous = NORMAL")
-            .execute(&mut *conn)
-            .await?;
-        let result = commit_pipeline_on(&mut conn, self.dialect, aid, c).await;
-        if let Err(e) = sqlx::query("PRAGMA synchronous = FULL")
-            .execute(&mut *conn)
-            .await
-        {
-            // Never hand a connection with relaxed durability to an acknowledged write.
-            conn.close_on_drop();
-            return Err(e.into());
-        }
+        let mut relaxed = Relaxed(Some(conn));
+        let result = match relaxed.conn() {
+            Some(conn) => {
+                sqlx::query("PRAGMA synchronous = NORMAL")
+                    .execute(&mut *conn)
+                    .await?;
+                commit_pipeline_on(conn, self.dialect, aid, c).await
+            }
+            None => Err(StoreError::Corrupt("the state writer went missing".into())),
+        };
+        relaxed.restore().await?;
         result
     }
 
@@ -270,6 +270,38 @@ async fn profiles_by_id(
     Ok(out)
 }
 
+/// The state writer while a pipeline commit runs with `synchronous = NORMAL`. Unless
+/// [`Relaxed::restore`] set `FULL` again, it is closed instead of going back to the pool
+/// (a commit whose caller is dropped midway, as the pipeline worker is at shutdown, stops at
+/// any await): a connection with relaxed durability never serves an acknowledged write.
+struct Relaxed(Option<PoolConnection<Any>>);
+
+impl Relaxed {
+    fn conn(&mut self) -> Option<&mut AnyConnection> {
+        self.0.as_deref_mut()
+    }
+
+    async fn restore(mut self) -> Result<()> {
+        if let Some(conn) = self.conn() {
+            sqlx::query("PRAGMA synchronous = FULL")
+                .execute(&mut *conn)
+                .await?;
+        }
+        // Restored: back to the pool.
+        self.0.take();
+        Ok(())
+    }
+}
+
+impl Drop for Relaxed {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            // The pool opens a replacement.
+            drop(conn.detach());
+        }
+    }
+}
+
 /// The body of `commit_pipeline`, on the state writer.
 async fn commit_pipeline_on(
     conn: &mut AnyConnection,
@@ -420,4 +452,67 @@ async fn upsert_profiles(
 /// A batch serialized for [`Dialect::json_rows`].
 fn json(rows: serde_json::Result<String>) -> Result<String> {
     rows.map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tributary_core::{NewToken, Role, TokenSecret};
+
+    use super::*;
+    use crate::AccountStore;
+
+    /// A pipeline commit stopped midway (its caller dropped it) leaves no writer with
+    /// `synchronous = NORMAL` behind for the next acknowledged write.
+    #[tokio::test]
+    async fn a_commit_stopped_midway_leaves_the_writer_fully_synchronous() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqlStore::sqlite(&dir.path().join("t.db")).await.unwrap();
+        let admin = NewToken {
+            account_id: None,
+            name: "a".into(),
+            description: String::new(),
+            roles: vec![Role::Admin],
+            hash: TokenSecret::generate().hash(),
+            created_at: 0,
+            expires_at: None,
+        };
+        store.bootstrap("Default", &admin, 0).await.unwrap();
+        let state = format!("{{\"x\":\"{}\"}}", "y".repeat(1_000));
+        let commit = PipelineCommit {
+            expected_cursor: 0,
+            new_cursor: 1,
+            profiles: (1..=20_000)
+                .map(|id| StoredProfile {
+                    account_id: 1,
+                    id,
+                    state: state.clone(),
+                    created_at: 0,
+                    modified_at: 0,
+                    next_check: None,
+                })
+                .collect(),
+            ..PipelineCommit::default()
+        };
+        let mut stopped = 0;
+        for wait in [2, 5, 10, 20, 40] {
+            let run = store.commit_pipeline(1, &commit);
+            if tokio::time::timeout(Duration::from_millis(wait), run)
+                .await
+                .is_err()
+            {
+                stopped += 1;
+            }
+            let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&store.state.write)
+                .await
+                .unwrap();
+            assert_eq!(
+                synchronous, 2,
+                "FULL after a commit stopped after {wait} ms"
+            );
+        }
+        assert!(stopped > 0, "no commit was stopped midway");
+    }
 }
