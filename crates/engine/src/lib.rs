@@ -19,6 +19,7 @@ pub mod membership;
 mod pending;
 mod read_ahead;
 pub mod resolve;
+mod scheduling;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub use audiences::{Audiences, Scope};
 use pending::Pending;
 use read_ahead::{Fetched, ReadAhead};
 pub use resolve::Stats;
+use scheduling::{Foreground, cpu_work, worker_runtime};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -74,6 +76,8 @@ pub struct Engine {
     node: String,
     /// Wakes the worker (after a commit of new events).
     wake: Notify,
+    /// When ingestion last woke it.
+    foreground: Arc<Foreground>,
     /// Serialises pipeline work and erasures inside this process.
     pipeline: Mutex<()>,
     /// When this node last sampled each account's audience sizes (`sample_sizes`).
@@ -104,64 +108,6 @@ struct Resolved {
     commit: PipelineCommit,
 }
 
-/// The runtime the pipeline worker runs on: one thread, for the whole process.
-///
-/// Why not the server's: the worker's own async work (decoding the rows it reads, binding the
-/// rows it commits) comes in polls of milliseconds, and on the server's workers every such poll
-/// held up the requests queued behind it (the mapped single-event webhooks' p99 went from 1.6x
-/// to 2.3x the unmapped one's, BENCHMARKS.md). Why for the whole process: a PostgreSQL
-/// connection the worker opens stays registered with this runtime's I/O driver and goes back
-/// to the pool the server shares, so the driver must outlive every user of the pool.
-fn worker_runtime() -> Result<&'static tokio::runtime::Runtime, &'static str> {
-    static RUNTIME: std::sync::OnceLock<Result<tokio::runtime::Runtime, String>> =
-        std::sync::OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .thread_name("pipeline")
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(String::as_str)
-}
-
-/// How much less the pipeline's CPU work weighs with the scheduler than the rest of the
-/// process (a Linux nice value: 10 weighs about a tenth of 0).
-const BACKGROUND_NICE: i32 = 10;
-
-/// Runs the pipeline's CPU work (mapping, resolving, evaluating audiences) on a thread of its
-/// own at a lower scheduling priority, so the requests the server answers meanwhile, ingestion
-/// first, get the CPU before it: under load the pipeline uses what they leave and falls
-/// behind, and catches up at full speed once they are done. (Threads it starts, such as
-/// [`in_parallel`]'s, inherit the priority.)
-async fn blocking<R: Send + 'static>(
-    f: impl FnOnce() -> R + Send + 'static,
-) -> Result<R, EngineError> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("pipeline-cpu".into())
-        .spawn(move || {
-            lower_priority();
-            let _ = tx.send(f());
-        })
-        .map_err(|e| EngineError::Corrupt(format!("no thread for pipeline work: {e}")))?;
-    rx.await
-        .map_err(|_| EngineError::Corrupt("pipeline work failed (it panicked)".into()))
-}
-
-/// Lowers the calling thread's scheduling priority to [`BACKGROUND_NICE`].
-fn lower_priority() {
-    // On Linux a nice value belongs to a thread: `PRIO_PROCESS` with 0 names the caller.
-    #[cfg(target_os = "linux")]
-    // SAFETY: setpriority reads no memory of ours; a failure leaves the priority as it was.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE);
-    }
-}
-
 fn now_micros() -> Micros {
     to_micros(time::OffsetDateTime::now_utc())
 }
@@ -181,6 +127,7 @@ impl Engine {
             config,
             node,
             wake: Notify::new(),
+            foreground: Foreground::new(),
             pipeline: Mutex::new(()),
             sizes_sampled: Default::default(),
         })
@@ -188,6 +135,7 @@ impl Engine {
 
     /// Tells the worker there may be new events.
     pub fn wake(&self) {
+        self.foreground.touch();
         self.wake.notify_one();
     }
 
@@ -304,6 +252,7 @@ impl Engine {
                     let cursor = self.store.pipeline_cursor(aid).await?;
                     reader.insert(ReadAhead::start(
                         self.store.clone(),
+                        self.foreground.clone(),
                         aid,
                         cursor,
                         self.config.batch_size,
@@ -438,7 +387,7 @@ impl Engine {
         };
         let setup = setup.clone();
         let cap = self.config.identity_cap;
-        let (stats, mut commit) = blocking(move || {
+        let (stats, mut commit) = cpu_work(&self.foreground, move || {
             let now = now_micros();
             let mut resolver = resolve::Resolver::new(
                 &setup.plans,

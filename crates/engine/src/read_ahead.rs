@@ -6,7 +6,8 @@ use tributary_core::{AccountId, StoredEvent};
 use tributary_profile::{Mapped, Plans};
 use tributary_store::Store;
 
-use crate::{EngineError, blocking, in_parallel};
+use crate::scheduling::{Foreground, cpu_work};
+use crate::{EngineError, in_parallel};
 
 /// A batch of events after `after` (up to `last`), mapped with `plans`.
 pub(crate) struct Fetched {
@@ -26,12 +27,14 @@ pub(crate) struct Fetched {
 pub(crate) struct ReadAhead {
     batches: tokio::sync::mpsc::Receiver<Result<Option<Fetched>, EngineError>>,
     plans: tokio::sync::watch::Sender<Arc<Plans>>,
+    foreground: Arc<Foreground>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl ReadAhead {
     pub(crate) fn start(
         store: Arc<dyn Store>,
+        foreground: Arc<Foreground>,
         aid: AccountId,
         mut after: i64,
         batch_size: u32,
@@ -39,6 +42,7 @@ impl ReadAhead {
     ) -> ReadAhead {
         let (tx, batches) = tokio::sync::mpsc::channel(1);
         let (plans, plans_rx) = tokio::sync::watch::channel(plans);
+        let mapping = foreground.clone();
         let task = tokio::spawn(async move {
             loop {
                 let read = async {
@@ -48,7 +52,7 @@ impl ReadAhead {
                     };
                     let plans = plans_rx.borrow().clone();
                     let count = events.len() as u64;
-                    let (events, mapped) = map_events(events, plans.clone()).await?;
+                    let (events, mapped) = map_events(&mapping, events, plans.clone()).await?;
                     Ok(Some(Fetched {
                         after,
                         last,
@@ -75,6 +79,7 @@ impl ReadAhead {
         ReadAhead {
             batches,
             plans,
+            foreground,
             task,
         }
     }
@@ -101,7 +106,8 @@ impl ReadAhead {
         };
         if !Arc::ptr_eq(&batch.plans, plans) {
             let events = std::mem::take(&mut batch.events);
-            (batch.events, batch.mapped) = map_events(events, plans.clone()).await?;
+            (batch.events, batch.mapped) =
+                map_events(&self.foreground, events, plans.clone()).await?;
             batch.plans = plans.clone();
         }
         Ok(Some(batch))
@@ -114,12 +120,13 @@ impl Drop for ReadAhead {
     }
 }
 
-/// Maps events (CPU work: on the blocking pool, over all cores).
+/// Maps events (CPU work, over all cores).
 async fn map_events(
+    foreground: &Foreground,
     events: Vec<StoredEvent>,
     plans: Arc<Plans>,
 ) -> Result<(Vec<StoredEvent>, Vec<Mapped>), EngineError> {
-    blocking(move || {
+    cpu_work(foreground, move || {
         let mapped = in_parallel(&events, |e| plans.map(e));
         (events, mapped)
     })
@@ -173,7 +180,14 @@ mod tests {
         let first = store.events_after(1, 0, 1).await.unwrap()[0].id;
 
         let (by_uid, by_email) = (plans("uid"), plans("email"));
-        let mut reader = ReadAhead::start(store.clone(), 1, first, 2, by_uid.clone());
+        let mut reader = ReadAhead::start(
+            store.clone(),
+            Foreground::new(),
+            1,
+            first,
+            2,
+            by_uid.clone(),
+        );
         let batch = reader.next(&by_uid).await.unwrap().unwrap();
         assert_eq!((batch.after, batch.count), (first, 2));
         assert_eq!(batch.mapped[0].keys, vec![IdentityKey::new("uid", "u1")]);
