@@ -244,10 +244,7 @@ impl Engine {
                 return Ok(total);
             }
             let reader = match &mut reader {
-                Some(r) => {
-                    r.use_plans(&setup.plans);
-                    r
-                }
+                Some(r) => r,
                 None => {
                     let cursor = self.store.pipeline_cursor(aid).await?;
                     reader.insert(ReadAhead::start(
@@ -348,12 +345,14 @@ impl Engine {
     ) -> Result<Option<Resolved>, EngineError> {
         let Some(Fetched {
             after: cursor,
-            last,
-            count,
+            events,
             mapped,
             ..
         }) = reader.next(&setup.plans).await?
         else {
+            return Ok(None);
+        };
+        let Some(last) = events.last().map(|e| e.id) else {
             return Ok(None);
         };
         if let Some(p) = pending
@@ -410,7 +409,7 @@ impl Engine {
         }
         Ok(Some(Resolved {
             stats: Stats {
-                events: count,
+                events: events.len() as u64,
                 ..stats
             },
             commit,

@@ -18,6 +18,7 @@ use tributary_profile::{Plans, ProfileView};
 
 use crate::audiences::{Audiences, Scope};
 use crate::resolve::Entry;
+use crate::scheduling::{Foreground, cpu_work};
 use crate::{Engine, EngineError, in_parallel, now_micros};
 
 /// Profiles per recompute page: one store round trip and one commit each.
@@ -117,7 +118,7 @@ impl Engine {
             let evaluator = async {
                 while let Some(read) = read_rx.recv().await {
                     let upto = read.upto;
-                    let page = recompute.evaluate(read).await?;
+                    let page = recompute.evaluate(&self.foreground, read).await?;
                     if eval_tx.send((page, upto)).await.is_err() {
                         break;
                     }
@@ -299,14 +300,14 @@ impl Engine {
 }
 
 impl Recompute {
-    /// Evaluates a page on the blocking pool: what it commits.
-    async fn evaluate(&self, read: ReadPage) -> Result<Page, EngineError> {
+    /// Evaluates a page as the pipeline's CPU work ([`cpu_work`]): what it commits.
+    async fn evaluate(&self, foreground: &Foreground, read: ReadPage) -> Result<Page, EngineError> {
         let (slugs, audiences, plans) = (
             self.slugs.clone(),
             self.audiences.clone(),
             self.plans.clone(),
         );
-        tokio::task::spawn_blocking(move || {
+        cpu_work(foreground, move || {
             evaluate_page(
                 &read.profiles,
                 read.members,
@@ -316,8 +317,7 @@ impl Recompute {
                 now_micros(),
             )
         })
-        .await
-        .map_err(|e| EngineError::Corrupt(format!("audience recompute failed: {e}")))?
+        .await?
     }
 }
 

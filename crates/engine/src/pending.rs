@@ -23,7 +23,7 @@ impl<'a> Pending<'a> {
         }
     }
 
-    /// Corrects what a read found for `keys` (sorted) by what the pending commit writes.
+    /// Corrects what a read found for `keys` by what the pending commit writes.
     pub(crate) fn update_index(&self, keys: &[IdentityKey], index: &mut Vec<(IdentityKey, i64)>) {
         index.retain(|(k, _)| !self.identities.contains_key(k));
         for (k, id) in index.iter_mut() {

@@ -9,14 +9,12 @@ use tributary_store::Store;
 use crate::scheduling::{Foreground, cpu_work};
 use crate::{EngineError, in_parallel};
 
-/// A batch of events after `after` (up to `last`), mapped with `plans`.
+/// A batch of events after `after` (never empty), mapped with `plans`.
 pub(crate) struct Fetched {
     pub after: i64,
-    pub last: i64,
-    pub count: u64,
     plans: Arc<Plans>,
     /// Kept to map again if the plans change before the batch is resolved.
-    events: Vec<StoredEvent>,
+    pub events: Vec<StoredEvent>,
     pub mapped: Vec<Mapped>,
 }
 
@@ -47,16 +45,13 @@ impl ReadAhead {
             loop {
                 let read = async {
                     let events = store.events_after(aid, after, batch_size).await?;
-                    let Some(last) = events.last().map(|e| e.id) else {
+                    if events.is_empty() {
                         return Ok(None);
-                    };
+                    }
                     let plans = plans_rx.borrow().clone();
-                    let count = events.len() as u64;
                     let (events, mapped) = map_events(&mapping, events, plans.clone()).await?;
                     Ok(Some(Fetched {
                         after,
-                        last,
-                        count,
                         plans,
                         events,
                         mapped,
@@ -64,7 +59,7 @@ impl ReadAhead {
                 };
                 let batch: Result<Option<Fetched>, EngineError> = read.await;
                 let next = match &batch {
-                    Ok(Some(f)) => Some(f.last),
+                    Ok(Some(f)) => f.events.last().map(|e| e.id),
                     _ => None,
                 };
                 if tx.send(batch).await.is_err() {
@@ -84,8 +79,12 @@ impl ReadAhead {
         }
     }
 
-    /// Maps the batches not yet read with `plans` (the account's queries changed).
-    pub(crate) fn use_plans(&self, plans: &Arc<Plans>) {
+    /// The next batch, mapped with `plans` (again, if it was read before they changed);
+    /// `None` once there are no more events. Batches read from now on are mapped with `plans`.
+    pub(crate) async fn next(
+        &mut self,
+        plans: &Arc<Plans>,
+    ) -> Result<Option<Fetched>, EngineError> {
         self.plans.send_if_modified(|current| {
             let changed = !Arc::ptr_eq(current, plans);
             if changed {
@@ -93,14 +92,6 @@ impl ReadAhead {
             }
             changed
         });
-    }
-
-    /// The next batch, mapped with `plans` (again, if it was read before they changed);
-    /// `None` once there are no more events.
-    pub(crate) async fn next(
-        &mut self,
-        plans: &Arc<Plans>,
-    ) -> Result<Option<Fetched>, EngineError> {
         let Some(mut batch) = self.batches.recv().await.transpose()?.flatten() else {
             return Ok(None);
         };
@@ -189,7 +180,7 @@ mod tests {
             by_uid.clone(),
         );
         let batch = reader.next(&by_uid).await.unwrap().unwrap();
-        assert_eq!((batch.after, batch.count), (first, 2));
+        assert_eq!((batch.after, batch.events.len()), (first, 2));
         assert_eq!(batch.mapped[0].keys, vec![IdentityKey::new("uid", "u1")]);
         // The queries change once the next batch was read ahead with the old ones: it is
         // mapped again.
@@ -203,9 +194,8 @@ mod tests {
             !reader.batches.is_empty(),
             "the next batch was never read ahead"
         );
-        reader.use_plans(&by_email);
         let batch = reader.next(&by_email).await.unwrap().unwrap();
-        assert_eq!((batch.after, batch.count), (first + 2, 2));
+        assert_eq!((batch.after, batch.events.len()), (first + 2, 2));
         assert_eq!(
             batch.mapped[0].keys,
             vec![IdentityKey::new("email", "e3@x.io")]

@@ -42,6 +42,7 @@ use tributary_core::{
 
 pub use sql::SqlStore;
 pub use sql::events::MINUTES_KEPT_SECS;
+pub use sql::jobs::JOB_MINUTES_KEPT_SECS;
 pub use writer::{EventWriter, WriteError, WriterConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -438,7 +439,8 @@ pub trait JobStore: Send + Sync + 'static {
     /// The job's metrics as they stood at its last report of each minute, from the minute of
     /// `since` on, as `(minute, metrics)` ascending, preceded by the last recorded minute
     /// before it (where the window's first increase is measured from), if any. Every report
-    /// that is written records its minute (see `report_job`); a day of minutes is kept per job.
+    /// that is written records its minute (see `report_job`); [`JOB_MINUTES_KEPT_SECS`] of
+    /// minutes are kept per job.
     async fn job_minutes(
         &self,
         job_id: i64,

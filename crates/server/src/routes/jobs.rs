@@ -308,7 +308,8 @@ pub async fn minutes(
     Path(id): Path<String>,
     axum::extract::Query(params): axum::extract::Query<crate::api::MinutesParams>,
 ) -> ApiResult {
-    let minutes = bounded("minutes", params.minutes, 60, 24 * 60)?;
+    let kept = (tributary_store::JOB_MINUTES_KEPT_SECS / 60) as u32;
+    let minutes = bounded("minutes", params.minutes, 60, kept)?;
     let job = find(&state, auth.caller.account_id, &id).await?;
     let since = now() - i64::from(minutes) * 60_000_000;
     let rows = state.store.job_minutes(job.id, since).await?;

@@ -377,7 +377,6 @@ impl SqlStore {
     }
 }
 
-/// Per-stream counter deltas of a batch, so the counters are one upsert per stream.
 /// Runs `sql` (a `DELETE` of rows before `$1`) with `cutoff`, unless this process did so
 /// less than `every` ago (`last` holds when, in micros).
 async fn prune(
@@ -418,6 +417,7 @@ fn minute_deltas(events: &[NewEvent]) -> Vec<(AccountId, Micros, &str, i64)> {
     deltas
 }
 
+/// Per-stream counter deltas of a batch, so the counters are one upsert per stream.
 fn stream_deltas(events: &[NewEvent]) -> Vec<(AccountId, &str, i64, Micros)> {
     let mut deltas: Vec<(AccountId, &str, i64, Micros)> = Vec::new();
     for e in events {

@@ -17,7 +17,7 @@ use crate::rows::{AUTH_COLUMNS, JOB_COLUMNS, auth_from_row, job_from_row, log_li
 use crate::{JobStore, Result, StoreError};
 
 /// How far back a job's per-minute metrics go: a day.
-const JOB_MINUTES_KEPT: Micros = 24 * 60 * super::events::MINUTE;
+pub const JOB_MINUTES_KEPT_SECS: i64 = 24 * 3600;
 
 /// `'running', 'sleeping'`: a state list for `IN (..)`, from the enum (never from input).
 fn state_list(states: &[JobState]) -> String {
@@ -244,7 +244,7 @@ impl JobStore for SqlStore {
         .await?;
         sqlx::query("DELETE FROM job_minutes WHERE job_id = $1 AND minute < $2")
             .bind(id)
-            .bind(minute - JOB_MINUTES_KEPT)
+            .bind(minute - JOB_MINUTES_KEPT_SECS * 1_000_000)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

@@ -10,7 +10,7 @@
 mod accounts;
 pub(crate) mod audiences;
 pub(crate) mod events;
-mod jobs;
+pub(crate) mod jobs;
 mod packed;
 mod profiles;
 
