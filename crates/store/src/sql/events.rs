@@ -10,8 +10,9 @@ use tributary_core::{
     StreamSettings,
 };
 
+use super::packed::{self, Column::Int, Column::Text, packed_sql};
 use super::{SqlStore, decode_all, page_query, per_id_chunk, statement_chunks};
-use crate::dialect::Lock;
+use crate::dialect::{Dialect, Lock};
 use crate::rows::{EVENT_COLUMNS, event_from_row, import_file_from_row, stream_from_row};
 use crate::{EventLog, Result, RowHashes};
 
@@ -185,6 +186,35 @@ impl EventLog for SqlStore {
         );
         // A reader: the pipeline reads ahead while its previous batch commits, and never
         // holds up an append.
+        if self.dialect == Dialect::Sqlite {
+            let sql = packed_sql(
+                &format!(
+                    "SELECT id AS ord, {EVENT_COLUMNS} FROM events
+                     WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+                ),
+                &[
+                    Int("id"),
+                    Text("stream"),
+                    Int("received_at"),
+                    Int("event_time"),
+                    Text("payload"),
+                ],
+            );
+            let mut conn = self.log.read.acquire().await?;
+            let query = |after, read: usize| {
+                page_query(sql.clone(), aid, after, limit.saturating_sub(read as u32))
+            };
+            return packed::read_all(&mut conn, "events", after, query, |r| {
+                Ok(StoredEvent {
+                    id: r.int("id")?,
+                    stream: r.text("stream")?.to_string(),
+                    received_at: r.int("received_at")?,
+                    event_time: r.int("event_time")?,
+                    payload: r.text("payload")?.to_string(),
+                })
+            })
+            .await;
+        }
         let query = page_query(sql, aid, after, limit);
         decode_all(query, &self.log.read, event_from_row).await
     }

@@ -8,7 +8,8 @@ use sqlx::{Any, AnyConnection, Connection, Row};
 use tributary_core::{AccountId, IdentityKey, MergeRecord, Micros, PipelineCommit, StoredProfile};
 
 use super::audiences::{apply_changes, erase_memberships};
-use super::{SqlStore, decode_all, packed, page_query, per_id_chunk, statement_chunks};
+use super::packed::{self, Column, Column::Int, Column::Text, Unpacker, packed_sql};
+use super::{SqlStore, decode_all, page_query, per_id_chunk, statement_chunks};
 use crate::dialect::Dialect;
 use crate::rows::{PROFILE_COLUMNS, merge_from_row, profile_from_row};
 use crate::{ProfileStore, Result, StoreError};
@@ -30,22 +31,42 @@ impl ProfileStore for SqlStore {
         aid: AccountId,
         keys: &[IdentityKey],
     ) -> Result<Vec<(IdentityKey, i64)>> {
-        // The keys as one JSON parameter, joined to the table: PostgreSQL plans the join as
-        // an index probe per key, where an `IN (VALUES ...)` list of 2,000 keys was planned
-        // as a hash join over a scan of the whole table (35 ms a batch at 200,000 identities).
         let rows: Vec<(&str, &str)> = keys
             .iter()
             .map(|k| (k.field.as_str(), k.value.as_str()))
             .collect();
-        // (`CROSS JOIN`: SQLite then keeps the keys as the outer loop, as written, instead of
-        // scanning the table and parsing the keys again for each of its rows.)
+        let keys = json(serde_json::to_string(&rows))?;
+        if self.dialect == Dialect::Sqlite {
+            let sql = packed_sql(
+                "SELECT CAST(j.key AS INTEGER) AS ord, i.profile_id, i.field, i.value
+                 FROM json_each($1) AS j CROSS JOIN identities i
+                 WHERE i.account_id = $2 AND i.field = j.value->>0 AND i.value = j.value->>1
+                   AND CAST(j.key AS INTEGER) > $3",
+                &[Int("profile_id"), Text("field"), Text("value")],
+            );
+            let mut conn = self.state.read.acquire().await?;
+            let query = |after, _| {
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(keys.clone())
+                    .bind(aid)
+                    .bind(after)
+            };
+            return packed::read_all(&mut conn, "identities", -1, query, |r| {
+                let id = r.int("profile_id")?;
+                Ok((IdentityKey::new(r.text("field")?, r.text("value")?), id))
+            })
+            .await;
+        }
+        // The keys as one JSON parameter, joined to the table: PostgreSQL plans the join as
+        // an index probe per key, where an `IN (VALUES ...)` list of 2,000 keys was planned
+        // as a hash join over a scan of the whole table (35 ms a batch at 200,000 identities).
         let sql = format!(
-            "SELECT i.field, i.value, i.profile_id FROM {} CROSS JOIN identities i
-             WHERE i.account_id = $2 AND i.field = j.value->>0 AND i.value = j.value->>1",
+            "SELECT i.field, i.value, i.profile_id FROM {} JOIN identities i
+             ON i.account_id = $2 AND i.field = j.value->>0 AND i.value = j.value->>1",
             self.dialect.json_rows(1)
         );
         let found = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(json(serde_json::to_string(&rows))?)
+            .bind(keys)
             .bind(aid)
             .fetch_all(&self.state.read)
             .await?;
@@ -203,7 +224,19 @@ impl ProfileStore for SqlStore {
         limit: u32,
     ) -> Result<Vec<StoredProfile>> {
         if self.dialect == Dialect::Sqlite {
-            return packed::scan_profiles(&self.state.read, aid, after, limit).await;
+            let sql = packed_sql(
+                "SELECT id AS ord, id, created_at, modified_at, next_check, state FROM profiles
+                 WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+                &PROFILE_PACKING,
+            );
+            let mut conn = self.state.read.acquire().await?;
+            let query = |after, read: usize| {
+                page_query(sql.clone(), aid, after, limit.saturating_sub(read as u32))
+            };
+            return packed::read_all(&mut conn, "profiles", after, query, |r| {
+                unpack_profile(aid, r)
+            })
+            .await;
         }
         let sql = format!(
             "SELECT {PROFILE_COLUMNS} FROM profiles WHERE account_id = $1 AND id > $2
@@ -258,6 +291,23 @@ async fn profiles_by_id(
     aid: AccountId,
     ids: &[i64],
 ) -> Result<Vec<StoredProfile>> {
+    if dialect == Dialect::Sqlite {
+        let ids = json(serde_json::to_string(ids))?;
+        let sql = packed_sql(
+            "SELECT CAST(j.key AS INTEGER) AS ord,
+                    p.id, p.created_at, p.modified_at, p.next_check, p.state
+             FROM json_each($1) AS j CROSS JOIN profiles p
+             WHERE p.account_id = $2 AND p.id = j.value AND CAST(j.key AS INTEGER) > $3",
+            &PROFILE_PACKING,
+        );
+        let query = |after, _| {
+            sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(ids.clone())
+                .bind(aid)
+                .bind(after)
+        };
+        return packed::read_all(conn, "profiles", -1, query, |r| unpack_profile(aid, r)).await;
+    }
     let select = format!(
         "SELECT {PROFILE_COLUMNS} FROM profiles WHERE account_id = {{p}} AND id IN ({{ids}})"
     );
@@ -268,6 +318,26 @@ async fn profiles_by_id(
         }
     }
     Ok(out)
+}
+
+/// The columns of a profile's packing on SQLite (read by [`unpack_profile`]).
+const PROFILE_PACKING: [Column; 5] = [
+    Int("id"),
+    Int("created_at"),
+    Int("modified_at"),
+    Int("next_check"),
+    Text("state"),
+];
+
+fn unpack_profile(aid: AccountId, r: &mut Unpacker<'_>) -> Result<StoredProfile> {
+    Ok(StoredProfile {
+        account_id: aid,
+        id: r.int("id")?,
+        created_at: r.int("created_at")?,
+        modified_at: r.int("modified_at")?,
+        next_check: r.nullable("next_check")?,
+        state: r.text("state")?.to_string(),
+    })
 }
 
 /// The state writer while a pipeline commit runs with `synchronous = NORMAL`. Unless
