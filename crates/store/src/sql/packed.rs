@@ -77,10 +77,17 @@ pub(super) async fn read_all<'q, T>(
         while !rows.rest.is_empty() {
             out.push(row(&mut rows)?);
         }
+        if left_out == 0 {
+            return Ok(out);
+        }
+        // Each read packs at least one row past `after`, so this ends.
         match last {
-            // Each read packs at least one row past `after`, so this ends.
-            Some(last) if left_out > 0 && last > after => after = last,
-            _ => return Ok(out),
+            Some(last) if last > after => after = last,
+            _ => {
+                return Err(StoreError::Corrupt(format!(
+                    "packed {what}: a read left rows out but got none past {after}"
+                )));
+            }
         }
     }
 }
