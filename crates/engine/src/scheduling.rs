@@ -32,8 +32,11 @@ pub(crate) fn worker_runtime() -> Result<&'static tokio::runtime::Runtime, &'sta
 }
 
 /// How much less the pipeline's CPU work weighs with the scheduler than the rest of the
-/// process while ingestion is busy (a Linux nice value: 10 weighs about a tenth of 0).
-const BACKGROUND_NICE: i32 = 10;
+/// process while ingestion is busy (a Linux nice value: 19 weighs about a seventieth of 0).
+/// The lowest: its reads, lookups and commits still run at full priority on the database's
+/// threads, and at 10 the mapped webhooks' p99 went over 2x the unmapped one's once those
+/// reads were packed (BENCHMARKS.md).
+const BACKGROUND_NICE: i32 = 19;
 
 /// How long after ingestion last woke the worker it still counts as busy.
 const FOREGROUND_QUIET: Duration = Duration::from_millis(250);
