@@ -8,7 +8,9 @@ use sqlx::{Any, AnyConnection, Connection, Row};
 use tributary_core::{AccountId, IdentityKey, MergeRecord, Micros, PipelineCommit, StoredProfile};
 
 use super::audiences::{apply_changes, erase_memberships};
-use super::packed::{self, Column, Column::Int, Column::Text, Unpacker, packed_sql};
+use super::packed::{
+    self, Column, Column::Int, Column::Text, Unpacker, packed_sql, packed_whole_sql,
+};
 use super::{SqlStore, decode_all, page_query, per_id_chunk, statement_chunks};
 use crate::dialect::Dialect;
 use crate::rows::{PROFILE_COLUMNS, merge_from_row, profile_from_row};
@@ -224,7 +226,7 @@ impl ProfileStore for SqlStore {
         limit: u32,
     ) -> Result<Vec<StoredProfile>> {
         if self.dialect == Dialect::Sqlite {
-            let sql = packed_sql(
+            let sql = packed_whole_sql(
                 "SELECT id AS ord, id, created_at, modified_at, next_check, state FROM profiles
                  WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3",
                 &PROFILE_PACKING,
@@ -233,10 +235,15 @@ impl ProfileStore for SqlStore {
             let query = |after, read: usize| {
                 page_query(sql.clone(), aid, after, limit.saturating_sub(read as u32))
             };
-            return packed::read_all(&mut conn, "profiles", after, query, |r| {
+            let mut page = packed::read_all(&mut conn, "profiles", after, query, |r| {
                 unpack_profile(aid, r)
             })
-            .await;
+            .await?;
+            // (SQLite packs the rows in the order its subquery gives them, unpromised.)
+            if !page.is_sorted_by_key(|p| p.id) {
+                page.sort_by_key(|p| p.id);
+            }
+            return Ok(page);
         }
         let sql = format!(
             "SELECT {PROFILE_COLUMNS} FROM profiles WHERE account_id = $1 AND id > $2
