@@ -7,9 +7,10 @@
 //! A row's packing: each integer column as its digits (`n` for NULL) and a space; each text
 //! column as its length in bytes, a colon and the text itself. Nothing needs escaping.
 //!
-//! One packing holds at most about [`BUDGET`] bytes (always at least one row): a read goes
-//! on after the last row it got until nothing was left out, so SQLite never builds a text
-//! near its limit (1 GB) whatever the rows hold.
+//! A budgeted packing ([`packed_sql`], the pipeline's reads) holds at most about [`BUDGET`]
+//! bytes (always at least one row): a read goes on after the last row it got until nothing
+//! was left out, so SQLite never builds a text near its limit (1 GB) whatever the rows hold.
+//! [`packed_whole_sql`] packs a small page whole, without the budget's cost.
 
 use sqlx::{AnyConnection, Row};
 
@@ -35,7 +36,7 @@ pub(super) fn packed_sql(rows: &str, columns: &[Column]) -> String {
 
 /// [`packed_sql`] without the budget, for pages small enough to pack whole (the budget's
 /// running total doubles SQLite's work: a recompute's profile scan took 5.8 s with it against
-/// 4.7 s without, BENCHMARKS.md).
+/// 4.8 s without, BENCHMARKS.md).
 pub(super) fn packed_whole_sql(rows: &str, columns: &[Column]) -> String {
     packed_within(rows, columns, None)
 }
