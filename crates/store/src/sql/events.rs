@@ -180,31 +180,23 @@ impl EventLog for SqlStore {
         after: i64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>> {
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE account_id = $1 AND id > $2
+        let rows = format!(
+            "SELECT id AS ord, {EVENT_COLUMNS} FROM events WHERE account_id = $1 AND id > $2
              ORDER BY id LIMIT $3"
         );
         // A reader: the pipeline reads ahead while its previous batch commits, and never
         // holds up an append.
         if self.dialect == Dialect::Sqlite {
-            let sql = packed_sql(
-                &format!(
-                    "SELECT id AS ord, {EVENT_COLUMNS} FROM events
-                     WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-                ),
-                &[
-                    Int("id"),
-                    Text("stream"),
-                    Int("received_at"),
-                    Int("event_time"),
-                    Text("payload"),
-                ],
-            );
+            let columns = [
+                Int("id"),
+                Text("stream"),
+                Int("received_at"),
+                Int("event_time"),
+                Text("payload"),
+            ];
             let mut conn = self.log.read.acquire().await?;
-            let query = |after, read: usize| {
-                page_query(sql.clone(), aid, after, limit.saturating_sub(read as u32))
-            };
-            return packed::read_all(&mut conn, "events", after, query, |r| {
+            let sql = packed_sql(&rows, &columns);
+            return packed::read_page(&mut conn, "events", &sql, (aid, after, limit), |r| {
                 Ok(StoredEvent {
                     id: r.int("id")?,
                     stream: r.text("stream")?.to_string(),
@@ -215,7 +207,7 @@ impl EventLog for SqlStore {
             })
             .await;
         }
-        let query = page_query(sql, aid, after, limit);
+        let query = page_query(rows, aid, after, limit);
         decode_all(query, &self.log.read, event_from_row).await
     }
 }

@@ -14,7 +14,9 @@
 
 use sqlx::{AnyConnection, Row};
 
-use super::AnyQuery;
+use tributary_core::AccountId;
+
+use super::{AnyQuery, page_query};
 use crate::{Result, StoreError};
 
 /// About how many bytes one packing holds (counted in characters).
@@ -70,7 +72,7 @@ fn packed_within(rows: &str, columns: &[Column], budget: Option<i64>) -> String 
 /// Runs a packed read to its end on `conn`: `query(after, read)` is the query of
 /// [`packed_sql`] for the rows past `ord` `after`, given `read` rows so far; it runs first
 /// with `first`. `row` unpacks one row.
-pub(super) async fn read_all<'q, T>(
+async fn read_all<'q, T>(
     conn: &mut AnyConnection,
     what: &'static str,
     first: i64,
@@ -104,6 +106,41 @@ pub(super) async fn read_all<'q, T>(
             }
         }
     }
+}
+
+/// A page of an account's rows on `conn`, packed by `sql` (from [`packed_sql`] or
+/// [`packed_whole_sql`] over a [`page_query`] whose `ord` is the position a page starts after).
+pub(super) async fn read_page<T>(
+    conn: &mut AnyConnection,
+    what: &'static str,
+    sql: &str,
+    (aid, after, limit): (AccountId, i64, u32),
+    row: impl FnMut(&mut Unpacker<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let query = |after, read: usize| {
+        let left = limit.saturating_sub(u32::try_from(read).unwrap_or(u32::MAX));
+        page_query(sql.to_owned(), aid, after, left)
+    };
+    read_all(conn, what, after, query, row).await
+}
+
+/// The rows an account has for the elements of `list` (a JSON array, bound at `$1`), packed by
+/// `sql`, whose `ord` is the element's index (`CAST(j.key AS INTEGER)`), kept past `$3`; the
+/// account is bound at `$2`.
+pub(super) async fn read_listed<T>(
+    conn: &mut AnyConnection,
+    what: &'static str,
+    sql: &str,
+    (aid, list): (AccountId, &str),
+    row: impl FnMut(&mut Unpacker<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let query = |after, _| {
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+            .bind(list.to_owned())
+            .bind(aid)
+            .bind(after)
+    };
+    read_all(conn, what, -1, query, row).await
 }
 
 /// Reads the columns of packed rows, in order.

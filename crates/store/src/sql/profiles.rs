@@ -47,13 +47,7 @@ impl ProfileStore for SqlStore {
                 &[Int("profile_id"), Text("field"), Text("value")],
             );
             let mut conn = self.state.read.acquire().await?;
-            let query = |after, _| {
-                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                    .bind(keys.clone())
-                    .bind(aid)
-                    .bind(after)
-            };
-            return packed::read_all(&mut conn, "identities", -1, query, |r| {
+            return packed::read_listed(&mut conn, "identities", &sql, (aid, &keys), |r| {
                 let id = r.int("profile_id")?;
                 Ok((IdentityKey::new(r.text("field")?, r.text("value")?), id))
             })
@@ -225,31 +219,25 @@ impl ProfileStore for SqlStore {
         after: i64,
         limit: u32,
     ) -> Result<Vec<StoredProfile>> {
+        let rows = format!(
+            "SELECT id AS ord, {PROFILE_COLUMNS} FROM profiles WHERE account_id = $1 AND id > $2
+             ORDER BY id LIMIT $3"
+        );
         if self.dialect == Dialect::Sqlite {
-            let sql = packed_whole_sql(
-                "SELECT id AS ord, id, created_at, modified_at, next_check, state FROM profiles
-                 WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-                &PROFILE_PACKING,
-            );
             let mut conn = self.state.read.acquire().await?;
-            let query = |after, read: usize| {
-                page_query(sql.clone(), aid, after, limit.saturating_sub(read as u32))
-            };
-            let mut page = packed::read_all(&mut conn, "profiles", after, query, |r| {
-                unpack_profile(aid, r)
-            })
-            .await?;
+            let sql = packed_whole_sql(&rows, &PROFILE_PACKING);
+            let mut page =
+                packed::read_page(&mut conn, "profiles", &sql, (aid, after, limit), |r| {
+                    unpack_profile(aid, r)
+                })
+                .await?;
             // (SQLite packs the rows in the order its subquery gives them, unpromised.)
             if !page.is_sorted_by_key(|p| p.id) {
                 page.sort_by_key(|p| p.id);
             }
             return Ok(page);
         }
-        let sql = format!(
-            "SELECT {PROFILE_COLUMNS} FROM profiles WHERE account_id = $1 AND id > $2
-             ORDER BY id LIMIT $3"
-        );
-        let query = page_query(sql, aid, after, limit);
+        let query = page_query(rows, aid, after, limit);
         decode_all(query, &self.state.read, profile_from_row).await
     }
 
@@ -307,13 +295,10 @@ async fn profiles_by_id(
              WHERE p.account_id = $2 AND p.id = j.value AND CAST(j.key AS INTEGER) > $3",
             &PROFILE_PACKING,
         );
-        let query = |after, _| {
-            sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                .bind(ids.clone())
-                .bind(aid)
-                .bind(after)
-        };
-        return packed::read_all(conn, "profiles", -1, query, |r| unpack_profile(aid, r)).await;
+        return packed::read_listed(conn, "profiles", &sql, (aid, &ids), |r| {
+            unpack_profile(aid, r)
+        })
+        .await;
     }
     let select = format!(
         "SELECT {PROFILE_COLUMNS} FROM profiles WHERE account_id = {{p}} AND id IN ({{ids}})"
