@@ -10,7 +10,7 @@ use tributary_core::{
     StreamSettings,
 };
 
-use super::packed::{self, Column::Int, Column::Text, packed_sql};
+use super::packed::{self, Column::Int, Column::Text, Unpacker, packed_sql};
 use super::{SqlStore, decode_all, page_query, per_id_chunk, statement_chunks};
 use crate::dialect::{Dialect, Lock};
 use crate::rows::{EVENT_COLUMNS, event_from_row, import_file_from_row, stream_from_row};
@@ -196,7 +196,7 @@ impl EventLog for SqlStore {
             ];
             let mut conn = self.log.read.acquire().await?;
             let sql = packed_sql(&rows, &columns);
-            return packed::read_page(&mut conn, "events", &sql, (aid, after, limit), |r| {
+            let unpack = |r: &mut Unpacker<'_>| {
                 Ok(StoredEvent {
                     id: r.int("id")?,
                     stream: r.text("stream")?.to_string(),
@@ -204,7 +204,15 @@ impl EventLog for SqlStore {
                     event_time: r.int("event_time")?,
                     payload: r.text("payload")?.to_string(),
                 })
-            })
+            };
+            return packed::read_page(
+                &mut conn,
+                "events",
+                &sql,
+                (aid, after, limit),
+                unpack,
+                |e| e.id,
+            )
             .await;
         }
         let query = page_query(rows, aid, after, limit);

@@ -39,6 +39,8 @@ impl ProfileStore for SqlStore {
             .collect();
         let keys = json(serde_json::to_string(&rows))?;
         if self.dialect == Dialect::Sqlite {
+            // (`CROSS JOIN`: SQLite then keeps the keys as the outer loop, as written, instead
+            // of scanning the table and parsing the keys again for each of its rows.)
             let sql = packed_sql(
                 "SELECT CAST(j.key AS INTEGER) AS ord, i.profile_id, i.field, i.value
                  FROM json_each($1) AS j CROSS JOIN identities i
@@ -226,16 +228,16 @@ impl ProfileStore for SqlStore {
         if self.dialect == Dialect::Sqlite {
             let mut conn = self.state.read.acquire().await?;
             let sql = packed_whole_sql(&rows, &PROFILE_PACKING);
-            let mut page =
-                packed::read_page(&mut conn, "profiles", &sql, (aid, after, limit), |r| {
-                    unpack_profile(aid, r)
-                })
-                .await?;
-            // (SQLite packs the rows in the order its subquery gives them, unpromised.)
-            if !page.is_sorted_by_key(|p| p.id) {
-                page.sort_by_key(|p| p.id);
-            }
-            return Ok(page);
+            let unpack = |r: &mut Unpacker<'_>| unpack_profile(aid, r);
+            return packed::read_page(
+                &mut conn,
+                "profiles",
+                &sql,
+                (aid, after, limit),
+                unpack,
+                |p| p.id,
+            )
+            .await;
         }
         let query = page_query(rows, aid, after, limit);
         decode_all(query, &self.state.read, profile_from_row).await
